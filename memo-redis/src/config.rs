@@ -1,0 +1,676 @@
+//! Configuration: environment variables and a typed builder, validated once, secrets redacted.
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+
+use crate::codec::CodecKind;
+use crate::error::ConfigError;
+
+/// Default Redis URL when neither `REDIS_URL` nor `REDIS_HOST`/`REDIS_PORT` are set.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+/// Default namespace, the first field of every key (`REDIS_PREFIX`).
+pub const DEFAULT_NAMESPACE: &str = "memo";
+/// Default TTL for functions without `ttl` (`REDIS_DEFAULT_TTL`): one hour.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// Default per-operation timeout (`REDIS_SOCKET_TIMEOUT`): 250 ms.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(250);
+/// Default connect timeout (`REDIS_SOCKET_CONNECT_TIMEOUT`): 1 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default number of consecutive failures that opens the circuit breaker.
+pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
+/// Default time the breaker stays open before one probe is let through.
+pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
+/// Default largest encoded value that is stored (`REDIS_MAX_VALUE_BYTES`): 8 MiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Validated configuration of one [`Cache`](crate::Cache).
+///
+/// Build it with [`Config::builder`] or read it from the environment with [`Config::from_env`].
+/// `Debug` and `Display` never show the password.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = memo_redis::Config::builder()
+///     .url("redis://:s3cret@127.0.0.1:6379/0")
+///     .namespace("myapp")
+///     .default_ttl(Duration::from_secs(60))
+///     .build()?;
+/// assert_eq!(config.namespace(), "myapp");
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// # Ok::<(), memo_redis::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) connection: ConnectionInfo,
+    pub(crate) display_url: String,
+    pub(crate) namespace: String,
+    pub(crate) default_ttl: Option<Duration>,
+    pub(crate) max_connections: u32,
+    pub(crate) op_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) codec: CodecKind,
+}
+
+impl Config {
+    /// Starts a builder with every setting at its default.
+    ///
+    /// ```
+    /// let config = memo_redis::Config::builder().build()?;
+    /// assert_eq!(config.namespace(), "memo");
+    /// # Ok::<(), memo_redis::ConfigError>(())
+    /// ```
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// Reads the configuration from the process environment (see the table in the crate docs).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first variable that is malformed or out of range.
+    ///
+    /// ```
+    /// // With no REDIS_* variables set this is the default configuration.
+    /// let config = memo_redis::Config::from_env()?;
+    /// # Ok::<(), memo_redis::ConfigError>(())
+    /// ```
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], reading variables through `lookup` instead of the environment
+    /// (for tests and for configuration kept elsewhere).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first variable that is malformed or out of range.
+    ///
+    /// ```
+    /// let config = memo_redis::Config::from_lookup(|name| match name {
+    ///     "REDIS_PREFIX" => Some("svc".to_string()),
+    ///     "REDIS_DEFAULT_TTL" => Some("0".to_string()),
+    ///     _ => None,
+    /// })?;
+    /// assert_eq!(config.namespace(), "svc");
+    /// assert_eq!(config.default_ttl(), None);
+    /// let err = memo_redis::Config::from_lookup(|n| (n == "REDIS_PORT").then(|| "70000".into()));
+    /// assert!(err.unwrap_err().to_string().contains("REDIS_PORT"));
+    /// # Ok::<(), memo_redis::ConfigError>(())
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut b = ConfigBuilder::default();
+        if let Some(v) = get("REDIS_URL") {
+            b = b.url(v);
+        }
+        if let Some(v) = get("REDIS_HOST") {
+            b = b.host(v);
+        }
+        if let Some(v) = get("REDIS_PORT") {
+            b.port = Some(parse_num::<u32>("REDIS_PORT", &v)?);
+        }
+        if let Some(v) = get("REDIS_DB") {
+            b.db = Some(parse_num::<i64>("REDIS_DB", &v)?);
+        }
+        if let Some(v) = get("REDIS_USERNAME") {
+            b = b.username(v);
+        }
+        if let Some(v) = lookup("REDIS_PASSWORD").filter(|v| !v.is_empty()) {
+            b = b.password(v);
+        }
+        if let Some(v) = get("REDIS_SSL") {
+            b = b.ssl(parse_bool("REDIS_SSL", &v)?);
+        }
+        if let Some(v) = get("REDIS_CLUSTER") {
+            b = b.cluster(parse_bool("REDIS_CLUSTER", &v)?);
+        }
+        if let Some(v) = get("REDIS_PREFIX") {
+            b = b.namespace(v);
+        }
+        if let Some(v) = get("REDIS_DEFAULT_TTL") {
+            b.default_ttl = Some(parse_ttl_secs("REDIS_DEFAULT_TTL", &v)?);
+        }
+        if let Some(v) = get("REDIS_MAX_CONNECTIONS") {
+            b.max_connections = Some(parse_num::<u32>("REDIS_MAX_CONNECTIONS", &v)?);
+        }
+        if let Some(v) = get("REDIS_SOCKET_TIMEOUT") {
+            b.op_timeout = Some(parse_secs("REDIS_SOCKET_TIMEOUT", &v)?);
+        }
+        if let Some(v) = get("REDIS_SOCKET_CONNECT_TIMEOUT") {
+            b.connect_timeout = Some(parse_secs("REDIS_SOCKET_CONNECT_TIMEOUT", &v)?);
+        }
+        if let Some(v) = get("REDIS_BREAKER_THRESHOLD") {
+            b.breaker_threshold = Some(parse_num::<u32>("REDIS_BREAKER_THRESHOLD", &v)?);
+        }
+        if let Some(v) = get("REDIS_BREAKER_COOLDOWN") {
+            b.breaker_cooldown = Some(parse_secs("REDIS_BREAKER_COOLDOWN", &v)?);
+        }
+        if let Some(v) = get("REDIS_MAX_VALUE_BYTES") {
+            b.max_value_bytes = Some(parse_num::<usize>("REDIS_MAX_VALUE_BYTES", &v)?);
+        }
+        if let Some(v) = get("REDIS_CODEC") {
+            b.codec =
+                Some(
+                    v.trim()
+                        .parse::<CodecKind>()
+                        .map_err(|reason| ConfigError::Invalid {
+                            name: "REDIS_CODEC",
+                            value: v.clone(),
+                            reason,
+                        })?,
+                );
+        }
+        b.build()
+    }
+
+    /// The namespace, the first field of every key.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// TTL for functions without `ttl`; `None` means entries do not expire.
+    pub fn default_ttl(&self) -> Option<Duration> {
+        self.default_ttl
+    }
+
+    /// The bound on every Redis operation a cached call waits for.
+    pub fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
+    /// The bound on establishing a connection.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The default codec for functions that do not name one.
+    pub fn codec(&self) -> CodecKind {
+        self.codec
+    }
+
+    /// The largest encoded value that is stored; larger results are returned but not cached.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
+    }
+
+    /// The Redis URL with any password replaced by `***`.
+    pub fn redacted_url(&self) -> &str {
+        &self.display_url
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("url", &self.display_url)
+            .field("namespace", &self.namespace)
+            .field("default_ttl", &self.default_ttl)
+            .field("max_connections", &self.max_connections)
+            .field("op_timeout", &self.op_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("breaker_threshold", &self.breaker_threshold)
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("codec", &self.codec)
+            .finish()
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (namespace `{}`)", self.display_url, self.namespace)
+    }
+}
+
+/// Builder for [`Config`]; every method corresponds to one `REDIS_*` variable.
+///
+/// Nothing is validated until [`ConfigBuilder::build`], which reports the first problem.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = memo_redis::Config::builder()
+///     .host("127.0.0.1")
+///     .port(6380)
+///     .db(2)
+///     .op_timeout(Duration::from_millis(100))
+///     .build()?;
+/// assert_eq!(config.redacted_url(), "redis://127.0.0.1:6380/2");
+/// # Ok::<(), memo_redis::ConfigError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct ConfigBuilder {
+    url: Option<String>,
+    host: Option<String>,
+    port: Option<u32>,
+    db: Option<i64>,
+    username: Option<String>,
+    password: Option<String>,
+    ssl: bool,
+    cluster: bool,
+    namespace: Option<String>,
+    default_ttl: Option<Option<Duration>>,
+    max_connections: Option<u32>,
+    op_timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    breaker_threshold: Option<u32>,
+    breaker_cooldown: Option<Duration>,
+    max_value_bytes: Option<usize>,
+    codec: Option<CodecKind>,
+}
+
+impl fmt::Debug for ConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigBuilder")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConfigBuilder {
+    /// `REDIS_URL`: `redis://[user[:password]@]host[:port][/db]` (or `rediss://`). Wins over
+    /// host, port, db, username, password and ssl.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+    /// `REDIS_HOST` (default `127.0.0.1`).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+    /// `REDIS_PORT`, 1–65535 (default 6379).
+    pub fn port(mut self, port: u32) -> Self {
+        self.port = Some(port);
+        self
+    }
+    /// `REDIS_DB`, the database number (default 0).
+    pub fn db(mut self, db: i64) -> Self {
+        self.db = Some(db);
+        self
+    }
+    /// `REDIS_USERNAME`, the ACL user.
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+    /// `REDIS_PASSWORD`; never printed.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+    /// `REDIS_SSL`: connect with TLS (needs TLS support compiled into redis-rs).
+    pub fn ssl(mut self, ssl: bool) -> Self {
+        self.ssl = ssl;
+        self
+    }
+    /// `REDIS_CLUSTER`: Redis Cluster mode (not supported by this version: `build` fails).
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+    /// `REDIS_PREFIX`: the namespace, first field of every key (default `memo`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+    /// `REDIS_DEFAULT_TTL`: TTL for functions without `ttl` (default 1 h).
+    /// `Duration::ZERO` means entries never expire.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some((!ttl.is_zero()).then_some(ttl));
+        self
+    }
+    /// `REDIS_MAX_CONNECTIONS` (default 1). One multiplexed connection serves all concurrent
+    /// calls; the value is validated and kept for future pooling.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+    /// `REDIS_SOCKET_TIMEOUT`: bound on each Redis operation a call waits for (default 250 ms).
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = Some(timeout);
+        self
+    }
+    /// `REDIS_SOCKET_CONNECT_TIMEOUT`: bound on establishing a connection (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+    /// `REDIS_BREAKER_THRESHOLD`: consecutive Redis failures that open the breaker (default 5).
+    pub fn breaker_threshold(mut self, n: u32) -> Self {
+        self.breaker_threshold = Some(n);
+        self
+    }
+    /// `REDIS_BREAKER_COOLDOWN`: how long the breaker stays open before a probe (default 1 s).
+    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
+        self.breaker_cooldown = Some(cooldown);
+        self
+    }
+    /// `REDIS_MAX_VALUE_BYTES`: largest encoded value stored (default 8 MiB).
+    pub fn max_value_bytes(mut self, n: usize) -> Self {
+        self.max_value_bytes = Some(n);
+        self
+    }
+    /// `REDIS_CODEC`: default codec for functions that do not name one (default bincode).
+    pub fn codec(mut self, codec: CodecKind) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// Validates every setting.
+    ///
+    /// # Errors
+    /// The first invalid setting, e.g. a port outside 1–65535, an unparsable URL, a zero timeout,
+    /// a namespace containing `:`, or cluster/TLS mode when not supported.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        if self.cluster {
+            return Err(ConfigError::Unsupported(
+                "REDIS_CLUSTER=true: Redis Cluster is not supported by this version of memo-redis; \
+                 point REDIS_URL at a single node"
+                    .into(),
+            ));
+        }
+        let (connection, display_url) = match &self.url {
+            Some(url) => {
+                let info = url
+                    .as_str()
+                    .into_connection_info()
+                    .map_err(|e| ConfigError::Url {
+                        url: redact_url(url),
+                        reason: e.to_string(),
+                    })?;
+                (info, redact_url(url))
+            }
+            None => self.connection_from_fields()?,
+        };
+        if matches!(connection.addr(), ConnectionAddr::TcpTls { .. }) && !tls_supported() {
+            return Err(ConfigError::Unsupported(
+                "TLS (`rediss://` or REDIS_SSL=true) needs the `tls` feature of memo-redis".into(),
+            ));
+        }
+        let namespace = self
+            .namespace
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        validate_segment("REDIS_PREFIX", &namespace)?;
+        let op_timeout = positive("REDIS_SOCKET_TIMEOUT", self.op_timeout, DEFAULT_OP_TIMEOUT)?;
+        let connect_timeout = positive(
+            "REDIS_SOCKET_CONNECT_TIMEOUT",
+            self.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?;
+        let max_connections = self.max_connections.unwrap_or(1);
+        if max_connections == 0 {
+            return Err(invalid("REDIS_MAX_CONNECTIONS", "0", "must be at least 1"));
+        }
+        let breaker_threshold = self.breaker_threshold.unwrap_or(DEFAULT_BREAKER_THRESHOLD);
+        if breaker_threshold == 0 {
+            return Err(invalid(
+                "REDIS_BREAKER_THRESHOLD",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        let breaker_cooldown = positive(
+            "REDIS_BREAKER_COOLDOWN",
+            self.breaker_cooldown,
+            DEFAULT_BREAKER_COOLDOWN,
+        )?;
+        let max_value_bytes = self.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES);
+        if max_value_bytes == 0 {
+            return Err(invalid("REDIS_MAX_VALUE_BYTES", "0", "must be at least 1"));
+        }
+        Ok(Config {
+            connection,
+            display_url,
+            namespace,
+            default_ttl: self.default_ttl.unwrap_or(Some(DEFAULT_TTL)),
+            max_connections,
+            op_timeout,
+            connect_timeout,
+            breaker_threshold,
+            breaker_cooldown,
+            max_value_bytes,
+            codec: self.codec.unwrap_or_default(),
+        })
+    }
+
+    fn connection_from_fields(&self) -> Result<(ConnectionInfo, String), ConfigError> {
+        let host = self.host.clone().unwrap_or_else(|| "127.0.0.1".to_string());
+        if host.trim().is_empty() {
+            return Err(invalid("REDIS_HOST", "", "must not be empty"));
+        }
+        let port = self.port.unwrap_or(6379);
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid("REDIS_PORT", &port.to_string(), "must be 1-65535"))?;
+        let db = self.db.unwrap_or(0);
+        if db < 0 {
+            return Err(invalid("REDIS_DB", &db.to_string(), "must not be negative"));
+        }
+        let addr = if self.ssl {
+            ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host.clone(), port)
+        };
+        let info = addr.into_connection_info().map_err(|e| ConfigError::Url {
+            url: host.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut settings = info.redis_settings().clone().set_db(db);
+        if let Some(u) = &self.username {
+            settings = settings.set_username(u);
+        }
+        if let Some(p) = &self.password {
+            settings = settings.set_password(p);
+        }
+        let scheme = if self.ssl { "rediss" } else { "redis" };
+        let auth = match (&self.username, &self.password) {
+            (Some(u), Some(_)) => format!("{u}:***@"),
+            (Some(u), None) => format!("{u}@"),
+            (None, Some(_)) => ":***@".to_string(),
+            (None, None) => String::new(),
+        };
+        let display = format!("{scheme}://{auth}{host}:{port}/{db}");
+        Ok((info.set_redis_settings(settings), display))
+    }
+}
+
+fn tls_supported() -> bool {
+    cfg!(feature = "tls")
+}
+
+fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn positive(
+    name: &'static str,
+    value: Option<Duration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let v = value.unwrap_or(default);
+    if v.is_zero() {
+        return Err(invalid(name, "0", "must be greater than zero"));
+    }
+    Ok(v)
+}
+
+/// Namespaces and prefixes are one key field: no `:` (it separates fields), no glob characters
+/// (they would make pattern invalidation match other keys), no whitespace.
+pub(crate) fn validate_segment(name: &'static str, s: &str) -> Result<(), ConfigError> {
+    if s.is_empty() {
+        return Err(invalid(name, s, "must not be empty"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| matches!(c, ':' | '*' | '?' | '[' | ']' | '{' | '}') || c.is_whitespace())
+    {
+        return Err(invalid(
+            name,
+            s,
+            &format!("must not contain `{c}`; use letters, digits, `_`, `-`, `.` or `/`"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_num<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigError> {
+    v.trim()
+        .parse::<T>()
+        .map_err(|_| invalid(name, v, "expected a non-negative whole number"))
+}
+
+fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(invalid(name, v, "expected true or false")),
+    }
+}
+
+fn parse_secs(name: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    let secs: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| invalid(name, v, "expected seconds, e.g. `0.25`"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| invalid(name, v, "expected a non-negative, finite number of seconds"))
+}
+
+fn parse_ttl_secs(name: &'static str, v: &str) -> Result<Option<Duration>, ConfigError> {
+    let t = v.trim();
+    if t.starts_with('-') {
+        return Err(invalid(name, v, "must not be negative; 0 means no expiry"));
+    }
+    let secs: u64 = t
+        .parse()
+        .map_err(|_| invalid(name, v, "expected whole seconds; 0 means no expiry"))?;
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+}
+
+/// Replaces the password part of a URL by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let redacted = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{}{}{}", &url[..scheme_end + 3], redacted, &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.namespace(), "memo");
+        assert_eq!(c.default_ttl(), Some(DEFAULT_TTL));
+        assert_eq!(c.op_timeout(), DEFAULT_OP_TIMEOUT);
+        assert_eq!(c.redacted_url(), "redis://127.0.0.1:6379/0");
+    }
+
+    #[test]
+    fn table_of_bad_values() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("REDIS_PORT", "0", "invalid REDIS_PORT `0`: must be 1-65535"),
+            ("REDIS_PORT", "65536", "invalid REDIS_PORT `65536`: must be 1-65535"),
+            ("REDIS_PORT", "abc", "invalid REDIS_PORT `abc`: expected a non-negative whole number"),
+            ("REDIS_DB", "-1", "invalid REDIS_DB `-1`: must not be negative"),
+            ("REDIS_DEFAULT_TTL", "-5", "invalid REDIS_DEFAULT_TTL `-5`: must not be negative; 0 means no expiry"),
+            ("REDIS_DEFAULT_TTL", "1.5", "invalid REDIS_DEFAULT_TTL `1.5`: expected whole seconds; 0 means no expiry"),
+            ("REDIS_SOCKET_TIMEOUT", "0", "invalid REDIS_SOCKET_TIMEOUT `0`: must be greater than zero"),
+            ("REDIS_SOCKET_TIMEOUT", "-1", "invalid REDIS_SOCKET_TIMEOUT `-1`: expected a non-negative, finite number of seconds"),
+            ("REDIS_SOCKET_CONNECT_TIMEOUT", "x", "invalid REDIS_SOCKET_CONNECT_TIMEOUT `x`: expected seconds, e.g. `0.25`"),
+            ("REDIS_SSL", "maybe", "invalid REDIS_SSL `maybe`: expected true or false"),
+            ("REDIS_PREFIX", "a:b", "invalid REDIS_PREFIX `a:b`: must not contain `:`; use letters, digits, `_`, `-`, `.` or `/`"),
+            ("REDIS_MAX_CONNECTIONS", "0", "invalid REDIS_MAX_CONNECTIONS `0`: must be at least 1"),
+            ("REDIS_CODEC", "xml", "invalid REDIS_CODEC `xml`: unknown codec `xml`; expected one of `bincode`, `json`, `msgpack`, `postcard`"),
+        ];
+        for (name, value, want) in cases {
+            let err = from(&[(name, value)]).unwrap_err();
+            assert_eq!(err.to_string(), *want, "{name}={value}");
+        }
+        let err = from(&[("REDIS_URL", "http://:pw@host")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid REDIS_URL `http://:***@host`"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("pw@"));
+        let err = from(&[("REDIS_CLUSTER", "true")]).unwrap_err();
+        assert!(err.to_string().contains("Redis Cluster is not supported"));
+    }
+
+    #[test]
+    fn fields_and_url() {
+        let c = from(&[
+            ("REDIS_HOST", "10.0.0.1"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DB", "3"),
+            ("REDIS_USERNAME", "app"),
+            ("REDIS_PASSWORD", "hunter2"),
+            ("REDIS_DEFAULT_TTL", "0"),
+            ("REDIS_SOCKET_TIMEOUT", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(c.redacted_url(), "redis://app:***@10.0.0.1:6380/3");
+        assert_eq!(c.default_ttl(), None);
+        assert_eq!(c.op_timeout(), Duration::from_millis(500));
+        assert_eq!(c.connection.redis_settings().password(), Some("hunter2"));
+        // REDIS_URL wins over the fields.
+        let c = from(&[("REDIS_URL", "redis://u:pw@h:1/2"), ("REDIS_PORT", "7")]).unwrap();
+        assert_eq!(c.redacted_url(), "redis://u:***@h:1/2");
+        for shown in [format!("{c:?}"), c.to_string()] {
+            assert!(!shown.contains("pw"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact_url("redis://:p@h:1"), "redis://:***@h:1");
+        assert_eq!(redact_url("redis://u@h"), "redis://u@h");
+        assert_eq!(redact_url("redis://h/0"), "redis://h/0");
+        assert_eq!(redact_url("rediss://u:p:q@h/0"), "rediss://u:***@h/0");
+    }
+}

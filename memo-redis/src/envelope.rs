@@ -1,0 +1,199 @@
+//! The envelope: a small self-describing header in front of the codec payload.
+//!
+//! ```text
+//! offset  size  field
+//! 0       2     magic  b"MR"
+//! 2       1     format version (1)
+//! 3       1     codec id (see CodecKind::id)
+//! 4       1     flags: bit 0 = cached `None` (no payload)
+//! 5       8     written at, ms since the Unix epoch, big-endian
+//! 13      4     compute time of the body, ms, big-endian (for early refresh)
+//! 17      ..    payload
+//! ```
+//! Anything that does not parse, carries an unknown version or codec, or exceeds the size limit
+//! is rejected with [`EnvelopeError`]; the caller treats it as a miss and repairs the entry.
+
+use crate::codec::CodecKind;
+
+/// First two bytes of every entry.
+pub const MAGIC: [u8; 2] = *b"MR";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 17;
+/// Flag: the entry is a cached `None`.
+pub const FLAG_NONE: u8 = 0b0000_0001;
+const KNOWN_FLAGS: u8 = FLAG_NONE;
+
+/// Why an entry was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// Shorter than the header.
+    #[error("entry truncated ({0} bytes)")]
+    Truncated(usize),
+    /// Not written by memo-redis.
+    #[error("foreign entry (bad magic)")]
+    BadMagic,
+    /// Written by another (newer or older) format version.
+    #[error("unsupported envelope format version {0}")]
+    Version(u8),
+    /// Written with a codec this build does not have.
+    #[error("unknown codec id {0}")]
+    Codec(u8),
+    /// Unknown flag bits, or a cached `None` with a payload.
+    #[error("invalid flags {0:#04x}")]
+    Flags(u8),
+    /// Larger than the configured maximum.
+    #[error("entry of {0} bytes exceeds the size limit")]
+    TooLarge(usize),
+}
+
+/// A parsed envelope borrowing its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    /// The codec that wrote the payload.
+    pub codec: CodecKind,
+    /// Flag bits (see [`FLAG_NONE`]).
+    pub flags: u8,
+    /// When the entry was written, ms since the Unix epoch.
+    pub written_at_ms: u64,
+    /// How long the body took to compute, ms.
+    pub compute_ms: u32,
+    /// The codec bytes.
+    pub payload: &'a [u8],
+}
+
+impl<'a> Envelope<'a> {
+    /// Whether this entry is a cached `None`.
+    pub fn is_none(&self) -> bool {
+        self.flags & FLAG_NONE != 0
+    }
+
+    /// Parses `bytes`, rejecting entries larger than `max_len`.
+    ///
+    /// # Errors
+    /// See [`EnvelopeError`].
+    ///
+    /// ```
+    /// use memo_redis::envelope::{Envelope, EnvelopeError};
+    /// assert_eq!(Envelope::parse(b"hello", 1024), Err(EnvelopeError::Truncated(5)));
+    /// ```
+    pub fn parse(bytes: &'a [u8], max_len: usize) -> Result<Envelope<'a>, EnvelopeError> {
+        if bytes.len() > max_len.saturating_add(HEADER_LEN) {
+            return Err(EnvelopeError::TooLarge(bytes.len()));
+        }
+        let Some((header, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
+            return Err(EnvelopeError::Truncated(bytes.len()));
+        };
+        if header[0..2] != MAGIC {
+            return Err(EnvelopeError::BadMagic);
+        }
+        if header[2] != FORMAT_VERSION {
+            return Err(EnvelopeError::Version(header[2]));
+        }
+        let codec = CodecKind::from_id(header[3]).ok_or(EnvelopeError::Codec(header[3]))?;
+        let flags = header[4];
+        if flags & !KNOWN_FLAGS != 0 || (flags & FLAG_NONE != 0 && !payload.is_empty()) {
+            return Err(EnvelopeError::Flags(flags));
+        }
+        let mut written = [0u8; 8];
+        written.copy_from_slice(&header[5..13]);
+        let mut compute = [0u8; 4];
+        compute.copy_from_slice(&header[13..17]);
+        Ok(Envelope {
+            codec,
+            flags,
+            written_at_ms: u64::from_be_bytes(written),
+            compute_ms: u32::from_be_bytes(compute),
+            payload,
+        })
+    }
+}
+
+/// Writes a header into `out` (which should be empty); the payload is appended after it.
+pub fn write_header(
+    out: &mut Vec<u8>,
+    codec: CodecKind,
+    flags: u8,
+    written_at_ms: u64,
+    compute_ms: u32,
+) {
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_VERSION);
+    out.push(codec.id());
+    out.push(flags);
+    out.extend_from_slice(&written_at_ms.to_be_bytes());
+    out.extend_from_slice(&compute_ms.to_be_bytes());
+}
+
+/// Encodes a whole entry: `Some(value)` or a cached `None`.
+///
+/// # Errors
+/// The codec cannot represent the value.
+///
+/// ```
+/// use memo_redis::{envelope, CodecKind};
+/// let bytes = envelope::encode(CodecKind::Bincode, Some(&42u32), 0, 5).unwrap();
+/// let env = envelope::Envelope::parse(&bytes, 1 << 20).unwrap();
+/// assert_eq!(env.compute_ms, 5);
+/// assert_eq!(env.codec.decode::<u32>(env.payload).unwrap(), 42);
+/// ```
+pub fn encode<T: serde::Serialize + ?Sized>(
+    codec: CodecKind,
+    value: Option<&T>,
+    written_at_ms: u64,
+    compute_ms: u32,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(64);
+    match value {
+        Some(v) => {
+            write_header(&mut out, codec, 0, written_at_ms, compute_ms);
+            codec.encode(v, &mut out)?;
+        }
+        None => write_header(&mut out, codec, FLAG_NONE, written_at_ms, compute_ms),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_rejections() {
+        let bytes = encode(CodecKind::Bincode, Some(&("a", 7u64)), 123, 9).unwrap();
+        let env = Envelope::parse(&bytes, 1024).unwrap();
+        assert_eq!(
+            (env.written_at_ms, env.compute_ms, env.is_none()),
+            (123, 9, false)
+        );
+        let none = encode::<u8>(CodecKind::Bincode, None, 1, 2).unwrap();
+        assert!(Envelope::parse(&none, 1024).unwrap().is_none());
+
+        assert_eq!(
+            Envelope::parse(&bytes[..10], 1024),
+            Err(EnvelopeError::Truncated(10))
+        );
+        let mut v = bytes.clone();
+        v[2] = 9;
+        assert_eq!(Envelope::parse(&v, 1024), Err(EnvelopeError::Version(9)));
+        let mut v = bytes.clone();
+        v[3] = 200;
+        assert_eq!(Envelope::parse(&v, 1024), Err(EnvelopeError::Codec(200)));
+        let mut v = bytes.clone();
+        v[4] = 0x80;
+        assert_eq!(Envelope::parse(&v, 1024), Err(EnvelopeError::Flags(0x80)));
+        let mut v = none.clone();
+        v.push(0);
+        assert_eq!(Envelope::parse(&v, 1024), Err(EnvelopeError::Flags(1)));
+        assert_eq!(
+            Envelope::parse(b"xx-not-an-envelope", 1024),
+            Err(EnvelopeError::BadMagic)
+        );
+        assert!(matches!(
+            Envelope::parse(&bytes, 1),
+            Err(EnvelopeError::TooLarge(_))
+        ));
+    }
+}

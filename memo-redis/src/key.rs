@@ -1,0 +1,193 @@
+//! Keys: `{namespace}:{prefix}:{fingerprint}:{digest-or-template}`.
+//!
+//! - the digest is SHA-256 over the bincode encoding of the key arguments, streamed into the
+//!   hasher, truncated to 128 bits and written as 32 hex digits;
+//! - a template (`key = "user:{id}"`) renders each argument with `Display`, percent-escaping every
+//!   byte outside `[A-Za-z0-9_.]`, so `:` or `-` inside a value can never imitate a separator;
+//! - the fingerprint covers the function identity, the return type's tokens and `version`.
+
+use std::fmt::{self, Write as _};
+use std::io;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Rendered templates longer than this are replaced by `#` and a digest of the rendering, so a
+/// hostile argument cannot make keys grow without bound.
+pub const MAX_TEMPLATE_LEN: usize = 256;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+}
+
+/// The 12-hex-digit fingerprint of a function: identity, return type and version.
+///
+/// ```
+/// use memo_redis::key::fingerprint;
+/// assert_ne!(fingerprint("app::f", "u32", 0), fingerprint("app::f", "u64", 0));
+/// assert_ne!(fingerprint("app::f", "u32", 0), fingerprint("app::f", "u32", 1));
+/// assert_eq!(fingerprint("app::f", "u32", 0).len(), 12);
+/// ```
+pub fn fingerprint(identity: &str, ret: &str, version: u32) -> String {
+    let mut h = Sha256::new();
+    h.update((identity.len() as u64).to_le_bytes());
+    h.update(identity.as_bytes());
+    h.update((ret.len() as u64).to_le_bytes());
+    h.update(ret.as_bytes());
+    h.update(version.to_le_bytes());
+    let d = h.finalize();
+    let mut s = String::with_capacity(12);
+    push_hex(&mut s, &d[..6]);
+    s
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends the 32-hex-digit digest of `args` to `out`.
+///
+/// # Errors
+/// An argument's `Serialize` implementation failed (e.g. a sequence of unknown length).
+///
+/// ```
+/// let mut a = String::new();
+/// memo_redis::key::push_digest(&mut a, &(&1u32, &"x")).unwrap();
+/// let mut b = String::new();
+/// memo_redis::key::push_digest(&mut b, &(&1u32, &"y")).unwrap();
+/// assert_eq!(a.len(), 32);
+/// assert_ne!(a, b);
+/// ```
+pub fn push_digest<A: Serialize + ?Sized>(out: &mut String, args: &A) -> Result<(), String> {
+    let mut h = Sha256::new();
+    bincode::serde::encode_into_std_write(
+        args,
+        &mut HashWriter(&mut h),
+        bincode::config::standard(),
+    )
+    .map_err(|e| e.to_string())?;
+    let d = h.finalize();
+    push_hex(out, &d[..16]);
+    Ok(())
+}
+
+/// Writes template values into a key, escaping them.
+///
+/// Generated code calls [`TemplateWriter::lit`] for the literal parts of a `key = "..."`
+/// template and [`TemplateWriter::arg`] for each placeholder.
+#[derive(Debug)]
+pub struct TemplateWriter<'a> {
+    out: &'a mut String,
+    start: usize,
+}
+
+impl<'a> TemplateWriter<'a> {
+    pub(crate) fn new(out: &'a mut String) -> Self {
+        let start = out.len();
+        TemplateWriter { out, start }
+    }
+
+    /// Appends literal template text as is.
+    pub fn lit(&mut self, s: &str) {
+        self.out.push_str(s);
+    }
+
+    /// Appends the `Display` rendering of `value`, percent-escaping every byte outside
+    /// `[A-Za-z0-9_.]`.
+    pub fn arg<T: fmt::Display + ?Sized>(&mut self, value: &T) {
+        // Writing into a String cannot fail.
+        let _ = write!(Escaper(self.out), "{value}");
+    }
+
+    /// Replaces an over-long rendering by `#` and its digest.
+    pub(crate) fn finish(self) {
+        let rendered_len = self.out.len() - self.start;
+        if rendered_len > MAX_TEMPLATE_LEN {
+            let d = Sha256::digest(&self.out.as_bytes()[self.start..]);
+            self.out.truncate(self.start);
+            self.out.push('#');
+            push_hex(self.out, &d[..16]);
+        }
+    }
+}
+
+struct Escaper<'a>(&'a mut String);
+
+impl fmt::Write for Escaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' {
+                self.0.push(b as char);
+            } else {
+                self.0.push('%');
+                self.0
+                    .push(HEX[usize::from(b >> 4)].to_ascii_uppercase() as char);
+                self.0
+                    .push(HEX[usize::from(b & 0x0f)].to_ascii_uppercase() as char);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renders a template into a fresh string (for tests and tools).
+///
+/// ```
+/// let k = memo_redis::key::render(|w| { w.lit("user:"); w.arg("a:b"); });
+/// assert_eq!(k, "user:a%3Ab");
+/// ```
+pub fn render(f: impl FnOnce(&mut TemplateWriter<'_>)) -> String {
+    let mut s = String::new();
+    let mut w = TemplateWriter::new(&mut s);
+    f(&mut w);
+    w.finish();
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_is_injective_on_separators() {
+        let a = render(|w| {
+            w.lit("u:");
+            w.arg("x:y");
+            w.lit(":");
+            w.arg("z");
+        });
+        let b = render(|w| {
+            w.lit("u:");
+            w.arg("x");
+            w.lit(":");
+            w.arg("y:z");
+        });
+        assert_ne!(a, b);
+        assert_eq!(a, "u:x%3Ay:z");
+        assert_eq!(render(|w| w.arg("%3A")), "%253A");
+        assert_eq!(render(|w| w.arg("é*")), "%C3%A9%2A");
+    }
+
+    #[test]
+    fn long_templates_fall_back_to_a_digest() {
+        let long = "x".repeat(MAX_TEMPLATE_LEN + 1);
+        let k = render(|w| {
+            w.lit("p:");
+            w.arg(&long);
+        });
+        assert!(k.starts_with('#') && k.len() == 33, "{k}");
+    }
+}

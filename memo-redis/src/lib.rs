@@ -1,0 +1,135 @@
+//! Declarative Redis-backed memoization for async Rust, fail-open by design.
+//!
+//! Put `#[redis_cache]` on an `async fn` and its results are cached in Redis, keyed by its
+//! arguments. When Redis is unreachable, slow or returns garbage, the function simply runs:
+//! the cache may make a call faster, it never makes it fail, hang or lie.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use memo_redis::redis_cache;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct User { id: u64, name: String }
+//!
+//! #[redis_cache(ttl = "5m", prefix = "users")]
+//! async fn get_user(id: u64) -> Option<User> {
+//!     // ... an expensive database query ...
+//!     Some(User { id, name: "Ada".into() })
+//! }
+//!
+//! # async fn run() -> Result<(), memo_redis::Error> {
+//! let first = get_user(42).await;          // miss: runs the body, stores the result
+//! let second = get_user(42).await;         // hit: served from Redis
+//! get_user_evict(&42).await?;               // companion: drop the entry
+//! println!("{}", get_user_key(&42)?);       // companion: the exact Redis key
+//! # Ok(()) }
+//! ```
+//!
+//! # What gets cached
+//!
+//! | return type | cached | never cached |
+//! |---|---|---|
+//! | `T` | every value | — |
+//! | `Option<T>` | `Some`; `None` with `cache_none = true` (reads back as a hit returning `None`) | `None` by default |
+//! | `Result<T, E>` (also `anyhow::Result<T>`, `io::Result<T>`) | `Ok` | `Err` (`E` needs no serde) |
+//! | `Result<Option<T>, E>` | `Ok(Some)`, `Ok(None)` with `cache_none` | `Err` |
+//!
+//! # Companions
+//!
+//! For a function `f`, the macro generates next to it (as associated functions for methods):
+//!
+//! | companion | does |
+//! |---|---|
+//! | `f_key(&args) -> Result<String, Error>` | the exact Redis key |
+//! | `f_evict(&args).await -> Result<bool, Error>` | deletes the entry |
+//! | `f_peek(&args).await -> Result<Option<R>, Error>` | what a hit would return, without running the body |
+//! | `f_refresh(args).await -> R` | runs the body and stores the result (write-through) |
+//!
+//! Companions take references to the key arguments only (skipped arguments are left out), except
+//! `f_refresh`, which takes the function's own parameters because it runs the body.
+//!
+//! # Configuration
+//!
+//! The global cache reads `REDIS_URL` (default `redis://127.0.0.1:6379`), `REDIS_PREFIX`
+//! (default `memo`), `REDIS_DEFAULT_TTL` (default 3600 s, 0 = no expiry),
+//! `REDIS_SOCKET_TIMEOUT` (default 0.25 s) and the other variables listed on [`Config`] on the
+//! first cached call, or takes a configuration installed with [`init`].
+//!
+//! # Keys
+//!
+//! `{namespace}:{prefix}:{fingerprint}:{digest}` — see [`key`] and `docs/keys-and-failures.md`.
+
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod breaker;
+mod cache;
+pub mod codec;
+mod config;
+pub mod envelope;
+mod error;
+pub mod key;
+mod log;
+mod memo;
+mod shape;
+mod store;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use crate::breaker::BreakerState;
+pub use crate::cache::Cache;
+pub use crate::codec::CodecKind;
+pub use crate::config::{
+    Config, ConfigBuilder, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_NAMESPACE, DEFAULT_OP_TIMEOUT,
+    DEFAULT_TTL, DEFAULT_URL,
+};
+pub use crate::error::{ConfigError, Error};
+pub use crate::memo::FnStats;
+pub use memo_redis_derive::redis_cache;
+
+use std::time::Duration;
+
+/// Installs the configuration of the global cache; call it at startup, before the first cached
+/// call. Without it the global cache configures itself from `REDIS_*` variables.
+///
+/// # Errors
+/// [`Error::AlreadyInitialised`] if the global cache was installed or used already.
+///
+/// ```
+/// let config = memo_redis::Config::builder().namespace("myapp").build()?;
+/// memo_redis::init(config)?;
+/// assert_eq!(memo_redis::global().config().map(|c| c.namespace()), Some("myapp"));
+/// # Ok::<(), memo_redis::Error>(())
+/// ```
+pub fn init(config: Config) -> Result<(), Error> {
+    __private::GLOBAL.install(config)
+}
+
+/// The global cache, used by every function that does not name another.
+///
+/// ```
+/// let cache = memo_redis::global();
+/// assert!(!cache.breaker_open());
+/// ```
+pub fn global() -> &'static Cache {
+    &__private::GLOBAL
+}
+
+/// Waits (at most 5 s) for the global cache's background work, then closes its connection.
+/// For workers and jobs that exit.
+///
+/// Returns `false` if background work was still running at the deadline.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// memo_redis::shutdown().await;
+/// # }
+/// ```
+pub async fn shutdown() -> bool {
+    __private::GLOBAL.shutdown(Duration::from_secs(5)).await
+}

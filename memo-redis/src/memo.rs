@@ -1,0 +1,452 @@
+//! The call algorithm and the per-function specification the macro emits.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::cache::{Cache, Inner};
+use crate::codec::CodecKind;
+use crate::envelope::{self, Envelope};
+use crate::error::Error;
+use crate::key::{self, TemplateWriter};
+use crate::log::RateLimited;
+use crate::shape::Shape;
+
+/// TTL of a function's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// The cache's configured default (`REDIS_DEFAULT_TTL`).
+    Default,
+    /// Never expire.
+    Never,
+    /// This many milliseconds.
+    Millis(u64),
+}
+
+/// Static description of one cached function, emitted by `#[redis_cache]`.
+#[derive(Debug)]
+pub struct Spec {
+    module: &'static str,
+    name: &'static str,
+    identity: Option<&'static str>,
+    prefix: Option<&'static str>,
+    ret: &'static str,
+    version: u32,
+    ttl: Ttl,
+    cache_none: bool,
+    codec: Option<CodecKind>,
+    cache: &'static Cache,
+    head: OnceLock<Head>,
+    stats: Stats,
+    key_errors: OnceLock<RateLimited>,
+}
+
+#[derive(Debug)]
+struct Head {
+    self_ty: &'static str,
+    text: String,
+}
+
+/// Outcome counters of one function (relaxed atomics: nothing on the hit path waits for them).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) bypass: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) skipped_too_large: AtomicU64,
+}
+
+/// A snapshot of one function's outcome counters.
+///
+/// Every call ends as exactly one of hit, miss, bypass or error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct FnStats {
+    /// Served from Redis; the body did not run.
+    pub hits: u64,
+    /// Not in Redis (or the entry was corrupt); the body ran and the result was offered to Redis.
+    pub misses: u64,
+    /// Redis was not asked (breaker open, invalid configuration, key not computable); the body ran.
+    pub bypass: u64,
+    /// Redis failed or timed out on the read; the body ran.
+    pub errors: u64,
+    /// Results not stored because their encoding exceeded the size limit.
+    pub skipped_too_large: u64,
+}
+
+impl Spec {
+    /// A spec for function `name` in `module`; the rest are builder-style `const fn`s.
+    pub const fn new(
+        module: &'static str,
+        name: &'static str,
+        ret: &'static str,
+        cache: &'static Cache,
+    ) -> Spec {
+        Spec {
+            module,
+            name,
+            identity: None,
+            prefix: None,
+            ret,
+            version: 0,
+            ttl: Ttl::Default,
+            cache_none: false,
+            codec: None,
+            cache,
+            head: OnceLock::new(),
+            stats: Stats {
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                bypass: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                skipped_too_large: AtomicU64::new(0),
+            },
+            key_errors: OnceLock::new(),
+        }
+    }
+    /// `name = "..."`: a stable identity replacing the module path.
+    pub const fn identity(mut self, identity: &'static str) -> Spec {
+        self.identity = Some(identity);
+        self
+    }
+    /// `prefix = "..."`.
+    pub const fn prefix(mut self, prefix: &'static str) -> Spec {
+        self.prefix = Some(prefix);
+        self
+    }
+    /// `version = N`.
+    pub const fn version(mut self, version: u32) -> Spec {
+        self.version = version;
+        self
+    }
+    /// `ttl = ...`.
+    pub const fn ttl(mut self, ttl: Ttl) -> Spec {
+        self.ttl = ttl;
+        self
+    }
+    /// `cache_none = true`.
+    pub const fn cache_none(mut self, cache_none: bool) -> Spec {
+        self.cache_none = cache_none;
+        self
+    }
+    /// `codec = ...`.
+    pub const fn codec(mut self, codec: CodecKind) -> Spec {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// The counters of this function.
+    pub fn stats(&self) -> FnStats {
+        let s = &self.stats;
+        FnStats {
+            hits: s.hits.load(Ordering::Relaxed),
+            misses: s.misses.load(Ordering::Relaxed),
+            bypass: s.bypass.load(Ordering::Relaxed),
+            errors: s.errors.load(Ordering::Relaxed),
+            skipped_too_large: s.skipped_too_large.load(Ordering::Relaxed),
+        }
+    }
+
+    fn head(&self, inner: &Inner, self_ty: &'static str) -> Cow<'_, str> {
+        let head = self.head.get_or_init(|| Head {
+            self_ty,
+            text: self.render_head(inner, self_ty),
+        });
+        // A method's spec is shared by every instantiation of a generic impl; only the first
+        // `Self` gets the cached head, the others compute theirs.
+        if head.self_ty == self_ty {
+            Cow::Borrowed(&head.text)
+        } else {
+            Cow::Owned(self.render_head(inner, self_ty))
+        }
+    }
+
+    fn render_head(&self, inner: &Inner, self_ty: &str) -> String {
+        let owner = if self_ty.is_empty() {
+            self.module
+        } else {
+            self_ty
+        };
+        let identity: Cow<'_, str> = match self.identity {
+            Some(id) => Cow::Borrowed(id),
+            None => Cow::Owned(format!("{owner}::{}", self.name)),
+        };
+        let prefix: Cow<'_, str> = match self.prefix {
+            Some(p) => Cow::Borrowed(p),
+            None => Cow::Owned(sanitize_prefix(&identity)),
+        };
+        let fp = key::fingerprint(&identity, self.ret, self.version);
+        format!("{}:{prefix}:{fp}:", inner.config.namespace)
+    }
+
+    fn ttl_for(&self, inner: &Inner) -> Option<Duration> {
+        match self.ttl {
+            Ttl::Default => inner.config.default_ttl,
+            Ttl::Never => None,
+            Ttl::Millis(ms) => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    fn codec_for(&self, inner: &Inner) -> CodecKind {
+        self.codec.unwrap_or(inner.config.codec)
+    }
+
+    fn log_key_error(&self, e: &Error) {
+        self.key_errors.get_or_init(RateLimited::new).hit(|suppressed| {
+            tracing::warn!(function = self.name, error = %e, suppressed, "memo-redis: cache bypassed for this call");
+        });
+    }
+}
+
+/// `a::b::<T>::c` → `a.b._T_.c`: a default prefix is one key field.
+fn sanitize_prefix(identity: &str) -> String {
+    let dotted = identity.replace("::", ".");
+    dotted
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A computed key with the cache it belongs to.
+pub struct Key {
+    inner: &'static Arc<Inner>,
+    key: String,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Key").field(&self.key).finish()
+    }
+}
+
+impl Key {
+    /// The full Redis key.
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+}
+
+fn start_key(
+    spec: &'static Spec,
+    self_ty: &'static str,
+) -> Result<(&'static Arc<Inner>, String), Error> {
+    let inner = spec.cache.inner().map_err(|e| Error::Config(e.clone()))?;
+    let head = spec.head(inner, self_ty);
+    let mut key = String::with_capacity(head.len() + 32);
+    key.push_str(&head);
+    Ok((inner, key))
+}
+
+/// Key from the SHA-256 digest of the arguments.
+///
+/// # Errors
+/// The cache configuration is invalid, or an argument failed to serialize.
+pub fn digest_key<A: Serialize + ?Sized>(
+    spec: &'static Spec,
+    self_ty: &'static str,
+    args: &A,
+) -> Result<Key, Error> {
+    let (inner, mut key) = start_key(spec, self_ty)?;
+    key::push_digest(&mut key, args).map_err(Error::Key)?;
+    Ok(Key { inner, key })
+}
+
+/// Key from a `key = "..."` template.
+///
+/// # Errors
+/// The cache configuration is invalid.
+pub fn template_key(
+    spec: &'static Spec,
+    self_ty: &'static str,
+    render: impl FnOnce(&mut TemplateWriter<'_>),
+) -> Result<Key, Error> {
+    let (inner, mut key) = start_key(spec, self_ty)?;
+    let mut w = TemplateWriter::new(&mut key);
+    render(&mut w);
+    w.finish();
+    Ok(Key { inner, key })
+}
+
+/// Key from a `key_fn = ...` builder's output.
+///
+/// # Errors
+/// The cache configuration is invalid, or the builder returned an empty string.
+pub fn custom_key(
+    spec: &'static Spec,
+    self_ty: &'static str,
+    custom: impl AsRef<str>,
+) -> Result<Key, Error> {
+    let custom = custom.as_ref();
+    if custom.is_empty() {
+        return Err(Error::Key("key_fn returned an empty key".into()));
+    }
+    template_key(spec, self_ty, |w| w.lit(custom))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<R, String> {
+    let env = Envelope::parse(bytes, max_len).map_err(|e| e.to_string())?;
+    let value = if env.is_none() {
+        None
+    } else {
+        Some(env.codec.decode::<S::Value>(env.payload)?)
+    };
+    S::from_cached(value)
+        .ok_or_else(|| "cached None under a function that cannot return None".to_string())
+}
+
+/// Encodes and stores `r`. Returns whether an entry was written.
+async fn write<S: Shape<R>, R>(spec: &'static Spec, key: &Key, r: &R, compute: Duration) -> bool {
+    let inner = key.inner;
+    let bytes = {
+        let Some(stored) = S::stored(r, spec.cache_none) else {
+            return false;
+        };
+        let compute_ms = u32::try_from(compute.as_millis()).unwrap_or(u32::MAX);
+        match envelope::encode(spec.codec_for(inner), stored, now_ms(), compute_ms) {
+            Ok(b) => b,
+            Err(e) => {
+                spec.log_key_error(&Error::Codec(e));
+                return false;
+            }
+        }
+    };
+    if bytes.len() - envelope::HEADER_LEN > inner.config.max_value_bytes {
+        spec.stats.skipped_too_large.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            function = spec.name,
+            size = bytes.len(),
+            "result too large to cache"
+        );
+        return false;
+    }
+    let ttl = spec.ttl_for(inner);
+    if ttl.is_none() {
+        inner.check_eviction_policy();
+    }
+    inner.store.set(&key.key, &bytes, ttl).await.is_ok()
+}
+
+/// The memoized call: hit → decoded value; miss → body, then store; Redis trouble → body.
+pub async fn memo<S, R, F>(spec: &'static Spec, key: Result<Key, Error>, body: F) -> R
+where
+    S: Shape<R>,
+    F: Future<Output = R>,
+{
+    let stats = &spec.stats;
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => {
+            stats.bypass.fetch_add(1, Ordering::Relaxed);
+            if !matches!(e, Error::Config(_)) {
+                spec.log_key_error(&e);
+            }
+            return body.await;
+        }
+    };
+    let inner = key.inner;
+    let mut corrupt: Option<Vec<u8>> = None;
+    match inner.store.get(&key.key).await {
+        Ok(Some(bytes)) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
+            Ok(r) => {
+                stats.hits.fetch_add(1, Ordering::Relaxed);
+                return r;
+            }
+            Err(why) => {
+                tracing::debug!(function = spec.name, reason = %why, "undecodable cache entry; recomputing");
+                corrupt = Some(bytes);
+            }
+        },
+        Ok(None) => {}
+        Err(Error::WrongType) => corrupt = Some(Vec::new()),
+        Err(Error::BreakerOpen) => {
+            stats.bypass.fetch_add(1, Ordering::Relaxed);
+            return body.await;
+        }
+        Err(_) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            return body.await;
+        }
+    }
+    stats.misses.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let r = body.await;
+    let written = write::<S, R>(spec, &key, &r, started.elapsed()).await;
+    if let (false, Some(seen)) = (written, corrupt) {
+        // Nothing overwrote the bad entry: remove it unless someone replaced it meanwhile.
+        let _ = inner.store.repair(&key.key, &seen).await;
+    }
+    r
+}
+
+/// Companion `peek`: the value a hit would return, without running the body.
+///
+/// # Errors
+/// Redis failed, timed out or the breaker is open; the key could not be computed.
+pub async fn peek<S: Shape<R>, R>(key: Result<Key, Error>) -> Result<Option<R>, Error> {
+    let key = key?;
+    let inner = key.inner;
+    match inner.store.get(&key.key).await {
+        Ok(Some(bytes)) => Ok(decode::<S, R>(&bytes, inner.config.max_value_bytes).ok()),
+        Ok(None) | Err(Error::WrongType) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Companion `evict`: deletes the entry; `true` if one existed.
+///
+/// # Errors
+/// Redis failed, timed out or the breaker is open; the key could not be computed.
+pub async fn evict(key: Result<Key, Error>) -> Result<bool, Error> {
+    let key = key?;
+    key.inner.store.del(&key.key).await
+}
+
+/// Companion `key`: the exact Redis key.
+///
+/// # Errors
+/// The cache configuration is invalid or the key could not be computed.
+pub fn key_string(key: Result<Key, Error>) -> Result<String, Error> {
+    key.map(|k| k.key)
+}
+
+/// Companion `refresh`: runs the body and stores its result (write-through), whatever is cached.
+pub async fn refresh<S, R, F>(spec: &'static Spec, key: Result<Key, Error>, body: F) -> R
+where
+    S: Shape<R>,
+    F: Future<Output = R>,
+{
+    let started = Instant::now();
+    let r = body.await;
+    match key {
+        Ok(key) => {
+            write::<S, R>(spec, &key, &r, started.elapsed()).await;
+        }
+        Err(e) => spec.log_key_error(&e),
+    }
+    r
+}
+
+/// Pins the output type of the body block so `?` and `.into()` inside it infer as in the
+/// original function.
+#[inline(always)]
+pub fn body<R, F: Future<Output = R>>(f: F) -> F {
+    f
+}

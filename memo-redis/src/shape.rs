@@ -1,0 +1,82 @@
+//! Return-type policies: what of a function's result is cached, and how a hit becomes a result.
+//!
+//! The macro picks the shape from the return type's last path segment (`Option`, `Result`, else
+//! plain); `shape = ...` overrides it for aliases.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// How a return type `R` maps to what is stored.
+pub trait Shape<R> {
+    /// The cached value type (`T` in `T`, `Option<T>`, `Result<T, E>`, `Result<Option<T>, E>`).
+    type Value: Serialize + DeserializeOwned;
+
+    /// What to store for `r`: `None` = nothing, `Some(None)` = a cached `None`,
+    /// `Some(Some(v))` = the value `v`.
+    fn stored(r: &R, cache_none: bool) -> Option<Option<&Self::Value>>;
+
+    /// The result a hit returns; `None` when the entry cannot belong to this shape (a cached
+    /// `None` under a plain function), which is treated like a corrupt entry.
+    fn from_cached(value: Option<Self::Value>) -> Option<R>;
+}
+
+/// Plain `T`: always cached.
+#[derive(Debug)]
+pub enum Plain {}
+/// `Option<T>`: `Some` cached; `None` only with `cache_none`.
+#[derive(Debug)]
+pub enum Opt {}
+/// `Result<T, E>`: only `Ok` cached; `E` needs no serde.
+#[derive(Debug)]
+pub enum Res {}
+/// `Result<Option<T>, E>`: `Ok(Some)` cached, `Ok(None)` with `cache_none`, never `Err`.
+#[derive(Debug)]
+pub enum ResOpt {}
+
+impl<T: Serialize + DeserializeOwned> Shape<T> for Plain {
+    type Value = T;
+    fn stored(r: &T, _: bool) -> Option<Option<&T>> {
+        Some(Some(r))
+    }
+    fn from_cached(value: Option<T>) -> Option<T> {
+        value
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Shape<Option<T>> for Opt {
+    type Value = T;
+    fn stored(r: &Option<T>, cache_none: bool) -> Option<Option<&T>> {
+        match r {
+            Some(v) => Some(Some(v)),
+            None if cache_none => Some(None),
+            None => None,
+        }
+    }
+    fn from_cached(value: Option<T>) -> Option<Option<T>> {
+        Some(value)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, E> Shape<Result<T, E>> for Res {
+    type Value = T;
+    fn stored(r: &Result<T, E>, _: bool) -> Option<Option<&T>> {
+        r.as_ref().ok().map(Some)
+    }
+    fn from_cached(value: Option<T>) -> Option<Result<T, E>> {
+        value.map(Ok)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, E> Shape<Result<Option<T>, E>> for ResOpt {
+    type Value = T;
+    fn stored(r: &Result<Option<T>, E>, cache_none: bool) -> Option<Option<&T>> {
+        match r {
+            Ok(Some(v)) => Some(Some(v)),
+            Ok(None) if cache_none => Some(None),
+            _ => None,
+        }
+    }
+    fn from_cached(value: Option<T>) -> Option<Result<Option<T>, E>> {
+        Some(Ok(value))
+    }
+}

@@ -1,0 +1,189 @@
+//! The Redis side: one lazily created, auto-reconnecting multiplexed connection per cache, every
+//! operation bounded by the operation timeout and accounted on the circuit breaker.
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue, Script};
+
+use crate::breaker::{Admit, Breaker};
+use crate::config::Config;
+use crate::error::Error;
+use crate::log::RateLimited;
+
+/// Deletes the entry only if it still holds the bytes we judged corrupt, or if it is not a
+/// string at all (a list or hash planted under our key). A fresh value written meanwhile by
+/// another caller survives.
+const REPAIR_LUA: &str = r"
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then return 0 end
+if t ~= 'string' then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+pub(crate) struct Store {
+    client: redis::Client,
+    manager_config: ConnectionManagerConfig,
+    conn: RwLock<Option<ConnectionManager>>,
+    op_timeout: Duration,
+    pub(crate) breaker: Breaker,
+    errors_log: RateLimited,
+    repair: Script,
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    pub(crate) fn new(config: &Config) -> Result<Store, Error> {
+        let client = redis::Client::open(config.connection.clone())?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.op_timeout))
+            // Fail a reconnect attempt fast; the breaker decides when to try again, so a dead
+            // server costs a probe per cooldown instead of a retry loop per call.
+            .set_number_of_retries(0);
+        Ok(Store {
+            client,
+            manager_config,
+            conn: RwLock::new(None),
+            op_timeout: config.op_timeout,
+            breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
+            errors_log: RateLimited::new(),
+            repair: Script::new(REPAIR_LUA),
+            url: config.display_url.clone(),
+        })
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, Error> {
+        if let Ok(guard) = self.conn.read() {
+            if let Some(c) = guard.as_ref() {
+                return Ok(c.clone());
+            }
+        }
+        let mut guard = self
+            .conn
+            .write()
+            .map_err(|_| Error::Redis("connection lock poisoned".into()))?;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = ConnectionManager::new_lazy_with_config(
+            self.client.clone(),
+            self.manager_config.clone(),
+        )?;
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Drops the connection; the next operation creates a new one.
+    pub(crate) fn close(&self) {
+        if let Ok(mut guard) = self.conn.write() {
+            guard.take();
+        }
+    }
+
+    /// Runs one command under the breaker and the operation timeout.
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        if self.breaker.allow() == Admit::No {
+            return Err(Error::BreakerOpen);
+        }
+        let mut conn = match self.connection() {
+            Ok(c) => c,
+            Err(e) => {
+                self.failed(&e);
+                return Err(e);
+            }
+        };
+        let result = tokio::time::timeout(self.op_timeout, cmd.query_async::<T>(&mut conn)).await;
+        self.settle(result)
+    }
+
+    fn settle<T>(
+        &self,
+        result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, Error> {
+        match result {
+            Ok(Ok(v)) => {
+                if self.breaker.success() {
+                    tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
+                }
+                Ok(v)
+            }
+            Ok(Err(e)) if e.code() == Some("WRONGTYPE") => {
+                // The server works; the data under our key is foreign. Not a breaker failure.
+                self.breaker.success();
+                Err(Error::WrongType)
+            }
+            Ok(Err(e)) => {
+                let e = Error::from(e);
+                self.failed(&e);
+                Err(e)
+            }
+            Err(_) => {
+                let e = Error::Timeout(self.op_timeout);
+                self.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn failed(&self, e: &Error) {
+        if self.breaker.failure() {
+            tracing::warn!(
+                url = %self.url,
+                error = %e,
+                "redis failing; circuit breaker opened, cached functions run their bodies directly"
+            );
+        } else {
+            self.errors_log.hit(|suppressed| {
+                tracing::warn!(url = %self.url, error = %e, suppressed, "redis operation failed; the function ran without the cache");
+            });
+        }
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.query(redis::cmd("GET").arg(key)).await
+    }
+
+    pub(crate) async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX")
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        }
+        self.query::<()>(&cmd).await
+    }
+
+    pub(crate) async fn del(&self, key: &str) -> Result<bool, Error> {
+        let n: u64 = self.query(redis::cmd("DEL").arg(key)).await?;
+        Ok(n > 0)
+    }
+
+    /// Compare-and-delete of a corrupt entry (see [`REPAIR_LUA`]).
+    pub(crate) async fn repair(&self, key: &str, seen: &[u8]) -> Result<bool, Error> {
+        if self.breaker.allow() == Admit::No {
+            return Err(Error::BreakerOpen);
+        }
+        let mut conn = self.connection()?;
+        let mut invocation = self.repair.key(key);
+        invocation.arg(seen);
+        let result =
+            tokio::time::timeout(self.op_timeout, invocation.invoke_async::<u64>(&mut conn)).await;
+        self.settle(result).map(|n| n > 0)
+    }
+}

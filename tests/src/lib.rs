@@ -1,0 +1,956 @@
+//! Integration-test harness for `memo-redis`.
+//!
+//! This crate starts throw-away `redis-server` processes for the integration
+//! tests (modelled after redis-rs's `redis-test/src/server.rs`) and provides a
+//! few network helpers for failure-mode tests:
+//!
+//! * [`RedisServer`] — a private `redis-server` on a free loopback port, with
+//!   its own temporary directory and log file. It can be stopped, killed
+//!   (`SIGKILL`), restarted on the same port and paused (`CLIENT PAUSE`).
+//! * [`Blackhole`] — a TCP listener that accepts connections and never
+//!   answers, for timeout tests.
+//! * [`free_port_url`] — a URL on which nothing listens, for
+//!   connection-refused tests.
+//!
+//! The binary is `redis-server` from `PATH` unless the environment variable
+//! [`SERVER_BIN_ENV`] (`MEMO_REDIS_SERVER_BIN`) names another one.
+//!
+//! Everything here is meant for tests: setup failures panic with a message
+//! that says what went wrong (including the server log where there is one).
+//!
+//! The harness is Unix-only (it sends `SIGTERM`/`SIGKILL` to its children).
+//!
+//! ```no_run
+//! # async fn example() {
+//! use memo_redis_tests::RedisServer;
+//!
+//! let server = RedisServer::start();
+//! let mut conn = server.conn().await;
+//! let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+//! assert_eq!(pong, "PONG");
+//!
+//! server.kill(); // real `kill -9`
+//! server.restart(); // same port, same arguments
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Environment variable that overrides the `redis-server` binary to run.
+///
+/// It may name a wrapper script; the server runs in its own process group and
+/// signals go to the whole group, but [`RedisServer::is_running`] and
+/// [`RedisServer::pid`] only see the directly spawned process, so wrappers
+/// should `exec` the server.
+pub const SERVER_BIN_ENV: &str = "MEMO_REDIS_SERVER_BIN";
+
+/// Binary run when [`SERVER_BIN_ENV`] is not set.
+const DEFAULT_SERVER_BIN: &str = "redis-server";
+
+/// How often readiness is polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a freshly spawned server may take to answer `PING`.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `stop()` waits after `SIGTERM` before falling back to `SIGKILL`.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connect / read / write timeout of the raw readiness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Fresh ports tried by [`RedisServerBuilder::start`] before giving up.
+const START_ATTEMPTS: usize = 5;
+/// Attempts (spaced by [`RESTART_RETRY_DELAY`]) to re-bind the same port in
+/// [`RedisServer::restart`].
+const RESTART_ATTEMPTS: usize = 30;
+/// Delay between two re-bind attempts in [`RedisServer::restart`].
+const RESTART_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// Name of the redis log file inside the server's temporary directory.
+const LOG_FILE: &str = "redis.log";
+/// Name of the file receiving the child's stdout/stderr (early startup
+/// errors, before redis opens its log file, end up there).
+const STDIO_FILE: &str = "redis.stdio";
+
+/// Locks a mutex, ignoring poisoning (a panicking test must not make the
+/// `Drop` of a server panic a second time).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Returns a loopback port that was free a moment ago.
+///
+/// The port is obtained by binding `127.0.0.1:0` and dropping the listener,
+/// so nothing prevents another process from taking it before the caller
+/// uses it. [`RedisServer`] copes with that race by retrying; other callers
+/// should expect it to be (rarely) lost.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0 to find a free port: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("cannot read the local address of a listener: {e}"))
+        .port()
+}
+
+/// Returns a `redis://127.0.0.1:P/` URL on which nothing listens.
+///
+/// The port comes from [`free_port`]: it is free when this returns, but a
+/// concurrently started server could in principle grab it later.
+/// Connecting to it is expected to fail with "connection refused".
+pub fn free_port_url() -> String {
+    format!("redis://127.0.0.1:{}/", free_port())
+}
+
+/// Builder for a [`RedisServer`] with extra `redis-server` arguments.
+///
+/// Extra arguments are appended after the harness's own ones, so they can
+/// override them (redis applies later options last):
+///
+/// ```no_run
+/// let server = memo_redis_tests::RedisServer::builder()
+///     .arg("--maxmemory")
+///     .arg("1mb")
+///     .start();
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "call `.start()` to start the server"]
+pub struct RedisServerBuilder {
+    args: Vec<OsString>,
+}
+
+impl RedisServerBuilder {
+    /// Appends one extra command-line argument for `redis-server`.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Appends several extra command-line arguments for `redis-server`.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Starts the server and waits until it answers `PING`.
+    ///
+    /// # Panics
+    ///
+    /// If the binary cannot be found or run, if no free port could be bound
+    /// after a few attempts, or if the server does not become ready within
+    /// 10 seconds (the message then includes the server log).
+    pub fn start(self) -> RedisServer {
+        RedisServer::start_inner(self.args, &mut free_port)
+    }
+}
+
+/// A private `redis-server` process for one test.
+///
+/// It listens on `127.0.0.1` on a port chosen by the harness, with
+/// persistence disabled (`--save "" --appendonly no`) and its working
+/// directory and log file in a fresh temporary directory that is removed on
+/// drop.
+///
+/// All methods take `&self`, so a server can be shared (e.g. in an
+/// [`Arc`]) between a task exercising the code under test and one that
+/// kills or pauses the server. The process-control methods (`start`,
+/// `stop`, `kill`, `restart`, `pause`) are synchronous and block for at most
+/// a few polling rounds in the normal case; calling them directly from a
+/// multi-threaded tokio test is fine.
+///
+/// Dropping the server kills (`SIGKILL`) and reaps the process. On Linux the
+/// child additionally receives `SIGKILL` if the test process dies without
+/// running destructors, so no orphan servers are left behind. Do not keep a
+/// `RedisServer` in a `static`: statics are never dropped.
+#[derive(Debug)]
+pub struct RedisServer {
+    /// The running child, `None` after `stop()`/`kill()`.
+    child: Mutex<Option<Child>>,
+    port: u16,
+    /// Extra arguments, kept for `restart()`.
+    extra_args: Vec<OsString>,
+    /// Canonical path of `tempdir` (what redis reports for `CONFIG GET dir`).
+    dir: PathBuf,
+    log_path: PathBuf,
+    /// Kept last so it is removed after the child is gone.
+    tempdir: tempfile::TempDir,
+}
+
+/// Why one spawn attempt did not produce a ready server (other failures
+/// panic directly).
+enum SpawnError {
+    /// The server exited because its port was already bound.
+    PortInUse,
+}
+
+/// Outcome of one readiness probe.
+enum Probe {
+    /// Our server answered `PING` and reported our directory.
+    Ready,
+    /// Nothing (or nothing useful) answered yet.
+    NotReady,
+}
+
+impl RedisServer {
+    /// Starts a server with the default arguments (the common case).
+    ///
+    /// # Panics
+    ///
+    /// See [`RedisServerBuilder::start`].
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    /// Starts a server with extra `redis-server` arguments, e.g.
+    /// `RedisServer::start_with_args(&["--maxmemory", "1mb"])`.
+    ///
+    /// # Panics
+    ///
+    /// See [`RedisServerBuilder::start`].
+    pub fn start_with_args<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Self::builder().args(args).start()
+    }
+
+    /// Returns a builder to add extra `redis-server` arguments.
+    pub fn builder() -> RedisServerBuilder {
+        RedisServerBuilder::default()
+    }
+
+    /// Starts a server, taking candidate ports from `next_port`.
+    ///
+    /// The port is found by binding port 0 and dropping the listener before
+    /// redis binds it, which is racy: another process (typically another
+    /// test's server) may take it in between. Redis then exits with
+    /// "Address already in use" and we retry with a fresh port, up to
+    /// [`START_ATTEMPTS`] times. Readiness also checks the answering server's
+    /// `dir`, so a foreign server on the same port is never mistaken for ours.
+    fn start_inner(extra_args: Vec<OsString>, next_port: &mut dyn FnMut() -> u16) -> Self {
+        let tempdir = tempfile::Builder::new()
+            .prefix("memo-redis-test-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory for redis: {e}"));
+        let dir = tempdir.path().canonicalize().unwrap_or_else(|e| {
+            panic!(
+                "cannot canonicalize temporary directory {}: {e}",
+                tempdir.path().display()
+            )
+        });
+        let log_path = dir.join(LOG_FILE);
+        let mut server = RedisServer {
+            child: Mutex::new(None),
+            port: 0,
+            extra_args,
+            dir,
+            log_path,
+            tempdir,
+        };
+        let mut tried = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let port = next_port();
+            tried.push(port);
+            server.port = port;
+            match server.spawn_ready() {
+                Ok(child) => {
+                    *lock(&server.child) = Some(child);
+                    return server;
+                }
+                Err(SpawnError::PortInUse) => continue,
+            }
+        }
+        panic!(
+            "redis-server could not bind a free port after {START_ATTEMPTS} attempts \
+             (tried {tried:?}); last log:\n{}",
+            server.diagnostics()
+        );
+    }
+
+    /// The TCP port the server listens on (stable across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server address, `127.0.0.1:P`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The connection URL, `redis://127.0.0.1:P/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Path of the server's log file (appended to across restarts).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The server's temporary working directory.
+    pub fn dir(&self) -> &Path {
+        self.tempdir.path()
+    }
+
+    /// The process id of the running server, `None` if it is not running.
+    pub fn pid(&self) -> Option<u32> {
+        let mut child = lock(&self.child);
+        reap_if_exited(&mut child);
+        child.as_ref().map(Child::id)
+    }
+
+    /// Whether the server process is still alive (an exited process is
+    /// reaped here).
+    pub fn is_running(&self) -> bool {
+        let mut child = lock(&self.child);
+        reap_if_exited(&mut child);
+        child.is_some()
+    }
+
+    /// The contents of the server log (all runs, including restarts).
+    ///
+    /// Returns a placeholder text rather than panicking if the log cannot be
+    /// read, since this is mostly used to build failure messages.
+    pub fn log(&self) -> String {
+        match std::fs::read(&self.log_path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => format!("<cannot read {}: {e}>", self.log_path.display()),
+        }
+    }
+
+    /// Gracefully stops the server: sends `SIGTERM` and waits for it to exit
+    /// (falling back to `SIGKILL` after 10 seconds). Does nothing if it is
+    /// not running.
+    pub fn stop(&self) {
+        let mut guard = lock(&self.child);
+        let Some(mut child) = guard.take() else {
+            return;
+        };
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        send_signal(&child, libc::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
+                _ => {
+                    kill_and_reap(&mut child);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Kills the server with `SIGKILL` (a real `kill -9`: no shutdown, no
+    /// goodbye to clients) and reaps it. Does nothing if it is not running.
+    pub fn kill(&self) {
+        if let Some(mut child) = lock(&self.child).take() {
+            kill_and_reap(&mut child);
+        }
+    }
+
+    /// Starts the server again on the same port with the same arguments and
+    /// waits until it answers `PING`.
+    ///
+    /// A still-running server is stopped (`SIGTERM`) first. The data set is
+    /// empty afterwards (persistence is disabled). Redis sets `SO_REUSEADDR`,
+    /// so re-binding the port normally works at once; if it is reported busy
+    /// anyway, the bind is retried for about three seconds.
+    ///
+    /// # Panics
+    ///
+    /// If the port stays taken, or the server fails to become ready (the
+    /// message includes the server log).
+    pub fn restart(&self) {
+        self.stop();
+        let mut guard = lock(&self.child);
+        for _ in 0..RESTART_ATTEMPTS {
+            match self.spawn_ready() {
+                Ok(child) => {
+                    *guard = Some(child);
+                    return;
+                }
+                Err(SpawnError::PortInUse) => thread::sleep(RESTART_RETRY_DELAY),
+            }
+        }
+        panic!(
+            "redis-server could not re-bind port {} on restart (still in use); log:\n{}",
+            self.port,
+            self.diagnostics()
+        );
+    }
+
+    /// Makes the server stop answering commands from all clients for
+    /// `duration` (`CLIENT PAUSE <ms> ALL`). Returns once the pause is in
+    /// effect; the server resumes on its own afterwards.
+    ///
+    /// While paused, commands (including the handshake commands sent by a
+    /// new `redis` client connection) are held, so open the connections you
+    /// need before pausing.
+    ///
+    /// # Panics
+    ///
+    /// If the command cannot be sent or the server does not answer `+OK`.
+    pub fn pause(&self, duration: Duration) {
+        let ms = duration.as_millis().max(1).to_string();
+        let reply = raw_command(
+            self.port,
+            &[b"CLIENT", b"PAUSE", ms.as_bytes(), b"ALL"],
+            Duration::from_secs(5),
+        );
+        match reply {
+            Ok(Reply::Simple(ok)) if ok == "OK" => {}
+            other => panic!("CLIENT PAUSE {ms} ALL on {} failed: {other:?}", self.addr()),
+        }
+    }
+
+    /// A `redis::Client` for this server.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url())
+            .unwrap_or_else(|e| panic!("invalid redis URL {}: {e}", self.url()))
+    }
+
+    /// Opens a fresh multiplexed connection (one per call), for assertions.
+    ///
+    /// # Panics
+    ///
+    /// If the connection cannot be established.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        match self.client().get_multiplexed_async_connection().await {
+            Ok(conn) => conn,
+            Err(e) => panic!("cannot connect to test redis at {}: {e}", self.addr()),
+        }
+    }
+
+    /// Returns the keys matching `pattern` (glob syntax), sorted and without
+    /// duplicates. Uses `SCAN ... MATCH`, never `KEYS`.
+    ///
+    /// # Panics
+    ///
+    /// If the connection or a `SCAN` fails.
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut conn = self.conn().await;
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("SCAN MATCH {pattern:?} failed: {e}"));
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The command line used for (re)starting the server.
+    fn command(&self) -> Command {
+        let bin =
+            std::env::var_os(SERVER_BIN_ENV).unwrap_or_else(|| OsString::from(DEFAULT_SERVER_BIN));
+        let mut cmd = Command::new(bin);
+        // Own process group: signals go to the whole group, so wrappers set
+        // via `MEMO_REDIS_SERVER_BIN` cannot leak the real server.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg("no")
+            .arg("--daemonize")
+            .arg("no")
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&self.log_path)
+            .args(&self.extra_args);
+        cmd
+    }
+
+    /// Spawns the server on `self.port` and polls until it is ready.
+    ///
+    /// Returns `Err(PortInUse)` if the child exited because the port was
+    /// taken; panics on any other failure.
+    fn spawn_ready(&self) -> Result<Child, SpawnError> {
+        let log_offset = std::fs::metadata(&self.log_path).map_or(0, |m| m.len());
+        let stdio_path = self.dir.join(STDIO_FILE);
+        let stdio = File::create(&stdio_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", stdio_path.display()));
+        let stderr = stdio
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone file handle: {e}"));
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null()).stdout(stdio).stderr(stderr);
+
+        let mut child = match spawn(cmd) {
+            Ok(child) => child,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => panic!(
+                "redis-server not found; install it with \
+                 `apt-get update && apt-get install -y redis-server` \
+                 (or set {SERVER_BIN_ENV}) [tried to run {:?}: {e}]",
+                self.command().get_program()
+            ),
+            Err(e) => panic!("cannot spawn {:?}: {e}", self.command().get_program()),
+        };
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(None) => {}
+                Ok(Some(status)) => {
+                    let new_log = self.log_since(log_offset);
+                    if new_log.contains("Address already in use")
+                        || new_log.contains("Failed listening on port")
+                    {
+                        return Err(SpawnError::PortInUse);
+                    }
+                    panic!(
+                        "redis-server on port {} exited during startup ({}); log:\n{}",
+                        self.port,
+                        describe_status(status),
+                        self.diagnostics()
+                    );
+                }
+                Err(e) => {
+                    kill_and_reap(&mut child);
+                    panic!("cannot query the redis-server child process: {e}");
+                }
+            }
+            if let Probe::Ready = probe(self.port, &self.dir) {
+                return Ok(child);
+            }
+            if Instant::now() >= deadline {
+                kill_and_reap(&mut child);
+                panic!(
+                    "redis-server on port {} did not answer PING within {:?}; log:\n{}",
+                    self.port,
+                    READY_TIMEOUT,
+                    self.diagnostics()
+                );
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The log written after byte `offset` (i.e. by the latest spawn).
+    fn log_since(&self, offset: u64) -> String {
+        let Ok(bytes) = std::fs::read(&self.log_path) else {
+            return String::new();
+        };
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        String::from_utf8_lossy(&bytes[start..]).into_owned()
+    }
+
+    /// Log plus captured stdout/stderr, for panic messages.
+    fn diagnostics(&self) -> String {
+        let stdio_path = self.dir.join(STDIO_FILE);
+        let stdio = std::fs::read(&stdio_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let mut text = format!("--- {} ---\n{}", self.log_path.display(), self.log());
+        if !stdio.trim().is_empty() {
+            text.push_str(&format!("\n--- stdout/stderr ---\n{stdio}"));
+        }
+        text
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut child) = child {
+            kill_and_reap(&mut child);
+        }
+    }
+}
+
+/// Replaces an exited child by `None` (reaping it).
+fn reap_if_exited(child: &mut Option<Child>) {
+    if let Some(c) = child {
+        if !matches!(c.try_wait(), Ok(None)) {
+            *child = None;
+        }
+    }
+}
+
+/// `SIGKILL` (to the child's whole process group) + `wait`.
+fn kill_and_reap(child: &mut Child) {
+    send_signal(child, libc::SIGKILL);
+    // Belt and braces: `Child::kill` sends SIGKILL to the child itself; it
+    // fails only if the process has already exited, which `wait` handles.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Sends `signal` to the process group led by a child that has not been
+/// reaped yet (so a wrapper script and the `redis-server` it started both get
+/// it).
+fn send_signal(child: &Child, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: `kill(2)` has no memory-safety preconditions. The child leads
+    // its own process group and is not reaped yet, so the group id cannot
+    // have been recycled.
+    unsafe {
+        libc::kill(-pid, signal);
+    }
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Spawns `cmd`. On Linux this goes through a process-lifetime thread so the
+/// child can get `PR_SET_PDEATHSIG` (which fires when the *spawning thread*
+/// exits): the server then dies with the test process even if destructors
+/// never run (e.g. the test binary is killed by a timeout).
+#[cfg(target_os = "linux")]
+fn spawn(mut cmd: Command) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+    use std::sync::OnceLock;
+
+    type Request = (Command, mpsc::Sender<io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+
+    let parent = std::process::id();
+    // SAFETY: the closure only calls async-signal-safe functions (prctl,
+    // getppid, _exit) and does not allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+
+    let sender = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        thread::Builder::new()
+            .name("memo-redis-test-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .unwrap_or_else(|e| panic!("cannot start the redis spawner thread: {e}"));
+        Mutex::new(tx)
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    lock(sender)
+        .send((cmd, reply_tx))
+        .unwrap_or_else(|_| panic!("the redis spawner thread is gone"));
+    reply_rx
+        .recv()
+        .unwrap_or_else(|_| panic!("the redis spawner thread is gone"))
+}
+
+/// Spawns `cmd` (no parent-death signal outside Linux).
+#[cfg(not(target_os = "linux"))]
+fn spawn(mut cmd: Command) -> io::Result<Child> {
+    cmd.spawn()
+}
+
+/// One attempt to check that *our* server (identified by its `dir`) answers
+/// `PING` with `+PONG` on `port`.
+fn probe(port: u16, dir: &Path) -> Probe {
+    let Ok(mut stream) = connect(port, PROBE_TIMEOUT) else {
+        return Probe::NotReady;
+    };
+    let mut reader = match stream.try_clone() {
+        Ok(s) => BufReader::new(s),
+        Err(_) => return Probe::NotReady,
+    };
+    if stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+        return Probe::NotReady;
+    }
+    match read_reply(&mut reader) {
+        Ok(Reply::Simple(pong)) if pong == "PONG" => {}
+        _ => return Probe::NotReady,
+    }
+    // Make sure the PONG came from our process and not from another server
+    // that got the same port: each server has its own temporary dir.
+    if stream
+        .write_all(&encode(&[b"CONFIG", b"GET", b"dir"]))
+        .is_err()
+    {
+        return Probe::NotReady;
+    }
+    match read_reply(&mut reader) {
+        Ok(Reply::Array(Some(items))) => {
+            let ours = items.get(1).is_some_and(
+                |v| matches!(v, Reply::Bulk(Some(d)) if d == dir.as_os_str().as_bytes()),
+            );
+            if ours {
+                Probe::Ready
+            } else {
+                Probe::NotReady
+            }
+        }
+        _ => Probe::NotReady,
+    }
+}
+
+/// Connects to `127.0.0.1:port` with connect/read/write timeouts.
+fn connect(port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Sends one command over a fresh raw connection and reads the reply.
+fn raw_command(port: u16, args: &[&[u8]], timeout: Duration) -> io::Result<Reply> {
+    let mut stream = connect(port, timeout)?;
+    stream.write_all(&encode(args))?;
+    read_reply(&mut BufReader::new(stream))
+}
+
+/// A minimal RESP2 reply, enough for the harness's own commands.
+#[derive(Debug)]
+enum Reply {
+    Simple(String),
+    // Fields are only read through `Debug` (in panic messages).
+    #[allow(dead_code)]
+    Error(String),
+    #[allow(dead_code)]
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Reply>>),
+}
+
+/// Encodes a command as a RESP array of bulk strings.
+fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn protocol_error(what: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.into())
+}
+
+fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let line = line
+        .strip_suffix("\r\n")
+        .ok_or_else(|| protocol_error(format!("unterminated RESP line {line:?}")))?;
+    let (kind, rest) = line.split_at_checked(1).unwrap_or(("", ""));
+    let int = || {
+        rest.parse::<i64>()
+            .map_err(|_| protocol_error(format!("bad RESP integer {rest:?}")))
+    };
+    match kind {
+        "+" => Ok(Reply::Simple(rest.to_owned())),
+        "-" => Ok(Reply::Error(rest.to_owned())),
+        ":" => Ok(Reply::Integer(int()?)),
+        "$" => {
+            let Ok(len) = usize::try_from(int()?) else {
+                return Ok(Reply::Bulk(None));
+            };
+            let mut data = vec![0; len + 2];
+            reader.read_exact(&mut data)?;
+            data.truncate(len);
+            Ok(Reply::Bulk(Some(data)))
+        }
+        "*" => {
+            let Ok(len) = usize::try_from(int()?) else {
+                return Ok(Reply::Array(None));
+            };
+            let items = (0..len)
+                .map(|_| read_reply(reader))
+                .collect::<io::Result<_>>()?;
+            Ok(Reply::Array(Some(items)))
+        }
+        _ => Err(protocol_error(format!("unexpected RESP line {line:?}"))),
+    }
+}
+
+/// A TCP endpoint that accepts connections and never answers.
+///
+/// A background thread accepts every connection and keeps the socket open
+/// (never reading or writing) until the `Blackhole` is dropped. Clients
+/// therefore connect successfully and then wait forever for replies — handy
+/// for testing client-side timeouts.
+#[derive(Debug)]
+pub struct Blackhole {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    shutdown: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Blackhole {
+    /// Binds `127.0.0.1:0` and starts accepting in the background.
+    ///
+    /// # Panics
+    ///
+    /// If the listener cannot be bound or the thread cannot be started.
+    pub fn start() -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap_or_else(|e| panic!("cannot bind a blackhole listener: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("cannot read the blackhole address: {e}"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let accepted = Arc::clone(&accepted);
+            let shutdown = Arc::clone(&shutdown);
+            thread::Builder::new()
+                .name("memo-redis-blackhole".into())
+                .spawn(move || {
+                    // Sockets live here until the thread ends (on drop).
+                    let mut held = Vec::new();
+                    for stream in listener.incoming() {
+                        if shutdown.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        if let Ok(stream) = stream {
+                            held.push(stream);
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+                .unwrap_or_else(|e| panic!("cannot start the blackhole thread: {e}"))
+        };
+        Blackhole {
+            addr,
+            accepted,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// The listening address, `127.0.0.1:P`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A `redis://127.0.0.1:P/` URL pointing at the blackhole.
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    /// How many connections have been accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        // Wake the accept loop with a connection of our own; if that fails
+        // the thread cannot be woken, so leave it detached rather than hang.
+        if TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok() {
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn resp_round_trip() {
+        let bytes = encode(&[b"CONFIG", b"GET", b"dir"]);
+        assert_eq!(
+            bytes,
+            b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$3\r\ndir\r\n".to_vec()
+        );
+        let mut input: &[u8] = b"*3\r\n$3\r\ndir\r\n$-1\r\n:42\r\n+OK\r\n";
+        match read_reply(&mut input) {
+            Ok(Reply::Array(Some(items))) => {
+                assert!(matches!(&items[0], Reply::Bulk(Some(d)) if d == b"dir"));
+                assert!(matches!(items[1], Reply::Bulk(None)));
+                assert!(matches!(items[2], Reply::Integer(42)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(read_reply(&mut input), Ok(Reply::Simple(s)) if s == "OK"));
+    }
+
+    /// The first candidate port is occupied by a listener that never
+    /// answers; the harness must notice redis failing to bind and move on.
+    #[test]
+    fn start_retries_on_taken_port() {
+        let blocker = Blackhole::start();
+        let mut ports = vec![free_port(), blocker.addr().port()];
+        let server =
+            RedisServer::start_inner(Vec::new(), &mut || ports.pop().unwrap_or_else(free_port));
+        assert_ne!(server.port(), blocker.addr().port());
+        assert!(matches!(probe(server.port(), &server.dir), Probe::Ready));
+        assert!(server.log().contains("Address already in use"));
+    }
+
+    /// A server of someone else on "our" port must not count as ready.
+    #[test]
+    fn probe_rejects_foreign_server() {
+        let other = RedisServer::start();
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(probe(other.port(), &other.dir), Probe::Ready));
+        assert!(matches!(
+            probe(other.port(), elsewhere.path()),
+            Probe::NotReady
+        ));
+    }
+}
