@@ -54,6 +54,7 @@ pub struct Config {
     pub(crate) breaker_cooldown: Duration,
     pub(crate) max_value_bytes: usize,
     pub(crate) codec: CodecKind,
+    pub(crate) tls_ca_cert: Option<Vec<u8>>,
 }
 
 impl Config {
@@ -151,6 +152,14 @@ impl Config {
         if let Some(v) = get("REDIS_MAX_VALUE_BYTES") {
             b.max_value_bytes = Some(parse_num::<usize>("REDIS_MAX_VALUE_BYTES", &v)?);
         }
+        if let Some(v) = get("REDIS_TLS_CA_CERT") {
+            let pem = std::fs::read(v.trim()).map_err(|e| ConfigError::Invalid {
+                name: "REDIS_TLS_CA_CERT",
+                value: v.clone(),
+                reason: format!("cannot read the CA certificate file: {e}"),
+            })?;
+            b = b.tls_ca_cert_pem(pem);
+        }
         if let Some(v) = get("REDIS_CODEC") {
             b.codec =
                 Some(
@@ -215,6 +224,13 @@ impl fmt::Debug for Config {
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("codec", &self.codec)
+            .field(
+                "tls_ca_cert",
+                &self
+                    .tls_ca_cert
+                    .as_ref()
+                    .map(|c| format!("{} bytes", c.len())),
+            )
             .finish()
     }
 }
@@ -259,6 +275,7 @@ pub struct ConfigBuilder {
     breaker_cooldown: Option<Duration>,
     max_value_bytes: Option<usize>,
     codec: Option<CodecKind>,
+    tls_ca_cert: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for ConfigBuilder {
@@ -365,6 +382,13 @@ impl ConfigBuilder {
         self
     }
 
+    /// `REDIS_TLS_CA_CERT` (a path to a PEM file): trust this CA for `rediss://` instead of the
+    /// platform's root certificates (for private CAs and self-signed servers).
+    pub fn tls_ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca_cert = Some(pem.into());
+        self
+    }
+
     /// Validates every setting.
     ///
     /// # Errors
@@ -439,6 +463,7 @@ impl ConfigBuilder {
             breaker_cooldown,
             max_value_bytes,
             codec: self.codec.unwrap_or_default(),
+            tls_ca_cert: self.tls_ca_cert,
         })
     }
 

@@ -89,7 +89,7 @@ pub use crate::config::{
     DEFAULT_TTL, DEFAULT_URL,
 };
 pub use crate::error::{ConfigError, Error};
-pub use crate::memo::FnStats;
+pub use crate::memo::{stats, FnStats, FunctionStats};
 pub use memo_redis_derive::redis_cache;
 
 use std::time::Duration;

@@ -2,8 +2,8 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::key::{self, TemplateWriter};
 use crate::log::RateLimited;
 use crate::shape::Shape;
+use crate::store::Budget;
 
 /// TTL of a function's entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,12 +44,68 @@ pub struct Spec {
     head: OnceLock<Head>,
     stats: Stats,
     key_errors: OnceLock<RateLimited>,
+    registered: AtomicBool,
 }
 
 #[derive(Debug)]
 struct Head {
     self_ty: &'static str,
+    identity: String,
     text: String,
+}
+
+/// Every function that has been called at least once, for [`stats`].
+static REGISTRY: Mutex<Vec<&'static Spec>> = Mutex::new(Vec::new());
+
+/// Outcome counters of one function, as returned by [`stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FunctionStats {
+    /// The function's identity (`module::function`, `module::Type::method`, or its `name`).
+    pub function: String,
+    /// Its counters.
+    pub stats: FnStats,
+}
+
+/// Counters of every cached function called so far in this process, sorted by function.
+///
+/// ```
+/// for f in memo_redis::stats() {
+///     println!("{}: {} hits / {} calls", f.function, f.stats.hits, f.stats.calls());
+/// }
+/// ```
+pub fn stats() -> Vec<FunctionStats> {
+    let specs: Vec<&'static Spec> = REGISTRY.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut out: Vec<FunctionStats> = specs
+        .into_iter()
+        .map(|spec| FunctionStats {
+            function: spec
+                .head
+                .get()
+                .map(|h| h.identity.clone())
+                .unwrap_or_else(|| format!("{}::{}", spec.module, spec.name)),
+            stats: spec.stats(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.function.cmp(&b.function));
+    out
+}
+
+/// The counters of the function `companion` (a companion's spec) belongs to.
+pub fn stats_for(companion: &Spec) -> FnStats {
+    let Ok(registry) = REGISTRY.lock() else {
+        return FnStats::default();
+    };
+    registry
+        .iter()
+        .find(|s| {
+            s.module == companion.module
+                && s.name == companion.name
+                && s.ret == companion.ret
+                && s.identity == companion.identity
+        })
+        .map(|s| s.stats())
+        .unwrap_or_default()
 }
 
 /// Outcome counters of one function (relaxed atomics: nothing on the hit path waits for them).
@@ -79,6 +136,20 @@ pub struct FnStats {
     pub skipped_too_large: u64,
 }
 
+impl FnStats {
+    /// Calls counted: hits + misses + bypass + errors.
+    pub fn calls(&self) -> u64 {
+        self.hits + self.misses + self.bypass + self.errors
+    }
+    /// Hits divided by calls (0 when there were none).
+    pub fn hit_ratio(&self) -> f64 {
+        match self.calls() {
+            0 => 0.0,
+            n => self.hits as f64 / n as f64,
+        }
+    }
+}
+
 impl Spec {
     /// A spec for function `name` in `module`; the rest are builder-style `const fn`s.
     pub const fn new(
@@ -107,6 +178,7 @@ impl Spec {
                 skipped_too_large: AtomicU64::new(0),
             },
             key_errors: OnceLock::new(),
+            registered: AtomicBool::new(false),
         }
     }
     /// `name = "..."`: a stable identity replacing the module path.
@@ -153,20 +225,24 @@ impl Spec {
     }
 
     fn head(&self, inner: &Inner, self_ty: &'static str) -> Cow<'_, str> {
-        let head = self.head.get_or_init(|| Head {
-            self_ty,
-            text: self.render_head(inner, self_ty),
+        let head = self.head.get_or_init(|| {
+            let (identity, text) = self.render_head(inner, self_ty);
+            Head {
+                self_ty,
+                identity,
+                text,
+            }
         });
         // A method's spec is shared by every instantiation of a generic impl; only the first
         // `Self` gets the cached head, the others compute theirs.
         if head.self_ty == self_ty {
             Cow::Borrowed(&head.text)
         } else {
-            Cow::Owned(self.render_head(inner, self_ty))
+            Cow::Owned(self.render_head(inner, self_ty).1)
         }
     }
 
-    fn render_head(&self, inner: &Inner, self_ty: &str) -> String {
+    fn render_head(&self, inner: &Inner, self_ty: &str) -> (String, String) {
         let owner = if self_ty.is_empty() {
             self.module
         } else {
@@ -181,7 +257,17 @@ impl Spec {
             None => Cow::Owned(sanitize_prefix(&identity)),
         };
         let fp = key::fingerprint(&identity, self.ret, self.version);
-        format!("{}:{prefix}:{fp}:", inner.config.namespace)
+        let text = format!("{}:{prefix}:{fp}:", inner.config.namespace);
+        (identity.into_owned(), text)
+    }
+
+    /// Adds this (main) spec to the registry read by [`stats`], once.
+    fn register(&'static self) {
+        if !self.registered.swap(true, Ordering::Relaxed) {
+            if let Ok(mut r) = REGISTRY.lock() {
+                r.push(self);
+            }
+        }
     }
 
     fn ttl_for(&self, inner: &Inner) -> Option<Duration> {
@@ -313,7 +399,13 @@ fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<R, String> {
 }
 
 /// Encodes and stores `r`. Returns whether an entry was written.
-async fn write<S: Shape<R>, R>(spec: &'static Spec, key: &Key, r: &R, compute: Duration) -> bool {
+async fn write<S: Shape<R>, R>(
+    spec: &'static Spec,
+    key: &Key,
+    r: &R,
+    compute: Duration,
+    budget: &mut Budget,
+) -> bool {
     let inner = key.inner;
     let bytes = {
         let Some(stored) = S::stored(r, spec.cache_none) else {
@@ -341,7 +433,17 @@ async fn write<S: Shape<R>, R>(spec: &'static Spec, key: &Key, r: &R, compute: D
     if ttl.is_none() {
         inner.check_eviction_policy();
     }
-    inner.store.set(&key.key, &bytes, ttl).await.is_ok()
+    let Some(limit) = budget.left() else {
+        tracing::debug!(
+            function = spec.name,
+            "redis time budget spent on the read; not storing"
+        );
+        return false;
+    };
+    let started = Instant::now();
+    let stored = inner.store.set(&key.key, &bytes, ttl, limit).await.is_ok();
+    budget.spend(started);
+    stored
 }
 
 /// The memoized call: hit → decoded value; miss → body, then store; Redis trouble → body.
@@ -350,6 +452,7 @@ where
     S: Shape<R>,
     F: Future<Output = R>,
 {
+    spec.register();
     let stats = &spec.stats;
     let key = match key {
         Ok(k) => k,
@@ -363,7 +466,11 @@ where
     };
     let inner = key.inner;
     let mut corrupt: Option<Vec<u8>> = None;
-    match inner.store.get(&key.key).await {
+    let mut budget = Budget::new(inner.store.op_timeout());
+    let read_started = Instant::now();
+    let read = inner.store.get(&key.key, inner.store.op_timeout()).await;
+    budget.spend(read_started);
+    match read {
         Ok(Some(bytes)) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
             Ok(r) => {
                 stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -388,10 +495,10 @@ where
     stats.misses.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let r = body.await;
-    let written = write::<S, R>(spec, &key, &r, started.elapsed()).await;
-    if let (false, Some(seen)) = (written, corrupt) {
+    let written = write::<S, R>(spec, &key, &r, started.elapsed(), &mut budget).await;
+    if let (false, Some(seen), Some(limit)) = (written, corrupt, budget.left()) {
         // Nothing overwrote the bad entry: remove it unless someone replaced it meanwhile.
-        let _ = inner.store.repair(&key.key, &seen).await;
+        let _ = inner.store.repair(&key.key, &seen, limit).await;
     }
     r
 }
@@ -403,7 +510,7 @@ where
 pub async fn peek<S: Shape<R>, R>(key: Result<Key, Error>) -> Result<Option<R>, Error> {
     let key = key?;
     let inner = key.inner;
-    match inner.store.get(&key.key).await {
+    match inner.store.get(&key.key, inner.store.op_timeout()).await {
         Ok(Some(bytes)) => Ok(decode::<S, R>(&bytes, inner.config.max_value_bytes).ok()),
         Ok(None) | Err(Error::WrongType) => Ok(None),
         Err(e) => Err(e),
@@ -437,7 +544,8 @@ where
     let r = body.await;
     match key {
         Ok(key) => {
-            write::<S, R>(spec, &key, &r, started.elapsed()).await;
+            let mut budget = Budget::new(key.inner.store.op_timeout());
+            write::<S, R>(spec, &key, &r, started.elapsed(), &mut budget).await;
         }
         Err(e) => spec.log_key_error(&e),
     }

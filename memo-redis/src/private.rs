@@ -2,8 +2,8 @@
 
 pub use crate::key::TemplateWriter;
 pub use crate::memo::{
-    body, custom_key, digest_key, evict, key_string, memo, peek, refresh, template_key, Key, Spec,
-    Ttl,
+    body, custom_key, digest_key, evict, key_string, memo, peek, refresh, stats_for, template_key,
+    Key, Spec, Ttl,
 };
 pub use crate::shape::{Opt, Plain, Res, ResOpt, Shape};
 pub use crate::CodecKind;

@@ -42,9 +42,28 @@ impl std::fmt::Debug for Store {
     }
 }
 
+#[cfg(feature = "tls")]
+fn open_client(config: &Config) -> Result<redis::Client, Error> {
+    match &config.tls_ca_cert {
+        Some(ca) => Ok(redis::Client::build_with_tls(
+            config.connection.clone(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            },
+        )?),
+        None => Ok(redis::Client::open(config.connection.clone())?),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn open_client(config: &Config) -> Result<redis::Client, Error> {
+    Ok(redis::Client::open(config.connection.clone())?)
+}
+
 impl Store {
     pub(crate) fn new(config: &Config) -> Result<Store, Error> {
-        let client = redis::Client::open(config.connection.clone())?;
+        let client = open_client(config)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.op_timeout))
@@ -91,8 +110,22 @@ impl Store {
         }
     }
 
+    /// The configured per-operation timeout.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
     /// Runs one command under the breaker and the operation timeout.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        self.query_within(cmd, self.op_timeout).await
+    }
+
+    /// Runs one command under the breaker, waiting at most `limit`.
+    pub(crate) async fn query_within<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        limit: Duration,
+    ) -> Result<T, Error> {
         if self.breaker.allow() == Admit::No {
             return Err(Error::BreakerOpen);
         }
@@ -103,13 +136,24 @@ impl Store {
                 return Err(e);
             }
         };
-        let result = tokio::time::timeout(self.op_timeout, cmd.query_async::<T>(&mut conn)).await;
-        self.settle(result)
+        let started = std::time::Instant::now();
+        let mut result = tokio::time::timeout(limit, cmd.query_async::<T>(&mut conn)).await;
+        // A connection that died while idle (server restarted) fails the first command with an
+        // I/O error and makes the manager reconnect at once; one retry on the fresh connection,
+        // within the same limit, lets the first call after Redis returns be served.
+        if let Ok(Err(e)) = &result {
+            let left = limit.saturating_sub(started.elapsed());
+            if (e.is_io_error() || e.is_connection_dropped()) && left >= Duration::from_millis(1) {
+                result = tokio::time::timeout(left, cmd.query_async::<T>(&mut conn)).await;
+            }
+        }
+        self.settle(result, limit)
     }
 
     fn settle<T>(
         &self,
         result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+        limit: Duration,
     ) -> Result<T, Error> {
         match result {
             Ok(Ok(v)) => {
@@ -129,7 +173,7 @@ impl Store {
                 Err(e)
             }
             Err(_) => {
-                let e = Error::Timeout(self.op_timeout);
+                let e = Error::Timeout(limit);
                 self.failed(&e);
                 Err(e)
             }
@@ -150,8 +194,8 @@ impl Store {
         }
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.query(redis::cmd("GET").arg(key)).await
+    pub(crate) async fn get(&self, key: &str, limit: Duration) -> Result<Option<Vec<u8>>, Error> {
+        self.query_within(redis::cmd("GET").arg(key), limit).await
     }
 
     pub(crate) async fn set(
@@ -159,6 +203,7 @@ impl Store {
         key: &str,
         value: &[u8],
         ttl: Option<Duration>,
+        limit: Duration,
     ) -> Result<(), Error> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value);
@@ -166,7 +211,7 @@ impl Store {
             cmd.arg("PX")
                 .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
         }
-        self.query::<()>(&cmd).await
+        self.query_within::<()>(&cmd, limit).await
     }
 
     pub(crate) async fn del(&self, key: &str) -> Result<bool, Error> {
@@ -175,15 +220,41 @@ impl Store {
     }
 
     /// Compare-and-delete of a corrupt entry (see [`REPAIR_LUA`]).
-    pub(crate) async fn repair(&self, key: &str, seen: &[u8]) -> Result<bool, Error> {
+    pub(crate) async fn repair(
+        &self,
+        key: &str,
+        seen: &[u8],
+        limit: Duration,
+    ) -> Result<bool, Error> {
         if self.breaker.allow() == Admit::No {
             return Err(Error::BreakerOpen);
         }
         let mut conn = self.connection()?;
         let mut invocation = self.repair.key(key);
         invocation.arg(seen);
-        let result =
-            tokio::time::timeout(self.op_timeout, invocation.invoke_async::<u64>(&mut conn)).await;
-        self.settle(result).map(|n| n > 0)
+        let result = tokio::time::timeout(limit, invocation.invoke_async::<u64>(&mut conn)).await;
+        self.settle(result, limit).map(|n| n > 0)
+    }
+}
+
+/// What is left of one call's time for Redis: a cached call waits on Redis at most the operation
+/// timeout *in total* (read, write and repair together), not per operation.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    left: Duration,
+}
+
+impl Budget {
+    pub(crate) fn new(total: Duration) -> Budget {
+        Budget { left: total }
+    }
+
+    /// The time left, or `None` once it is too small to be worth a round trip.
+    pub(crate) fn left(&self) -> Option<Duration> {
+        (self.left >= Duration::from_millis(1)).then_some(self.left)
+    }
+
+    pub(crate) fn spend(&mut self, since: std::time::Instant) {
+        self.left = self.left.saturating_sub(since.elapsed());
     }
 }
