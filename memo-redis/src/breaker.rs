@@ -78,6 +78,13 @@ impl Breaker {
         }
     }
 
+    /// Whether calls should skip Redis right now (open, cooldown not over). No side effect: the
+    /// probe itself is claimed by [`Breaker::allow`].
+    #[inline]
+    pub(crate) fn bypassing(&self) -> bool {
+        self.open.load(Ordering::Acquire) && self.now_ms() < self.retry_at.load(Ordering::Acquire)
+    }
+
     pub(crate) fn state(&self) -> BreakerState {
         if self.open.load(Ordering::Acquire) {
             BreakerState::Open

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use crate::breaker::BreakerState;
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
+use crate::flight::Flights;
 use crate::store::Store;
 
 enum Source {
@@ -66,6 +67,7 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     tasks: Tasks,
     policy_checked: AtomicBool,
+    pub(crate) flights: Flights,
 }
 
 impl Cache {
@@ -159,6 +161,11 @@ impl Cache {
         }
     }
 
+    /// Keys whose computation is in flight right now (single-flight table size; 0 when idle).
+    pub fn in_flight(&self) -> usize {
+        self.inner().map(|i| i.flights.len()).unwrap_or(0)
+    }
+
     /// Waits up to `timeout` for background work (refreshes, repairs, checks) to finish, then
     /// closes the connection. A later cached call reconnects.
     ///
@@ -182,6 +189,7 @@ impl Inner {
             config,
             tasks: Tasks::default(),
             policy_checked: AtomicBool::new(false),
+            flights: Flights::default(),
         })
     }
 

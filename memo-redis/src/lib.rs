@@ -70,6 +70,7 @@ pub mod codec;
 mod config;
 pub mod envelope;
 mod error;
+mod flight;
 pub mod key;
 mod log;
 mod memo;

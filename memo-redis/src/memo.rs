@@ -12,6 +12,7 @@ use crate::cache::{Cache, Inner};
 use crate::codec::CodecKind;
 use crate::envelope::{self, Envelope};
 use crate::error::Error;
+use crate::flight::{self, Lead, Outcome, Role, Wait};
 use crate::key::{self, TemplateWriter};
 use crate::log::RateLimited;
 use crate::shape::Shape;
@@ -45,6 +46,7 @@ pub struct Spec {
     stats: Stats,
     key_errors: OnceLock<RateLimited>,
     registered: AtomicBool,
+    single_flight: bool,
 }
 
 #[derive(Debug)]
@@ -116,6 +118,7 @@ pub(crate) struct Stats {
     pub(crate) bypass: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) skipped_too_large: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
 }
 
 /// A snapshot of one function's outcome counters.
@@ -134,6 +137,9 @@ pub struct FnStats {
     pub errors: u64,
     /// Results not stored because their encoding exceeded the size limit.
     pub skipped_too_large: u64,
+    /// Hits served by a concurrent identical call's read or body run (single-flight); included
+    /// in `hits`.
+    pub coalesced: u64,
 }
 
 impl FnStats {
@@ -176,9 +182,11 @@ impl Spec {
                 bypass: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 skipped_too_large: AtomicU64::new(0),
+                coalesced: AtomicU64::new(0),
             },
             key_errors: OnceLock::new(),
             registered: AtomicBool::new(false),
+            single_flight: true,
         }
     }
     /// `name = "..."`: a stable identity replacing the module path.
@@ -206,6 +214,11 @@ impl Spec {
         self.cache_none = cache_none;
         self
     }
+    /// `single_flight = false`.
+    pub const fn single_flight(mut self, on: bool) -> Spec {
+        self.single_flight = on;
+        self
+    }
     /// `codec = ...`.
     pub const fn codec(mut self, codec: CodecKind) -> Spec {
         self.codec = Some(codec);
@@ -221,6 +234,7 @@ impl Spec {
             bypass: s.bypass.load(Ordering::Relaxed),
             errors: s.errors.load(Ordering::Relaxed),
             skipped_too_large: s.skipped_too_large.load(Ordering::Relaxed),
+            coalesced: s.coalesced.load(Ordering::Relaxed),
         }
     }
 
@@ -398,29 +412,28 @@ fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<R, String> {
         .ok_or_else(|| "cached None under a function that cannot return None".to_string())
 }
 
-/// Encodes and stores `r`. Returns whether an entry was written.
-async fn write<S: Shape<R>, R>(
+/// The entry `r` would be stored as; `None` when nothing is cached for it.
+fn encode_entry<S: Shape<R>, R>(
     spec: &'static Spec,
-    key: &Key,
+    inner: &Inner,
     r: &R,
     compute: Duration,
-    budget: &mut Budget,
-) -> bool {
-    let inner = key.inner;
-    let bytes = {
-        let Some(stored) = S::stored(r, spec.cache_none) else {
-            return false;
-        };
-        let compute_ms = u32::try_from(compute.as_millis()).unwrap_or(u32::MAX);
-        match envelope::encode(spec.codec_for(inner), stored, now_ms(), compute_ms) {
-            Ok(b) => b,
-            Err(e) => {
-                spec.log_key_error(&Error::Codec(e));
-                return false;
-            }
+) -> Option<Vec<u8>> {
+    let stored = S::stored(r, spec.cache_none)?;
+    let compute_ms = u32::try_from(compute.as_millis()).unwrap_or(u32::MAX);
+    match envelope::encode(spec.codec_for(inner), stored, now_ms(), compute_ms) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            spec.log_key_error(&Error::Codec(e));
+            None
         }
-    };
-    if bytes.len() - envelope::HEADER_LEN > inner.config.max_value_bytes {
+    }
+}
+
+/// Stores an encoded entry within what is left of the call's Redis budget.
+async fn store_entry(spec: &'static Spec, key: &Key, bytes: &[u8], budget: &mut Budget) -> bool {
+    let inner = key.inner;
+    if bytes.len().saturating_sub(envelope::HEADER_LEN) > inner.config.max_value_bytes {
         spec.stats.skipped_too_large.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             function = spec.name,
@@ -441,12 +454,15 @@ async fn write<S: Shape<R>, R>(
         return false;
     };
     let started = Instant::now();
-    let stored = inner.store.set(&key.key, &bytes, ttl, limit).await.is_ok();
+    let stored = inner.store.set(&key.key, bytes, ttl, limit).await.is_ok();
     budget.spend(started);
     stored
 }
 
 /// The memoized call: hit → decoded value; miss → body, then store; Redis trouble → body.
+///
+/// Concurrent calls with the same key share one read and one body run (single-flight) unless
+/// the function opted out with `single_flight = false`.
 pub async fn memo<S, R, F>(spec: &'static Spec, key: Result<Key, Error>, body: F) -> R
 where
     S: Shape<R>,
@@ -465,40 +481,101 @@ where
         }
     };
     let inner = key.inner;
+    if inner.store.breaker.bypassing() {
+        stats.bypass.fetch_add(1, Ordering::Relaxed);
+        return body.await;
+    }
+    if !spec.single_flight {
+        return lead::<S, R, F>(spec, &key, body, None).await;
+    }
+    loop {
+        match inner.flights.join(&key.key) {
+            Role::Leader(flight) => return lead::<S, R, F>(spec, &key, body, Some(flight)).await,
+            Role::Follower(rx) => match flight::wait(rx).await {
+                Wait::Shared(bytes) => {
+                    if let Ok(r) = decode::<S, R>(&bytes, usize::MAX) {
+                        stats.hits.fetch_add(1, Ordering::Relaxed);
+                        stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                        return r;
+                    }
+                    stats.misses.fetch_add(1, Ordering::Relaxed);
+                    return body.await;
+                }
+                Wait::NotShared => {
+                    // An `Err` or an uncached `None` is not shared (E has no Clone or serde
+                    // bound): this caller runs the body itself, as without single-flight.
+                    stats.misses.fetch_add(1, Ordering::Relaxed);
+                    return body.await;
+                }
+                // The leader panicked or was cancelled: race to lead.
+                Wait::Abandoned => continue,
+            },
+        }
+    }
+}
+
+/// One read, and on a miss one body run and one write, publishing the entry to followers.
+async fn lead<S, R, F>(spec: &'static Spec, key: &Key, body: F, flight: Option<Lead<'static>>) -> R
+where
+    S: Shape<R>,
+    F: Future<Output = R>,
+{
+    let stats = &spec.stats;
+    let inner = key.inner;
     let mut corrupt: Option<Vec<u8>> = None;
     let mut budget = Budget::new(inner.store.op_timeout());
     let read_started = Instant::now();
     let read = inner.store.get(&key.key, inner.store.op_timeout()).await;
     budget.spend(read_started);
+    let mut redis_ok = true;
     match read {
         Ok(Some(bytes)) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
             Ok(r) => {
                 stats.hits.fetch_add(1, Ordering::Relaxed);
+                if let Some(flight) = flight {
+                    flight.finish(Outcome::Shared(Arc::from(bytes)));
+                }
                 return r;
             }
             Err(why) => {
                 tracing::debug!(function = spec.name, reason = %why, "undecodable cache entry; recomputing");
+                stats.misses.fetch_add(1, Ordering::Relaxed);
                 corrupt = Some(bytes);
             }
         },
-        Ok(None) => {}
-        Err(Error::WrongType) => corrupt = Some(Vec::new()),
+        Ok(None) => {
+            stats.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Error::WrongType) => {
+            stats.misses.fetch_add(1, Ordering::Relaxed);
+            corrupt = Some(Vec::new());
+        }
         Err(Error::BreakerOpen) => {
             stats.bypass.fetch_add(1, Ordering::Relaxed);
-            return body.await;
+            redis_ok = false;
         }
         Err(_) => {
             stats.errors.fetch_add(1, Ordering::Relaxed);
-            return body.await;
+            redis_ok = false;
         }
     }
-    stats.misses.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let r = body.await;
-    let written = write::<S, R>(spec, &key, &r, started.elapsed(), &mut budget).await;
+    let entry = encode_entry::<S, R>(spec, inner, &r, started.elapsed());
+    let mut written = false;
+    if let (true, Some(bytes)) = (redis_ok, &entry) {
+        written = store_entry(spec, key, bytes, &mut budget).await;
+    }
     if let (false, Some(seen), Some(limit)) = (written, corrupt, budget.left()) {
         // Nothing overwrote the bad entry: remove it unless someone replaced it meanwhile.
         let _ = inner.store.repair(&key.key, &seen, limit).await;
+    }
+    if let Some(flight) = flight {
+        // Followers get the result even when Redis is failing: one body run per key.
+        flight.finish(match entry {
+            Some(bytes) => Outcome::Shared(Arc::from(bytes)),
+            None => Outcome::NotShared,
+        });
     }
     r
 }
@@ -545,7 +622,9 @@ where
     match key {
         Ok(key) => {
             let mut budget = Budget::new(key.inner.store.op_timeout());
-            write::<S, R>(spec, &key, &r, started.elapsed(), &mut budget).await;
+            if let Some(bytes) = encode_entry::<S, R>(spec, key.inner, &r, started.elapsed()) {
+                store_entry(spec, &key, &bytes, &mut budget).await;
+            }
         }
         Err(e) => spec.log_key_error(&e),
     }
