@@ -44,6 +44,10 @@ impl std::fmt::Debug for Store {
 
 #[cfg(feature = "tls")]
 fn open_client(config: &Config) -> Result<redis::Client, Error> {
+    // If the application also enables another rustls provider, rustls cannot pick one by
+    // itself and redis-rs would panic on the first TLS connect; installing ours first (a no-op
+    // when one is installed already) prevents that.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match &config.tls_ca_cert {
         Some(ca) => Ok(redis::Client::build_with_tls(
             config.connection.clone(),
@@ -161,6 +165,16 @@ impl Store {
                     tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
                 }
                 Ok(v)
+            }
+            Ok(Err(e)) if e.code() == Some("OOM") => {
+                // The server answered: it is reachable, only full (`noeviction`). Reads still
+                // work, so this is not a breaker failure; the result is simply not stored.
+                self.breaker.success();
+                let e = Error::from(e);
+                self.errors_log.hit(|suppressed| {
+                    tracing::warn!(url = %self.url, error = %e, suppressed, "redis refused a write (out of memory); the result was not cached");
+                });
+                Err(e)
             }
             Ok(Err(e)) if e.code() == Some("WRONGTYPE") => {
                 // The server works; the data under our key is foreign. Not a breaker failure.

@@ -7,6 +7,8 @@
 //! * [`RedisServer`] — a private `redis-server` on a free loopback port, with
 //!   its own temporary directory and log file. It can be stopped, killed
 //!   (`SIGKILL`), restarted on the same port and paused (`CLIENT PAUSE`).
+//!   With [`RedisServerBuilder::tls`] it also serves TLS on a second port
+//!   ([`RedisServer::tls_url`]), from certificates supplied as [`TlsFiles`].
 //! * [`Blackhole`] — a TCP listener that accepts connections and never
 //!   answers, for timeout tests.
 //! * [`free_port_url`] — a URL on which nothing listens, for
@@ -81,6 +83,12 @@ const LOG_FILE: &str = "redis.log";
 /// Name of the file receiving the child's stdout/stderr (early startup
 /// errors, before redis opens its log file, end up there).
 const STDIO_FILE: &str = "redis.stdio";
+/// Names of the TLS files written into the server's temporary directory.
+const TLS_CERT_FILE: &str = "tls-server.crt";
+/// See [`TLS_CERT_FILE`].
+const TLS_KEY_FILE: &str = "tls-server.key";
+/// See [`TLS_CERT_FILE`].
+const TLS_CA_FILE: &str = "tls-ca.crt";
 
 /// Locks a mutex, ignoring poisoning (a panicking test must not make the
 /// `Drop` of a server panic a second time).
@@ -127,6 +135,7 @@ pub fn free_port_url() -> String {
 #[must_use = "call `.start()` to start the server"]
 pub struct RedisServerBuilder {
     args: Vec<OsString>,
+    tls: Option<TlsFiles>,
 }
 
 impl RedisServerBuilder {
@@ -147,6 +156,39 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Also serves TLS, with the server certificate, key and CA in `files`.
+    ///
+    /// The server then listens on two loopback ports: the plain one
+    /// ([`RedisServer::port`], [`RedisServer::url`]), which the harness uses
+    /// for its readiness probe and which tests can use to look behind the TLS
+    /// client's back, and a TLS one ([`RedisServer::tls_port`],
+    /// [`RedisServer::tls_url`]). Clients are not asked for certificates
+    /// (`--tls-auth-clients no`). The PEM files are written into the
+    /// server's temporary directory; both ports survive
+    /// [`RedisServer::restart`].
+    ///
+    /// The certificate must be valid for `127.0.0.1` (the host of
+    /// [`RedisServer::tls_url`]); the `redis-server` binary must be built
+    /// with TLS support (Debian's is).
+    ///
+    /// ```no_run
+    /// # fn pem() -> Vec<u8> { Vec::new() }
+    /// use memo_redis_tests::{RedisServer, TlsFiles};
+    ///
+    /// let server = RedisServer::builder()
+    ///     .tls(TlsFiles {
+    ///         cert_pem: pem(),
+    ///         key_pem: pem(),
+    ///         ca_pem: pem(),
+    ///     })
+    ///     .start();
+    /// assert!(server.tls_url().starts_with("rediss://127.0.0.1:"));
+    /// ```
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        self.tls = Some(files);
+        self
+    }
+
     /// Starts the server and waits until it answers `PING`.
     ///
     /// # Panics
@@ -155,8 +197,49 @@ impl RedisServerBuilder {
     /// after a few attempts, or if the server does not become ready within
     /// 10 seconds (the message then includes the server log).
     pub fn start(self) -> RedisServer {
-        RedisServer::start_inner(self.args, &mut free_port)
+        match self.tls {
+            None => RedisServer::start_inner(self.args, &mut free_port),
+            Some(files) => RedisServer::start_tls_inner(self.args, &files),
+        }
     }
+}
+
+/// PEM-encoded TLS material for [`RedisServerBuilder::tls`].
+///
+/// The harness only writes these to files for `redis-server`
+/// (`--tls-cert-file`, `--tls-key-file`, `--tls-ca-cert-file`); generating
+/// them (e.g. with `rcgen` in a test) is up to the caller. `Debug` shows only
+/// the sizes.
+#[derive(Clone, Default)]
+pub struct TlsFiles {
+    /// The server certificate (optionally followed by intermediates), PEM.
+    pub cert_pem: Vec<u8>,
+    /// The server certificate's private key, PEM.
+    pub key_pem: Vec<u8>,
+    /// The CA certificate(s) the server trusts, PEM; normally the issuer of
+    /// `cert_pem`.
+    pub ca_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = |pem: &[u8]| format!("{} bytes", pem.len());
+        f.debug_struct("TlsFiles")
+            .field("cert_pem", &size(&self.cert_pem))
+            .field("key_pem", &size(&self.key_pem))
+            .field("ca_pem", &size(&self.ca_pem))
+            .finish()
+    }
+}
+
+/// Where a TLS-enabled server listens for TLS and finds its files.
+#[derive(Debug)]
+struct TlsSetup {
+    /// The TLS port, chosen afresh on each start attempt, kept on restart.
+    port: u16,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
 }
 
 /// A private `redis-server` process for one test.
@@ -184,6 +267,8 @@ pub struct RedisServer {
     port: u16,
     /// Extra arguments, kept for `restart()`.
     extra_args: Vec<OsString>,
+    /// TLS port and files, for servers started with TLS.
+    tls: Option<TlsSetup>,
     /// Canonical path of `tempdir` (what redis reports for `CONFIG GET dir`).
     dir: PathBuf,
     log_path: PathBuf,
@@ -244,6 +329,23 @@ impl RedisServer {
     /// [`START_ATTEMPTS`] times. Readiness also checks the answering server's
     /// `dir`, so a foreign server on the same port is never mistaken for ours.
     fn start_inner(extra_args: Vec<OsString>, next_port: &mut dyn FnMut() -> u16) -> Self {
+        Self::launch(extra_args, None, next_port)
+    }
+
+    /// Starts a server that also serves TLS from `files` (see
+    /// [`RedisServerBuilder::tls`]). Both ports are fresh on each attempt; a
+    /// TLS port lost to a race makes redis exit like a taken plain port, and
+    /// the attempt is retried the same way.
+    fn start_tls_inner(extra_args: Vec<OsString>, files: &TlsFiles) -> Self {
+        Self::launch(extra_args, Some(files), &mut free_port)
+    }
+
+    /// [`RedisServer::start_inner`], optionally with TLS.
+    fn launch(
+        extra_args: Vec<OsString>,
+        tls_files: Option<&TlsFiles>,
+        next_port: &mut dyn FnMut() -> u16,
+    ) -> Self {
         let tempdir = tempfile::Builder::new()
             .prefix("memo-redis-test-")
             .tempdir()
@@ -259,15 +361,23 @@ impl RedisServer {
             child: Mutex::new(None),
             port: 0,
             extra_args,
+            tls: None,
             dir,
             log_path,
             tempdir,
         };
+        if let Some(files) = tls_files {
+            server.tls = Some(server.write_tls_files(files));
+        }
         let mut tried = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = next_port();
             tried.push(port);
             server.port = port;
+            if let Some(tls) = &mut server.tls {
+                tls.port = free_port();
+                tried.push(tls.port);
+            }
             match server.spawn_ready() {
                 Ok(child) => {
                     *lock(&server.child) = Some(child);
@@ -296,6 +406,36 @@ impl RedisServer {
     /// The connection URL, `redis://127.0.0.1:P/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The TLS port, for a server started with [`RedisServerBuilder::tls`]
+    /// (stable across restarts); `None` otherwise.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|t| t.port)
+    }
+
+    /// The TLS connection URL, `rediss://127.0.0.1:P/` with `P` the
+    /// [`tls_port`](RedisServer::tls_port).
+    ///
+    /// # Panics
+    ///
+    /// If the server was not started with [`RedisServerBuilder::tls`].
+    pub fn tls_url(&self) -> String {
+        match self.tls_port() {
+            Some(port) => format!("rediss://127.0.0.1:{port}/"),
+            None => panic!(
+                "the redis-server on port {} was started without TLS; \
+                 use RedisServer::builder().tls(..)",
+                self.port
+            ),
+        }
+    }
+
+    /// Path of the CA certificate file given to the server
+    /// (`--tls-ca-cert-file`), e.g. for `REDIS_TLS_CA_CERT`; `None` without
+    /// TLS.
+    pub fn tls_ca_cert_path(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca.as_path())
     }
 
     /// Path of the server's log file (appended to across restarts).
@@ -492,9 +632,44 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
-            .arg(&self.log_path)
-            .args(&self.extra_args);
+            .arg(&self.log_path);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--tls-port")
+                .arg(tls.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .arg("--tls-auth-clients")
+                .arg("no");
+        }
+        cmd.args(&self.extra_args);
         cmd
+    }
+
+    /// Writes the PEM files into the server's directory (the key readable by
+    /// its owner only) and returns their paths, with the port still unset.
+    fn write_tls_files(&self, files: &TlsFiles) -> TlsSetup {
+        let write = |name: &str, pem: &[u8], mode: u32| {
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = self.dir.join(name);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+                .and_then(|mut f| f.write_all(pem))
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            path
+        };
+        TlsSetup {
+            port: 0,
+            cert: write(TLS_CERT_FILE, &files.cert_pem, 0o644),
+            key: write(TLS_KEY_FILE, &files.key_pem, 0o600),
+            ca: write(TLS_CA_FILE, &files.ca_pem, 0o644),
+        }
     }
 
     /// Spawns the server on `self.port` and polls until it is ready.
