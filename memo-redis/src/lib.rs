@@ -66,6 +66,7 @@
 
 mod breaker;
 mod cache;
+mod call;
 pub mod codec;
 mod config;
 pub mod envelope;

@@ -1,22 +1,16 @@
 //! The call algorithm and the per-function specification the macro emits.
 
 use std::borrow::Cow;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::cache::{Cache, Inner};
 use crate::codec::CodecKind;
-use crate::envelope::{self, Envelope};
 use crate::error::Error;
-use crate::flight::{self, Lead, Outcome, Role, Wait};
 use crate::key::{self, TemplateWriter};
 use crate::log::RateLimited;
-use crate::shape::Shape;
-use crate::store::Budget;
 
 /// TTL of a function's entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,25 +26,37 @@ pub enum Ttl {
 /// Static description of one cached function, emitted by `#[redis_cache]`.
 #[derive(Debug)]
 pub struct Spec {
-    module: &'static str,
-    name: &'static str,
-    identity: Option<&'static str>,
-    prefix: Option<&'static str>,
-    ret: &'static str,
-    version: u32,
-    ttl: Ttl,
-    cache_none: bool,
-    codec: Option<CodecKind>,
-    cache: &'static Cache,
-    head: OnceLock<Head>,
-    stats: Stats,
-    key_errors: OnceLock<RateLimited>,
-    registered: AtomicBool,
-    single_flight: bool,
+    pub(crate) module: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) identity: Option<&'static str>,
+    pub(crate) prefix: Option<&'static str>,
+    pub(crate) ret: &'static str,
+    pub(crate) version: u32,
+    pub(crate) ttl: Ttl,
+    pub(crate) cache_none: bool,
+    pub(crate) codec: Option<CodecKind>,
+    pub(crate) cache: &'static Cache,
+    pub(crate) head: OnceLock<Head>,
+    pub(crate) stats: Stats,
+    pub(crate) key_errors: OnceLock<RateLimited>,
+    pub(crate) registered: AtomicBool,
+    pub(crate) single_flight: bool,
+    /// Cross-process lock lease (`lock = true` / `lock = "5s"`).
+    pub(crate) lock_ms: Option<u64>,
+    /// Stale-while-revalidate window (`stale = "30s"`).
+    pub(crate) stale_ms: Option<u64>,
+    /// XFetch β (`early_refresh = ...`).
+    pub(crate) beta: Option<f64>,
+    /// `sliding = true`: a hit extends the TTL (GETEX).
+    pub(crate) sliding: bool,
+    /// `jitter = 0.1`: ±10 % on every TTL.
+    pub(crate) jitter: f64,
+    /// `none_ttl = ...`: TTL of cached `None` entries.
+    pub(crate) none_ttl: Option<Ttl>,
 }
 
 #[derive(Debug)]
-struct Head {
+pub(crate) struct Head {
     self_ty: &'static str,
     identity: String,
     text: String,
@@ -119,6 +125,8 @@ pub(crate) struct Stats {
     pub(crate) errors: AtomicU64,
     pub(crate) skipped_too_large: AtomicU64,
     pub(crate) coalesced: AtomicU64,
+    pub(crate) stale: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
 }
 
 /// A snapshot of one function's outcome counters.
@@ -140,12 +148,16 @@ pub struct FnStats {
     /// Hits served by a concurrent identical call's read or body run (single-flight); included
     /// in `hits`.
     pub coalesced: u64,
+    /// Served a stale value (within the `stale` window) while a background refresh ran.
+    pub stale: u64,
+    /// Background refreshes run (stale-while-revalidate and early refresh).
+    pub refreshes: u64,
 }
 
 impl FnStats {
-    /// Calls counted: hits + misses + bypass + errors.
+    /// Calls counted: hits + misses + stale + bypass + errors.
     pub fn calls(&self) -> u64 {
-        self.hits + self.misses + self.bypass + self.errors
+        self.hits + self.misses + self.stale + self.bypass + self.errors
     }
     /// Hits divided by calls (0 when there were none).
     pub fn hit_ratio(&self) -> f64 {
@@ -183,10 +195,18 @@ impl Spec {
                 errors: AtomicU64::new(0),
                 skipped_too_large: AtomicU64::new(0),
                 coalesced: AtomicU64::new(0),
+                stale: AtomicU64::new(0),
+                refreshes: AtomicU64::new(0),
             },
             key_errors: OnceLock::new(),
             registered: AtomicBool::new(false),
             single_flight: true,
+            lock_ms: None,
+            stale_ms: None,
+            beta: None,
+            sliding: false,
+            jitter: 0.0,
+            none_ttl: None,
         }
     }
     /// `name = "..."`: a stable identity replacing the module path.
@@ -219,6 +239,36 @@ impl Spec {
         self.single_flight = on;
         self
     }
+    /// `lock = true` / `lock = "5s"`: lease in ms.
+    pub const fn lock(mut self, lease_ms: u64) -> Spec {
+        self.lock_ms = Some(lease_ms);
+        self
+    }
+    /// `stale = "30s"`: window in ms.
+    pub const fn stale(mut self, window_ms: u64) -> Spec {
+        self.stale_ms = Some(window_ms);
+        self
+    }
+    /// `early_refresh = β`.
+    pub const fn early_refresh(mut self, beta: f64) -> Spec {
+        self.beta = Some(beta);
+        self
+    }
+    /// `sliding = true`.
+    pub const fn sliding(mut self, on: bool) -> Spec {
+        self.sliding = on;
+        self
+    }
+    /// `jitter = f` (fraction, e.g. 0.1).
+    pub const fn jitter(mut self, fraction: f64) -> Spec {
+        self.jitter = fraction;
+        self
+    }
+    /// `none_ttl = ...`.
+    pub const fn none_ttl(mut self, ttl: Ttl) -> Spec {
+        self.none_ttl = Some(ttl);
+        self
+    }
     /// `codec = ...`.
     pub const fn codec(mut self, codec: CodecKind) -> Spec {
         self.codec = Some(codec);
@@ -235,6 +285,8 @@ impl Spec {
             errors: s.errors.load(Ordering::Relaxed),
             skipped_too_large: s.skipped_too_large.load(Ordering::Relaxed),
             coalesced: s.coalesced.load(Ordering::Relaxed),
+            stale: s.stale.load(Ordering::Relaxed),
+            refreshes: s.refreshes.load(Ordering::Relaxed),
         }
     }
 
@@ -276,7 +328,7 @@ impl Spec {
     }
 
     /// Adds this (main) spec to the registry read by [`stats`], once.
-    fn register(&'static self) {
+    pub(crate) fn register(&'static self) {
         if !self.registered.swap(true, Ordering::Relaxed) {
             if let Ok(mut r) = REGISTRY.lock() {
                 r.push(self);
@@ -284,19 +336,11 @@ impl Spec {
         }
     }
 
-    fn ttl_for(&self, inner: &Inner) -> Option<Duration> {
-        match self.ttl {
-            Ttl::Default => inner.config.default_ttl,
-            Ttl::Never => None,
-            Ttl::Millis(ms) => Some(Duration::from_millis(ms)),
-        }
-    }
-
-    fn codec_for(&self, inner: &Inner) -> CodecKind {
+    pub(crate) fn codec_for(&self, inner: &Inner) -> CodecKind {
         self.codec.unwrap_or(inner.config.codec)
     }
 
-    fn log_key_error(&self, e: &Error) {
+    pub(crate) fn log_key_error(&self, e: &Error) {
         self.key_errors.get_or_init(RateLimited::new).hit(|suppressed| {
             tracing::warn!(function = self.name, error = %e, suppressed, "memo-redis: cache bypassed for this call");
         });
@@ -320,8 +364,8 @@ fn sanitize_prefix(identity: &str) -> String {
 
 /// A computed key with the cache it belongs to.
 pub struct Key {
-    inner: &'static Arc<Inner>,
-    key: String,
+    pub(crate) inner: &'static Arc<Inner>,
+    pub(crate) key: String,
 }
 
 impl std::fmt::Debug for Key {
@@ -392,248 +436,4 @@ pub fn custom_key(
         return Err(Error::Key("key_fn returned an empty key".into()));
     }
     template_key(spec, self_ty, |w| w.lit(custom))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<R, String> {
-    let env = Envelope::parse(bytes, max_len).map_err(|e| e.to_string())?;
-    let value = if env.is_none() {
-        None
-    } else {
-        Some(env.codec.decode::<S::Value>(env.payload)?)
-    };
-    S::from_cached(value)
-        .ok_or_else(|| "cached None under a function that cannot return None".to_string())
-}
-
-/// The entry `r` would be stored as; `None` when nothing is cached for it.
-fn encode_entry<S: Shape<R>, R>(
-    spec: &'static Spec,
-    inner: &Inner,
-    r: &R,
-    compute: Duration,
-) -> Option<Vec<u8>> {
-    let stored = S::stored(r, spec.cache_none)?;
-    let compute_ms = u32::try_from(compute.as_millis()).unwrap_or(u32::MAX);
-    match envelope::encode(spec.codec_for(inner), stored, now_ms(), compute_ms) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            spec.log_key_error(&Error::Codec(e));
-            None
-        }
-    }
-}
-
-/// Stores an encoded entry within what is left of the call's Redis budget.
-async fn store_entry(spec: &'static Spec, key: &Key, bytes: &[u8], budget: &mut Budget) -> bool {
-    let inner = key.inner;
-    if bytes.len().saturating_sub(envelope::HEADER_LEN) > inner.config.max_value_bytes {
-        spec.stats.skipped_too_large.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(
-            function = spec.name,
-            size = bytes.len(),
-            "result too large to cache"
-        );
-        return false;
-    }
-    let ttl = spec.ttl_for(inner);
-    if ttl.is_none() {
-        inner.check_eviction_policy();
-    }
-    let Some(limit) = budget.left() else {
-        tracing::debug!(
-            function = spec.name,
-            "redis time budget spent on the read; not storing"
-        );
-        return false;
-    };
-    let started = Instant::now();
-    let stored = inner.store.set(&key.key, bytes, ttl, limit).await.is_ok();
-    budget.spend(started);
-    stored
-}
-
-/// The memoized call: hit → decoded value; miss → body, then store; Redis trouble → body.
-///
-/// Concurrent calls with the same key share one read and one body run (single-flight) unless
-/// the function opted out with `single_flight = false`.
-pub async fn memo<S, R, F>(spec: &'static Spec, key: Result<Key, Error>, body: F) -> R
-where
-    S: Shape<R>,
-    F: Future<Output = R>,
-{
-    spec.register();
-    let stats = &spec.stats;
-    let key = match key {
-        Ok(k) => k,
-        Err(e) => {
-            stats.bypass.fetch_add(1, Ordering::Relaxed);
-            if !matches!(e, Error::Config(_)) {
-                spec.log_key_error(&e);
-            }
-            return body.await;
-        }
-    };
-    let inner = key.inner;
-    if inner.store.breaker.bypassing() {
-        stats.bypass.fetch_add(1, Ordering::Relaxed);
-        return body.await;
-    }
-    if !spec.single_flight {
-        return lead::<S, R, F>(spec, &key, body, None).await;
-    }
-    loop {
-        match inner.flights.join(&key.key) {
-            Role::Leader(flight) => return lead::<S, R, F>(spec, &key, body, Some(flight)).await,
-            Role::Follower(rx) => match flight::wait(rx).await {
-                Wait::Shared(bytes) => {
-                    if let Ok(r) = decode::<S, R>(&bytes, usize::MAX) {
-                        stats.hits.fetch_add(1, Ordering::Relaxed);
-                        stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                        return r;
-                    }
-                    stats.misses.fetch_add(1, Ordering::Relaxed);
-                    return body.await;
-                }
-                Wait::NotShared => {
-                    // An `Err` or an uncached `None` is not shared (E has no Clone or serde
-                    // bound): this caller runs the body itself, as without single-flight.
-                    stats.misses.fetch_add(1, Ordering::Relaxed);
-                    return body.await;
-                }
-                // The leader panicked or was cancelled: race to lead.
-                Wait::Abandoned => continue,
-            },
-        }
-    }
-}
-
-/// One read, and on a miss one body run and one write, publishing the entry to followers.
-async fn lead<S, R, F>(spec: &'static Spec, key: &Key, body: F, flight: Option<Lead<'static>>) -> R
-where
-    S: Shape<R>,
-    F: Future<Output = R>,
-{
-    let stats = &spec.stats;
-    let inner = key.inner;
-    let mut corrupt: Option<Vec<u8>> = None;
-    let mut budget = Budget::new(inner.store.op_timeout());
-    let read_started = Instant::now();
-    let read = inner.store.get(&key.key, inner.store.op_timeout()).await;
-    budget.spend(read_started);
-    let mut redis_ok = true;
-    match read {
-        Ok(Some(bytes)) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
-            Ok(r) => {
-                stats.hits.fetch_add(1, Ordering::Relaxed);
-                if let Some(flight) = flight {
-                    flight.finish(Outcome::Shared(Arc::from(bytes)));
-                }
-                return r;
-            }
-            Err(why) => {
-                tracing::debug!(function = spec.name, reason = %why, "undecodable cache entry; recomputing");
-                stats.misses.fetch_add(1, Ordering::Relaxed);
-                corrupt = Some(bytes);
-            }
-        },
-        Ok(None) => {
-            stats.misses.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(Error::WrongType) => {
-            stats.misses.fetch_add(1, Ordering::Relaxed);
-            corrupt = Some(Vec::new());
-        }
-        Err(Error::BreakerOpen) => {
-            stats.bypass.fetch_add(1, Ordering::Relaxed);
-            redis_ok = false;
-        }
-        Err(_) => {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-            redis_ok = false;
-        }
-    }
-    let started = Instant::now();
-    let r = body.await;
-    let entry = encode_entry::<S, R>(spec, inner, &r, started.elapsed());
-    let mut written = false;
-    if let (true, Some(bytes)) = (redis_ok, &entry) {
-        written = store_entry(spec, key, bytes, &mut budget).await;
-    }
-    if let (false, Some(seen), Some(limit)) = (written, corrupt, budget.left()) {
-        // Nothing overwrote the bad entry: remove it unless someone replaced it meanwhile.
-        let _ = inner.store.repair(&key.key, &seen, limit).await;
-    }
-    if let Some(flight) = flight {
-        // Followers get the result even when Redis is failing: one body run per key.
-        flight.finish(match entry {
-            Some(bytes) => Outcome::Shared(Arc::from(bytes)),
-            None => Outcome::NotShared,
-        });
-    }
-    r
-}
-
-/// Companion `peek`: the value a hit would return, without running the body.
-///
-/// # Errors
-/// Redis failed, timed out or the breaker is open; the key could not be computed.
-pub async fn peek<S: Shape<R>, R>(key: Result<Key, Error>) -> Result<Option<R>, Error> {
-    let key = key?;
-    let inner = key.inner;
-    match inner.store.get(&key.key, inner.store.op_timeout()).await {
-        Ok(Some(bytes)) => Ok(decode::<S, R>(&bytes, inner.config.max_value_bytes).ok()),
-        Ok(None) | Err(Error::WrongType) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Companion `evict`: deletes the entry; `true` if one existed.
-///
-/// # Errors
-/// Redis failed, timed out or the breaker is open; the key could not be computed.
-pub async fn evict(key: Result<Key, Error>) -> Result<bool, Error> {
-    let key = key?;
-    key.inner.store.del(&key.key).await
-}
-
-/// Companion `key`: the exact Redis key.
-///
-/// # Errors
-/// The cache configuration is invalid or the key could not be computed.
-pub fn key_string(key: Result<Key, Error>) -> Result<String, Error> {
-    key.map(|k| k.key)
-}
-
-/// Companion `refresh`: runs the body and stores its result (write-through), whatever is cached.
-pub async fn refresh<S, R, F>(spec: &'static Spec, key: Result<Key, Error>, body: F) -> R
-where
-    S: Shape<R>,
-    F: Future<Output = R>,
-{
-    let started = Instant::now();
-    let r = body.await;
-    match key {
-        Ok(key) => {
-            let mut budget = Budget::new(key.inner.store.op_timeout());
-            if let Some(bytes) = encode_entry::<S, R>(spec, key.inner, &r, started.elapsed()) {
-                store_entry(spec, &key, &bytes, &mut budget).await;
-            }
-        }
-        Err(e) => spec.log_key_error(&e),
-    }
-    r
-}
-
-/// Pins the output type of the body block so `?` and `.into()` inside it infer as in the
-/// original function.
-#[inline(always)]
-pub fn body<R, F: Future<Output = R>>(f: F) -> F {
-    f
 }

@@ -31,6 +31,7 @@ pub(crate) struct Store {
     pub(crate) breaker: Breaker,
     errors_log: RateLimited,
     repair: Script,
+    release: Script,
     url: String,
 }
 
@@ -82,6 +83,7 @@ impl Store {
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             errors_log: RateLimited::new(),
             repair: Script::new(REPAIR_LUA),
+            release: Script::new(RELEASE_LUA),
             url: config.display_url.clone(),
         })
     }
@@ -270,5 +272,60 @@ impl Budget {
 
     pub(crate) fn spend(&mut self, since: std::time::Instant) {
         self.left = self.left.saturating_sub(since.elapsed());
+    }
+}
+
+/// Releases a lock only if it still holds our token (the lease may have expired and another
+/// process may hold it now).
+const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+impl Store {
+    /// `GETEX key PX ttl`: a read that extends the entry's TTL in the same round trip.
+    pub(crate) async fn get_ex(
+        &self,
+        key: &str,
+        ttl: Duration,
+        limit: Duration,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.query_within(redis::cmd("GETEX").arg(key).arg("PX").arg(ms), limit)
+            .await
+    }
+
+    /// `SET lock token NX PX lease`: true if we now hold the lock.
+    pub(crate) async fn try_lock(
+        &self,
+        lock: &str,
+        token: &str,
+        lease: Duration,
+    ) -> Result<bool, Error> {
+        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let reply: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(lock)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms),
+            )
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    /// Compare-and-delete release of a lock.
+    pub(crate) async fn unlock(&self, lock: &str, token: &str) -> Result<bool, Error> {
+        if self.breaker.allow() == Admit::No {
+            return Err(Error::BreakerOpen);
+        }
+        let mut conn = self.connection()?;
+        let mut invocation = self.release.key(lock);
+        invocation.arg(token);
+        let result =
+            tokio::time::timeout(self.op_timeout, invocation.invoke_async::<u64>(&mut conn)).await;
+        self.settle(result, self.op_timeout).map(|n| n > 0)
     }
 }

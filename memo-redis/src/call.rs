@@ -1,0 +1,521 @@
+//! The call algorithm — hit / miss / stale / early refresh / bypass — and the companions.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cache::Inner;
+use crate::envelope::{self, Envelope};
+use crate::error::Error;
+use crate::flight::{self, Lead, Outcome, Role, Wait};
+use crate::memo::{Key, Spec, Ttl};
+use crate::shape::Shape;
+use crate::store::Budget;
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// What the envelope says about an entry, for freshness decisions.
+#[derive(Clone, Copy)]
+struct Meta {
+    written_at_ms: u64,
+    compute_ms: u32,
+}
+
+fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<(R, Meta), String> {
+    let env = Envelope::parse(bytes, max_len).map_err(|e| e.to_string())?;
+    let value = if env.is_none() {
+        None
+    } else {
+        Some(env.codec.decode::<S::Value>(env.payload)?)
+    };
+    let r = S::from_cached(value)
+        .ok_or_else(|| "cached None under a function that cannot return None".to_string())?;
+    Ok((
+        r,
+        Meta {
+            written_at_ms: env.written_at_ms,
+            compute_ms: env.compute_ms,
+        },
+    ))
+}
+
+/// An encoded entry and whether it is a cached `None`.
+struct Entry {
+    bytes: Vec<u8>,
+    is_none: bool,
+}
+
+/// The entry `r` would be stored as; `None` when nothing is cached for it.
+fn encode_entry<S: Shape<R>, R>(
+    spec: &'static Spec,
+    inner: &Inner,
+    r: &R,
+    compute: Duration,
+) -> Option<Entry> {
+    let stored = S::stored(r, spec.cache_none)?;
+    let compute_ms = u32::try_from(compute.as_millis()).unwrap_or(u32::MAX);
+    match envelope::encode(spec.codec_for(inner), stored, now_ms(), compute_ms) {
+        Ok(bytes) => Some(Entry {
+            bytes,
+            is_none: stored.is_none(),
+        }),
+        Err(e) => {
+            spec.log_key_error(&Error::Codec(e));
+            None
+        }
+    }
+}
+
+fn resolve(ttl: Ttl, inner: &Inner) -> Option<Duration> {
+    match ttl {
+        Ttl::Default => inner.config.default_ttl,
+        Ttl::Never => None,
+        Ttl::Millis(ms) => Some(Duration::from_millis(ms)),
+    }
+}
+
+/// The PX an entry is written with: its TTL (the `none_ttl` for a cached `None`), spread by
+/// `jitter`, plus the `stale` window during which it may still be served.
+fn store_ttl(spec: &Spec, inner: &Inner, is_none: bool) -> Option<Duration> {
+    let base = match (is_none, spec.none_ttl) {
+        (true, Some(t)) => resolve(t, inner),
+        _ => resolve(spec.ttl, inner),
+    }?;
+    let jittered = if spec.jitter > 0.0 {
+        // Uniform in [1 - j, 1 + j].
+        let factor = 1.0 + spec.jitter * (fastrand::f64() * 2.0 - 1.0);
+        base.mul_f64(factor.max(0.001))
+    } else {
+        base
+    };
+    Some(jittered + Duration::from_millis(spec.stale_ms.unwrap_or(0)))
+}
+
+/// Stores an encoded entry within what is left of the call's Redis budget.
+async fn store_entry(spec: &'static Spec, key: &Key, entry: &Entry, budget: &mut Budget) -> bool {
+    let inner = key.inner;
+    if entry.bytes.len().saturating_sub(envelope::HEADER_LEN) > inner.config.max_value_bytes {
+        spec.stats.skipped_too_large.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            function = spec.name,
+            size = entry.bytes.len(),
+            "result too large to cache"
+        );
+        return false;
+    }
+    let ttl = store_ttl(spec, inner, entry.is_none);
+    if ttl.is_none() {
+        inner.check_eviction_policy();
+    }
+    let Some(limit) = budget.left() else {
+        tracing::debug!(
+            function = spec.name,
+            "redis time budget spent on the read; not storing"
+        );
+        return false;
+    };
+    let started = Instant::now();
+    let stored = inner
+        .store
+        .set(&key.key, &entry.bytes, ttl, limit)
+        .await
+        .is_ok();
+    budget.spend(started);
+    stored
+}
+
+/// Starts a background refresh of `key` (at most one per key per process).
+type Refresher<'a> = &'a (dyn Fn(&Key) + Sync);
+
+/// The memoized call: hit → decoded value; miss → body, then store; Redis trouble → body.
+///
+/// Concurrent calls with the same key share one read and one body run (single-flight) unless
+/// the function opted out with `single_flight = false`.
+pub async fn memo<S, R, F>(spec: &'static Spec, key: Result<Key, Error>, body: F) -> R
+where
+    S: Shape<R>,
+    F: Future<Output = R>,
+{
+    run::<S, R, F>(spec, key, body, None).await
+}
+
+/// [`memo`] for functions with `stale` or `early_refresh`: `make` builds the body future, once
+/// for this call and again for each background refresh, so it must own clones of the arguments.
+pub async fn memo_bg<S, R, M, F>(spec: &'static Spec, key: Result<Key, Error>, make: M) -> R
+where
+    S: Shape<R> + 'static,
+    R: Send + 'static,
+    M: Fn() -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = R> + Send + 'static,
+{
+    let refresher = |key: &Key| spawn_refresh::<S, R, M, F>(spec, key, make.clone());
+    run::<S, R, F>(spec, key, make(), Some(&refresher)).await
+}
+
+async fn run<S, R, F>(
+    spec: &'static Spec,
+    key: Result<Key, Error>,
+    body: F,
+    bg: Option<Refresher<'_>>,
+) -> R
+where
+    S: Shape<R>,
+    F: Future<Output = R>,
+{
+    spec.register();
+    let stats = &spec.stats;
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => {
+            stats.bypass.fetch_add(1, Ordering::Relaxed);
+            if !matches!(e, Error::Config(_)) {
+                spec.log_key_error(&e);
+            }
+            return body.await;
+        }
+    };
+    let inner = key.inner;
+    if inner.store.breaker.bypassing() {
+        stats.bypass.fetch_add(1, Ordering::Relaxed);
+        return body.await;
+    }
+    if !spec.single_flight {
+        return lead::<S, R, F>(spec, &key, body, None, bg).await;
+    }
+    loop {
+        match inner.flights.join(&key.key) {
+            Role::Leader(flight) => {
+                return lead::<S, R, F>(spec, &key, body, Some(flight), bg).await
+            }
+            Role::Follower(rx) => match flight::wait(rx).await {
+                Wait::Shared(bytes) => {
+                    if let Ok((r, _)) = decode::<S, R>(&bytes, usize::MAX) {
+                        stats.hits.fetch_add(1, Ordering::Relaxed);
+                        stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                        return r;
+                    }
+                    stats.misses.fetch_add(1, Ordering::Relaxed);
+                    return body.await;
+                }
+                Wait::NotShared => {
+                    // An `Err` or an uncached `None` is not shared (E has no Clone or serde
+                    // bound): this caller runs the body itself, as without single-flight.
+                    stats.misses.fetch_add(1, Ordering::Relaxed);
+                    return body.await;
+                }
+                // The leader panicked or was cancelled: race to lead.
+                Wait::Abandoned => continue,
+            },
+        }
+    }
+}
+
+/// The read: `GETEX` when the function has sliding expiry, `GET` otherwise.
+async fn read(spec: &Spec, key: &Key, limit: Duration) -> Result<Option<Vec<u8>>, Error> {
+    let inner = key.inner;
+    match (spec.sliding, store_ttl(spec, inner, false)) {
+        (true, Some(ttl)) => inner.store.get_ex(&key.key, ttl, limit).await,
+        _ => inner.store.get(&key.key, limit).await,
+    }
+}
+
+/// Whether a hit should be served stale or refreshed early, per the entry's metadata.
+enum Freshness {
+    Fresh,
+    /// Past its TTL but inside the `stale` window: serve and refresh in the background.
+    Stale,
+    /// XFetch decided to recompute early: serve (a hit) and refresh in the background.
+    Early,
+}
+
+fn freshness(spec: &Spec, inner: &Inner, meta: Meta) -> Freshness {
+    let Some(ttl) = resolve(spec.ttl, inner) else {
+        return Freshness::Fresh;
+    };
+    let now = now_ms();
+    let expiry = meta
+        .written_at_ms
+        .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+    if spec.stale_ms.is_some() && now >= expiry {
+        return Freshness::Stale;
+    }
+    if let Some(beta) = spec.beta {
+        // XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): recompute when
+        // now − Δ·β·ln(rand()) ≥ expiry, Δ the time the last computation took.
+        let delta = f64::from(meta.compute_ms.max(1));
+        let rand = fastrand::f64().max(f64::MIN_POSITIVE);
+        let early = -delta * beta * rand.ln();
+        if now as f64 + early >= expiry as f64 {
+            return Freshness::Early;
+        }
+    }
+    Freshness::Fresh
+}
+
+/// One read, and on a miss one body run and one write, publishing the entry to followers.
+async fn lead<S, R, F>(
+    spec: &'static Spec,
+    key: &Key,
+    body: F,
+    flight: Option<Lead<'static>>,
+    bg: Option<Refresher<'_>>,
+) -> R
+where
+    S: Shape<R>,
+    F: Future<Output = R>,
+{
+    let stats = &spec.stats;
+    let inner = key.inner;
+    let mut corrupt: Option<Vec<u8>> = None;
+    let mut budget = Budget::new(inner.store.op_timeout());
+    let read_started = Instant::now();
+    let read = read(spec, key, inner.store.op_timeout()).await;
+    budget.spend(read_started);
+    let mut redis_ok = true;
+    let mut missing = false;
+    match read {
+        Ok(Some(bytes)) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
+            Ok((r, meta)) => {
+                let counter = match (bg, freshness(spec, inner, meta)) {
+                    (Some(refresh), Freshness::Stale) => {
+                        refresh(key);
+                        &stats.stale
+                    }
+                    (Some(refresh), Freshness::Early) => {
+                        refresh(key);
+                        &stats.hits
+                    }
+                    _ => &stats.hits,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                if let Some(flight) = flight {
+                    flight.finish(Outcome::Shared(Arc::from(bytes)));
+                }
+                return r;
+            }
+            Err(why) => {
+                tracing::debug!(function = spec.name, reason = %why, "undecodable cache entry; recomputing");
+                corrupt = Some(bytes);
+            }
+        },
+        Ok(None) => missing = true,
+        Err(Error::WrongType) => corrupt = Some(Vec::new()),
+        Err(Error::BreakerOpen) => {
+            stats.bypass.fetch_add(1, Ordering::Relaxed);
+            redis_ok = false;
+        }
+        Err(_) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            redis_ok = false;
+        }
+    }
+
+    // Cross-process stampede lock: another process may be computing this key already.
+    let mut lock: Option<(String, String)> = None;
+    if let (true, Some(lease_ms)) = (missing, spec.lock_ms) {
+        match cross_process::<S, R>(spec, key, Duration::from_millis(lease_ms)).await {
+            Locked::Acquired(lock_key, token) => lock = Some((lock_key, token)),
+            Locked::Value(r, bytes) => {
+                stats.hits.fetch_add(1, Ordering::Relaxed);
+                if let Some(flight) = flight {
+                    flight.finish(Outcome::Shared(Arc::from(bytes)));
+                }
+                return r;
+            }
+            Locked::GaveUp => {}
+        }
+    }
+    if redis_ok {
+        stats.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    let started = Instant::now();
+    let r = body.await;
+    let entry = encode_entry::<S, R>(spec, inner, &r, started.elapsed());
+    let mut written = false;
+    if let (true, Some(entry)) = (redis_ok, &entry) {
+        written = store_entry(spec, key, entry, &mut budget).await;
+    }
+    if let (false, Some(seen), Some(limit)) = (written, corrupt, budget.left()) {
+        // Nothing overwrote the bad entry: remove it unless someone replaced it meanwhile.
+        let _ = inner.store.repair(&key.key, &seen, limit).await;
+    }
+    if let Some((lock_key, token)) = lock {
+        let _ = inner.store.unlock(&lock_key, &token).await;
+    }
+    if let Some(flight) = flight {
+        // Followers get the result even when Redis is failing: one body run per key.
+        flight.finish(match entry {
+            Some(entry) => Outcome::Shared(Arc::from(entry.bytes)),
+            None => Outcome::NotShared,
+        });
+    }
+    r
+}
+
+enum Locked<R> {
+    /// We hold the lock: compute, store, release.
+    Acquired(String, String),
+    /// Another process computed it while we waited.
+    Value(R, Vec<u8>),
+    /// Lock unavailable (Redis failing) or the wait bound passed: compute ourselves.
+    GaveUp,
+}
+
+/// `SET {key}:lock token NX PX lease`; the losers poll for the value with exponential backoff
+/// (2 ms doubling to 50 ms: a handful of GETs per wait, never a busy loop) until the lease runs
+/// out, then compute themselves.
+async fn cross_process<S: Shape<R>, R>(
+    spec: &'static Spec,
+    key: &Key,
+    lease: Duration,
+) -> Locked<R> {
+    let inner = key.inner;
+    let lock_key = format!("{}:lock", key.key);
+    let token = format!("{:032x}", fastrand::u128(..));
+    match inner.store.try_lock(&lock_key, &token, lease).await {
+        Ok(true) => return Locked::Acquired(lock_key, token),
+        Ok(false) => {}
+        Err(_) => return Locked::GaveUp,
+    }
+    let deadline = Instant::now() + lease;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            tracing::debug!(function = spec.name, "waited a whole lock lease; computing");
+            return Locked::GaveUp;
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+        match inner.store.get(&key.key, inner.store.op_timeout()).await {
+            Ok(Some(bytes)) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
+                Ok((r, _)) => return Locked::Value(r, bytes),
+                Err(_) => return Locked::GaveUp,
+            },
+            Ok(None) => {
+                // The holder may have given up (an `Err` result is not stored): take over as
+                // soon as the lock is free instead of waiting out the whole lease.
+                match inner.store.try_lock(&lock_key, &token, lease).await {
+                    Ok(true) => return Locked::Acquired(lock_key, token),
+                    Ok(false) => {}
+                    Err(_) => return Locked::GaveUp,
+                }
+            }
+            Err(_) => return Locked::GaveUp,
+        }
+    }
+}
+
+/// Keys being refreshed in the background right now, per process.
+static REFRESHING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+struct RefreshGuard(String);
+
+impl Drop for RefreshGuard {
+    fn drop(&mut self) {
+        if let Ok(mut set) = REFRESHING.lock() {
+            if let Some(set) = set.as_mut() {
+                set.remove(&self.0);
+            }
+        }
+    }
+}
+
+fn spawn_refresh<S, R, M, F>(spec: &'static Spec, key: &Key, make: M)
+where
+    S: Shape<R> + 'static,
+    R: Send + 'static,
+    M: Fn() -> F + Send + Sync + 'static,
+    F: Future<Output = R> + Send + 'static,
+{
+    let claimed = match REFRESHING.lock() {
+        Ok(mut set) => set.get_or_insert_with(HashSet::new).insert(key.key.clone()),
+        Err(_) => false,
+    };
+    if !claimed {
+        return;
+    }
+    let guard = RefreshGuard(key.key.clone());
+    let key = Key {
+        inner: key.inner,
+        key: key.key.clone(),
+    };
+    key.inner.spawn(async move {
+        let _guard = guard;
+        let started = Instant::now();
+        let r = make().await;
+        spec.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        if let Some(entry) = encode_entry::<S, R>(spec, key.inner, &r, started.elapsed()) {
+            let mut budget = Budget::new(key.inner.store.op_timeout());
+            store_entry(spec, &key, &entry, &mut budget).await;
+        }
+    });
+}
+
+/// Companion `peek`: the value a hit would return, without running the body.
+///
+/// # Errors
+/// Redis failed, timed out or the breaker is open; the key could not be computed.
+pub async fn peek<S: Shape<R>, R>(key: Result<Key, Error>) -> Result<Option<R>, Error> {
+    let key = key?;
+    let inner = key.inner;
+    match inner.store.get(&key.key, inner.store.op_timeout()).await {
+        Ok(Some(bytes)) => Ok(decode::<S, R>(&bytes, inner.config.max_value_bytes)
+            .ok()
+            .map(|(r, _)| r)),
+        Ok(None) | Err(Error::WrongType) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Companion `evict`: deletes the entry; `true` if one existed.
+///
+/// # Errors
+/// Redis failed, timed out or the breaker is open; the key could not be computed.
+pub async fn evict(key: Result<Key, Error>) -> Result<bool, Error> {
+    let key = key?;
+    key.inner.store.del(&key.key).await
+}
+
+/// Companion `key`: the exact Redis key.
+///
+/// # Errors
+/// The cache configuration is invalid or the key could not be computed.
+pub fn key_string(key: Result<Key, Error>) -> Result<String, Error> {
+    key.map(|k| k.key)
+}
+
+/// Companion `refresh`: runs the body and stores its result (write-through), whatever is cached.
+pub async fn refresh<S, R, F>(spec: &'static Spec, key: Result<Key, Error>, body: F) -> R
+where
+    S: Shape<R>,
+    F: Future<Output = R>,
+{
+    let started = Instant::now();
+    let r = body.await;
+    match key {
+        Ok(key) => {
+            let mut budget = Budget::new(key.inner.store.op_timeout());
+            if let Some(entry) = encode_entry::<S, R>(spec, key.inner, &r, started.elapsed()) {
+                store_entry(spec, &key, &entry, &mut budget).await;
+            }
+        }
+        Err(e) => spec.log_key_error(&e),
+    }
+    r
+}
+
+/// Pins the output type of the body block so `?` and `.into()` inside it infer as in the
+/// original function.
+#[inline(always)]
+pub fn body<R, F: Future<Output = R>>(f: F) -> F {
+    f
+}
