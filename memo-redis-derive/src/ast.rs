@@ -1,6 +1,7 @@
 //! The model of a cached function, keeping the original nodes for their spans.
 
 use proc_macro2::Span;
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type};
 
@@ -79,8 +80,11 @@ impl CachedFn {
                                 skip = true;
                                 Ok(())
                             } else {
-                                Err(meta
-                                    .error("unknown parameter option; expected `#[memo(skip)]`"))
+                                let option =
+                                    meta.path.to_token_stream().to_string().replace(' ', "");
+                                Err(meta.error(format!(
+                                    "unknown parameter option `{option}`; expected `#[memo(skip)]`"
+                                )))
                             }
                         });
                         if let Err(e) = parsed {

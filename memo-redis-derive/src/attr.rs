@@ -167,10 +167,14 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            "" => return Err("missing unit; use `ms`, `s`, `m`, `h` or `d`".into()),
+            "" => {
+                return Err(format!(
+                    "expected a unit (`ms`, `s`, `m`, `h` or `d`) right after `{n}`"
+                ))
+            }
             other => {
                 return Err(format!(
-                    "unknown unit `{other}`; use `ms`, `s`, `m`, `h` or `d`"
+                    "unknown unit `{other}` (expected `ms`, `s`, `m`, `h` or `d`)"
                 ))
             }
         };

@@ -1,9 +1,10 @@
 //! `try_expand` = `from_syn` → `validate` → generate.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{AttrStyle, Ident, ItemFn};
+use syn::{AttrStyle, Attribute, Ident, ItemFn, Type, Visibility};
 
 use crate::ast::{CachedFn, Param, ReceiverKind};
 use crate::attr::Args;
@@ -16,7 +17,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(f) => f,
         Err(_) => {
             let e = syn::Error::new(
-                Span::call_site(),
+                item_kind_span(&item),
                 "`#[redis_cache]` applies to an `async fn` (a free function or a method)",
             );
             return fallback::emit(e, None, item);
@@ -33,6 +34,21 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// The first token of an item after its attributes and visibility (`struct`, `impl`, ...), where
+/// "this is not a function" is reported.
+fn item_kind_span(item: &TokenStream) -> Span {
+    let parser = |input: ParseStream<'_>| {
+        input.call(Attribute::parse_outer)?;
+        input.parse::<Visibility>()?;
+        let span = input.span();
+        input.parse::<TokenStream>()?;
+        Ok(span)
+    };
+    parser
+        .parse2(item.clone())
+        .unwrap_or_else(|_| Span::call_site())
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Ctx {
     /// Inside the function itself (and `_refresh`): parameters are the declared types.
@@ -41,21 +57,124 @@ enum Ctx {
     Companion,
 }
 
-/// An expression of type `&T` for a parameter declared as `T`.
+/// The one token of `ty` its bound errors are reported at: the type's name (`Filter` in
+/// `&Filter`, `Vec` in `Vec<Filter>`), or the whole `(..)` / `[..]`. A single token because
+/// `Span::join` is unstable, and rustc only merges duplicate errors reported at equal spans.
+fn anchor(ty: &Type) -> Span {
+    match ty {
+        Type::Reference(r) => anchor(&r.elem),
+        Type::Group(g) => anchor(&g.elem),
+        Type::Paren(p) => p.paren_token.span.join(),
+        Type::Tuple(t) => t.paren_token.span.join(),
+        Type::Slice(s) => s.bracket_token.span.join(),
+        Type::Array(a) => a.bracket_token.span.join(),
+        Type::Path(p) => p
+            .path
+            .segments
+            .last()
+            .map_or_else(|| ty.span(), |seg| seg.ident.span()),
+        _ => ty.span(),
+    }
+}
+
+/// Whether a type has a nested `impl Trait` (a top-level one is rejected or skipped).
+fn mentions_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Ident(i) => i == "impl",
+        TokenTree::Group(g) => mentions_impl(g.stream()),
+        _ => false,
+    })
+}
+
+/// `tokens` with their name resolution kept and every location moved to `at`.
+fn relocate(tokens: TokenStream, at: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let TokenTree::Group(g) = &tt {
+                let mut inner = Group::new(g.delimiter(), relocate(g.stream(), at));
+                inner.set_span(g.span().located_at(at));
+                tt = TokenTree::Group(inner);
+            } else {
+                tt.set_span(tt.span().located_at(at));
+            }
+            tt
+        })
+        .collect()
+}
+
+/// Compile-time bound checks at the user's types. Every body that needs a bound repeats them, and
+/// every later use of the bound (the digest, the `Shape` calls) is spanned at the same token, so
+/// a missing bound is reported once, here (rustc drops identical diagnostics and errors implied
+/// by an earlier one at the same span).
+fn checks(f: &CachedFn, r: &Resolved, value: bool) -> TokenStream {
+    let mut checks = TokenStream::new();
+    if matches!(r.key, KeyMode::Digest) {
+        for p in f.key_params() {
+            let at = anchor(&p.ty);
+            if mentions_impl(p.ty.to_token_stream()) {
+                // `Vec<impl Serialize>` cannot be named in a turbofish: check the value.
+                let arg = relocate(ref_expr(p, Ctx::Main), at);
+                checks.extend(quote_spanned!(at=> ::memo_redis::__private::key_arg(#arg);));
+                continue;
+            }
+            let ty = relocate(p.ty.to_token_stream(), at);
+            checks.extend(quote_spanned!(at=> let _ = ::memo_redis::__private::key_arg::<#ty>;));
+        }
+    }
+    if let (true, Some(v)) = (value, &r.value_ty) {
+        let at = anchor(v);
+        let ty = relocate(v.to_token_stream(), at);
+        checks.extend(quote_spanned!(at=> ::memo_redis::__private::value_type::<#ty>();));
+    }
+    checks
+}
+
+/// `::memo_redis::__private::#func::<#generics>(#args).await`, every token of the call and the
+/// `.await` at `at` (see [`checks`]).
+fn shape_call(func: &str, generics: TokenStream, args: TokenStream, at: Span) -> TokenStream {
+    let func = Ident::new(func, at);
+    let mut args = Group::new(Delimiter::Parenthesis, args);
+    args.set_span(at);
+    quote_spanned!(at=> ::memo_redis::__private::#func::<#generics> #args.await)
+}
+
+/// An expression of type `&T` for a parameter declared as `T`. Shown at the parameter's name, in
+/// the same form in the function and its companions (`&*` reborrows a companion's reference), so
+/// a `key_fn` taking the wrong type is one error, there.
 fn ref_expr(p: &Param, ctx: Ctx) -> TokenStream {
     let ident = &p.ident;
+    let at = Span::call_site().located_at(ident.span());
     if ctx == Ctx::Companion && !p.is_ref {
-        quote!(#ident)
+        quote_spanned!(at=> &*#ident)
     } else {
-        quote!(&#ident)
+        quote_spanned!(at=> &#ident)
     }
+}
+
+/// `&(a, b, ..)` for the digest. With one key argument it is spanned at that argument's
+/// [`anchor`], where its check reports; with several, across the key arguments.
+fn key_tuple(f: &CachedFn, ctx: Ctx) -> TokenStream {
+    let params: Vec<&Param> = f.key_params().collect();
+    let refs = params.iter().map(|p| ref_expr(p, ctx));
+    let (first, last) = match params.as_slice() {
+        [] => (Span::call_site(), Span::call_site()),
+        [p] => (anchor(&p.ty), anchor(&p.ty)),
+        [p, .., q] => {
+            let end = q.ty.to_token_stream().into_iter().last();
+            (p.pat_span, end.map_or_else(|| q.ty.span(), |t| t.span()))
+        }
+    };
+    let mut tuple = Group::new(Delimiter::Parenthesis, quote!(#(#refs,)*));
+    tuple.set_span(last);
+    quote_spanned!(first=> &#tuple)
 }
 
 fn key_expr(f: &CachedFn, r: &Resolved, ctx: Ctx, self_ty: &TokenStream) -> TokenStream {
     match &r.key {
         KeyMode::Digest => {
-            let refs = f.key_params().map(|p| ref_expr(p, ctx));
-            quote!(::memo_redis::__private::digest_key(&__MEMO_REDIS_SPEC, #self_ty, &(#(#refs,)*)))
+            let tuple = key_tuple(f, ctx);
+            quote!(::memo_redis::__private::digest_key(&__MEMO_REDIS_SPEC, #self_ty, #tuple))
         }
         KeyMode::Fn(path) => {
             let refs = f.key_params().map(|p| ref_expr(p, ctx));
@@ -65,6 +184,13 @@ fn key_expr(f: &CachedFn, r: &Resolved, ctx: Ctx, self_ty: &TokenStream) -> Toke
             let stmts = segments.iter().map(|seg| match seg {
                 Segment::Lit(s) => quote!(__memo_redis_w.lit(#s);),
                 Segment::Arg { root, fields } => {
+                    // A companion's owned key parameter is already a reference: pass it as is, so
+                    // a missing `Display` reads the same for the function and its companions.
+                    let reborrowed = ctx == Ctx::Companion
+                        && fields.is_empty()
+                        && f.params
+                            .iter()
+                            .any(|p| p.ident == root.as_str() && !p.is_ref);
                     let root = Ident::new(root, *span);
                     let fields = fields.iter().map(|fld| match fld.parse::<u32>() {
                         Ok(i) => syn::Index {
@@ -74,7 +200,11 @@ fn key_expr(f: &CachedFn, r: &Resolved, ctx: Ctx, self_ty: &TokenStream) -> Toke
                         .into_token_stream(),
                         Err(_) => Ident::new(fld, *span).into_token_stream(),
                     });
-                    quote_spanned!(*span=> __memo_redis_w.arg(&#root #(.#fields)*);)
+                    if reborrowed {
+                        quote_spanned!(*span=> __memo_redis_w.arg(#root);)
+                    } else {
+                        quote_spanned!(*span=> __memo_redis_w.arg(&#root #(.#fields)*);)
+                    }
                 }
             });
             quote!(::memo_redis::__private::template_key(&__MEMO_REDIS_SPEC, #self_ty, |__memo_redis_w| { #(#stmts)* }))
@@ -129,37 +259,35 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         ReceiverKind::Present { .. } => quote!(::core::any::type_name::<Self>()),
         ReceiverKind::None => quote!(::memo_redis::__private::NO_SELF),
     };
-    let shape_ident = format_ident!("{}", r.shape.ident());
-    let shape = quote_spanned!(ret.span()=> ::memo_redis::__private::#shape_ident);
+    // The `Shape` bound is spanned where `value_type` reports (see `checks`).
+    let value_at = anchor(r.value_ty.as_ref().unwrap_or(ret));
+    let shape_ident = format_ident!("{}", r.shape.ident(), span = value_at);
+    let shape = quote_spanned!(value_at=> ::memo_redis::__private::#shape_ident);
 
-    // Bound checks on the user's spans.
-    let mut checks = TokenStream::new();
-    if matches!(r.key, KeyMode::Digest) {
-        for p in f.key_params() {
-            let ident = &p.ident;
-            checks.extend(quote_spanned!(p.ty.span()=> ::memo_redis::__private::key_arg(&#ident);));
-        }
-    }
-    if let Some(v) = &r.value_ty {
-        checks.extend(quote_spanned!(v.span()=> ::memo_redis::__private::value_type::<#v>();));
-    }
+    let checks_main = checks(f, r, true);
+    let checks_comp = checks(f, r, false);
+    let checks_peek = checks_main.clone();
 
     let key_main = key_expr(f, r, Ctx::Main, &self_ty);
     let key_comp = key_expr(f, r, Ctx::Companion, &self_ty);
+
+    let body_args = quote! {
+        &__MEMO_REDIS_SPEC,
+        __memo_redis_key,
+        ::memo_redis::__private::body::<#ret, _>(async move #block),
+    };
+    let memo_call = shape_call("memo", quote!(#shape, _, _), body_args.clone(), value_at);
+    let refresh_call = shape_call("refresh", quote!(#shape, _, _), body_args, value_at);
+    let peek_call = shape_call("peek", quote!(#shape, #ret), key_comp.clone(), value_at);
 
     let main_fn = quote! {
         #(#outer)*
         #vis #sig {
             #(#inner)*
             #spec
-            #checks
+            #checks_main
             let __memo_redis_key = #key_main;
-            ::memo_redis::__private::memo::<#shape, _, _>(
-                &__MEMO_REDIS_SPEC,
-                __memo_redis_key,
-                ::memo_redis::__private::body::<#ret, _>(async move #block),
-            )
-            .await
+            #memo_call
         }
     };
 
@@ -203,6 +331,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
             -> ::core::result::Result<::std::string::String, ::memo_redis::Error> #where_clause
         {
             #spec
+            #checks_comp
             ::memo_redis::__private::key_string(#key_comp)
         }
 
@@ -213,6 +342,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
             -> ::core::result::Result<bool, ::memo_redis::Error> #where_clause
         {
             #spec
+            #checks_comp
             ::memo_redis::__private::evict(#key_comp).await
         }
 
@@ -223,7 +353,8 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
             -> ::core::result::Result<::core::option::Option<#ret>, ::memo_redis::Error> #where_clause
         {
             #spec
-            ::memo_redis::__private::peek::<#shape, #ret>(#key_comp).await
+            #checks_peek
+            #peek_call
         }
 
         #(#cfgs)*
@@ -232,13 +363,9 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         #vis #refresh_sig {
             #(#inner)*
             #spec
+            #checks_main
             let __memo_redis_key = #key_main;
-            ::memo_redis::__private::refresh::<#shape, _, _>(
-                &__MEMO_REDIS_SPEC,
-                __memo_redis_key,
-                ::memo_redis::__private::body::<#ret, _>(async move #block),
-            )
-            .await
+            #refresh_call
         }
     }
 }

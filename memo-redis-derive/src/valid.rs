@@ -60,8 +60,8 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
     for gp in &sig.generics.params {
         match gp {
             GenericParam::Lifetime(_) => {}
-            other => errs.push(Error::new(
-                other.span(),
+            other => errs.push(Error::new_spanned(
+                other,
                 "generic functions are not supported by `#[redis_cache]`; use concrete types, or cache a non-generic inner function",
             )),
         }
@@ -71,8 +71,8 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
     }
     for p in &f.params {
         if let (Type::ImplTrait(it), false) = (&p.ty, p.skip) {
-            errs.push(Error::new(
-                it.span(),
+            errs.push(Error::new_spanned(
+                it,
                 "`impl Trait` arguments cannot be part of a cache key; use a concrete serializable type, or leave the argument out of the key with `#[memo(skip)]`",
             ));
         }
@@ -95,13 +95,13 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
         )),
         ReturnType::Type(_, ty) => {
             if matches!(**ty, Type::ImplTrait(_)) {
-                errs.push(Error::new(
-                    ty.span(),
+                errs.push(Error::new_spanned(
+                    ty,
                     "`impl Trait` return types cannot be cached; return a concrete type that implements `Serialize` and `Deserialize`",
                 ));
             } else if matches!(**ty, Type::Reference(_)) {
-                errs.push(Error::new(
-                    ty.span(),
+                errs.push(Error::new_spanned(
+                    ty,
                     "a cached function must return an owned value; references cannot be read back from Redis",
                 ));
             }
@@ -112,6 +112,11 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
     let mut ttl = quote!(::memo_redis::__private::Ttl::Default);
     if let Some(t) = args.ttl.get() {
         match t {
+            // `5m` lexes as the integer 5 with a suffix, which `base10_parse` ignores.
+            TtlArg::Secs(lit) if !lit.suffix().is_empty() => errs.push(Error::new(
+                lit.span(),
+                format!("`ttl = {lit}` is not a number of seconds; write durations with units as a string, `ttl = \"{lit}\"`"),
+            )),
             TtlArg::Secs(lit) => match lit.base10_parse::<u64>() {
                 Ok(0) => errs.push(Error::new(
                     lit.span(),
@@ -290,6 +295,7 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
 fn check_template(f: &CachedFn, segments: &[Segment], span: Span, errs: &mut Errors) {
     let key_names: Vec<String> = f.key_params().map(|p| p.ident.to_string()).collect();
     let mut used = Vec::new();
+    let mut unknown = false;
     for seg in segments {
         let Segment::Arg { root, .. } = seg else {
             continue;
@@ -312,8 +318,11 @@ fn check_template(f: &CachedFn, segments: &[Segment], span: Span, errs: &mut Err
             }
             used.push(root.clone());
         } else {
+            unknown = true;
             let expected = if key_names.is_empty() {
                 "the function has no key arguments".to_string()
+            } else if let [only] = key_names.as_slice() {
+                format!("expected `{only}`")
             } else {
                 format!(
                     "expected one of {}",
@@ -330,7 +339,8 @@ fn check_template(f: &CachedFn, segments: &[Segment], span: Span, errs: &mut Err
             ));
         }
     }
-    for name in &key_names {
+    // After a misspelt placeholder the unused argument is most likely the one meant: one error.
+    for name in key_names.iter().filter(|_| !unknown) {
         if !used.contains(name) {
             errs.push(Error::new(
                 span,

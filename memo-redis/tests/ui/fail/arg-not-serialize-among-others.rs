@@ -1,0 +1,13 @@
+// With several key arguments the digest of all of them is a second error, spanning them.
+use memo_redis::redis_cache;
+
+struct Filter {
+    min: u32,
+}
+
+#[redis_cache]
+async fn count(region: String, filter: Filter) -> u64 {
+    region.len() as u64 + u64::from(filter.min)
+}
+
+fn main() {}
