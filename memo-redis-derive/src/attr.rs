@@ -1,28 +1,28 @@
 //! Parsing of `#[redis_cache(...)]` arguments.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
-use syn::{Ident, LitBool, LitInt, LitStr, Path, Token};
+use syn::{Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
 
-mod kw {
-    syn::custom_keyword!(ttl);
-    syn::custom_keyword!(prefix);
-    syn::custom_keyword!(key);
-    syn::custom_keyword!(key_fn);
-    syn::custom_keyword!(cache_none);
-    syn::custom_keyword!(version);
-    syn::custom_keyword!(codec);
-    syn::custom_keyword!(cache);
-    syn::custom_keyword!(name);
-    syn::custom_keyword!(shape);
-}
-
-pub const EXPECTED: &str = "expected one of `ttl`, `prefix`, `key`, `key_fn`, `cache_none`, `version`, `codec`, `cache`, `name`, `shape`";
+pub const EXPECTED: &str = "expected one of `ttl`, `prefix`, `key`, `key_fn`, `cache_none`, `version`, `codec`, `cache`, `name`, `shape`, `single_flight`, `lock`, `stale`, `early_refresh`, `sliding`, `jitter`, `none_ttl`";
 
 /// `ttl = 300` or `ttl = "5m"` / `"never"`.
 pub enum TtlArg {
     Secs(LitInt),
     Str(LitStr),
+}
+
+/// `lock = true` or `lock = "5s"` (the lease).
+pub enum LockArg {
+    Bool(LitBool),
+    Lease(TtlArg),
+}
+
+/// `early_refresh = true` (β = 1) or `early_refresh = 1.5` (β).
+pub enum BetaArg {
+    Bool(LitBool),
+    Beta(Lit),
 }
 
 /// A set-once argument remembering where it was written.
@@ -67,70 +67,77 @@ pub struct Args {
     pub cache: Once<Path>,
     pub name: Once<LitStr>,
     pub shape: Once<Ident>,
+    pub single_flight: Once<LitBool>,
+    pub lock: Once<LockArg>,
+    pub stale: Once<TtlArg>,
+    pub early_refresh: Once<BetaArg>,
+    pub sliding: Once<LitBool>,
+    pub jitter: Once<Lit>,
+    pub none_ttl: Once<TtlArg>,
+}
+
+/// Whole seconds or a duration string, for `ttl`, `stale`, `none_ttl` and `lock`.
+fn duration(input: ParseStream<'_>, name: &str) -> syn::Result<TtlArg> {
+    if input.peek(LitInt) {
+        Ok(TtlArg::Secs(input.parse()?))
+    } else if input.peek(LitStr) {
+        Ok(TtlArg::Str(input.parse()?))
+    } else {
+        Err(input.error(format!(
+            "expected whole seconds or a duration string for `{name}`, e.g. `{name} = 300` or `{name} = \"5m\"`"
+        )))
+    }
 }
 
 impl Parse for Args {
-    fn parse(input: ParseStream) -> syn::Result<Self> {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = Args::default();
         while !input.is_empty() {
-            let lookahead = input.lookahead1();
-            if lookahead.peek(kw::ttl) {
-                let k: kw::ttl = input.parse()?;
-                input.parse::<Token![=]>()?;
-                let v = if input.peek(LitInt) {
-                    TtlArg::Secs(input.parse()?)
-                } else if input.peek(LitStr) {
-                    TtlArg::Str(input.parse()?)
-                } else {
-                    return Err(input.error(
-                        "expected whole seconds or a duration string for `ttl`, e.g. `ttl = 300` or `ttl = \"5m\"`",
-                    ));
-                };
-                args.ttl.set(k.span, "ttl", v)?;
-            } else if lookahead.peek(kw::prefix) {
-                let k: kw::prefix = input.parse()?;
-                input.parse::<Token![=]>()?;
-                args.prefix.set(k.span, "prefix", input.parse()?)?;
-            } else if lookahead.peek(kw::key_fn) {
-                let k: kw::key_fn = input.parse()?;
-                input.parse::<Token![=]>()?;
-                args.key_fn.set(k.span, "key_fn", input.parse()?)?;
-            } else if lookahead.peek(kw::key) {
-                let k: kw::key = input.parse()?;
-                input.parse::<Token![=]>()?;
-                args.key.set(k.span, "key", input.parse()?)?;
-            } else if lookahead.peek(kw::cache_none) {
-                let k: kw::cache_none = input.parse()?;
-                input.parse::<Token![=]>()?;
-                args.cache_none.set(k.span, "cache_none", input.parse()?)?;
-            } else if lookahead.peek(kw::version) {
-                let k: kw::version = input.parse()?;
-                input.parse::<Token![=]>()?;
-                args.version.set(k.span, "version", input.parse()?)?;
-            } else if lookahead.peek(kw::codec) {
-                let k: kw::codec = input.parse()?;
-                input.parse::<Token![=]>()?;
-                args.codec.set(k.span, "codec", input.parse()?)?;
-            } else if lookahead.peek(kw::cache) {
-                let k: kw::cache = input.parse()?;
-                input.parse::<Token![=]>()?;
-                args.cache.set(k.span, "cache", input.parse()?)?;
-            } else if lookahead.peek(kw::name) {
-                let k: kw::name = input.parse()?;
-                input.parse::<Token![=]>()?;
-                args.name.set(k.span, "name", input.parse()?)?;
-            } else if lookahead.peek(kw::shape) {
-                let k: kw::shape = input.parse()?;
-                input.parse::<Token![=]>()?;
-                args.shape.set(k.span, "shape", input.parse()?)?;
-            } else if input.peek(Ident) {
-                let unknown: Ident = input.parse()?;
+            let k: Ident = input.call(Ident::parse_any).map_err(|e| {
+                syn::Error::new(e.span(), format!("expected an argument name; {EXPECTED}"))
+            })?;
+            let name = k.to_string();
+            let at = k.span();
+            if !EXPECTED.contains(&format!("`{name}`")) {
                 return Err(syn::Error::new(
-                    unknown.span(),
-                    format!("unknown argument `{unknown}`; {EXPECTED}"),
+                    at,
+                    format!("unknown argument `{name}`; {EXPECTED}"),
                 ));
-            } else {
-                return Err(lookahead.error());
+            }
+            input.parse::<Token![=]>()?;
+            match name.as_str() {
+                "ttl" => args.ttl.set(at, &name, duration(input, "ttl")?)?,
+                "prefix" => args.prefix.set(at, &name, input.parse()?)?,
+                "key" => args.key.set(at, &name, input.parse()?)?,
+                "key_fn" => args.key_fn.set(at, &name, input.parse()?)?,
+                "cache_none" => args.cache_none.set(at, &name, input.parse()?)?,
+                "version" => args.version.set(at, &name, input.parse()?)?,
+                "codec" => args.codec.set(at, &name, input.parse()?)?,
+                "cache" => args.cache.set(at, &name, input.parse()?)?,
+                "name" => args.name.set(at, &name, input.parse()?)?,
+                "shape" => args.shape.set(at, &name, input.parse()?)?,
+                "single_flight" => args.single_flight.set(at, &name, input.parse()?)?,
+                "sliding" => args.sliding.set(at, &name, input.parse()?)?,
+                "jitter" => args.jitter.set(at, &name, input.parse()?)?,
+                "stale" => args.stale.set(at, &name, duration(input, "stale")?)?,
+                "none_ttl" => args.none_ttl.set(at, &name, duration(input, "none_ttl")?)?,
+                "lock" => {
+                    let v = if input.peek(LitBool) {
+                        LockArg::Bool(input.parse()?)
+                    } else {
+                        LockArg::Lease(duration(input, "lock")?)
+                    };
+                    args.lock.set(at, &name, v)?;
+                }
+                _ => {
+                    // early_refresh
+                    let v = if input.peek(LitBool) {
+                        BetaArg::Bool(input.parse()?)
+                    } else {
+                        BetaArg::Beta(input.parse()?)
+                    };
+                    args.early_refresh.set(at, &name, v)?;
+                }
             }
             if input.is_empty() {
                 break;

@@ -132,6 +132,24 @@ fn checks(f: &CachedFn, r: &Resolved, value: bool) -> TokenStream {
 
 /// `::memo_redis::__private::#func::<#generics>(#args).await`, every token of the call and the
 /// `.await` at `at` (see [`checks`]).
+/// `let [mut] a = Clone::clone(&a);` for every parameter, each at its type.
+fn clone_params(f: &CachedFn) -> TokenStream {
+    let mut out = TokenStream::new();
+    for arg in &f.item.sig.inputs {
+        let syn::FnArg::Typed(pt) = arg else { continue };
+        let syn::Pat::Ident(pi) = &*pt.pat else {
+            continue;
+        };
+        let ident = &pi.ident;
+        let mutability = &pi.mutability;
+        let at = pt.ty.span();
+        out.extend(
+            quote_spanned!(at=> let #mutability #ident = ::core::clone::Clone::clone(&#ident);),
+        );
+    }
+    out
+}
+
 fn shape_call(func: &str, generics: TokenStream, args: TokenStream, at: Span) -> TokenStream {
     let func = Ident::new(func, at);
     let mut args = Group::new(Delimiter::Parenthesis, args);
@@ -247,13 +265,23 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let prefix = r.prefix.as_ref().map(|p| quote!(.prefix(#p)));
     let identity = r.name.as_ref().map(|n| quote!(.identity(#n)));
     let codec = r.codec.as_ref().map(|c| quote!(.codec(#c)));
+    let none_ttl = r.none_ttl.as_ref().map(|t| quote!(.none_ttl(#t)));
+    let stale = r.stale_ms.map(|ms| quote!(.stale(#ms)));
+    let lock = r.lock_ms.map(|ms| quote!(.lock(#ms)));
+    let early = r.beta.map(|b| quote!(.early_refresh(#b)));
+    let jitter = (r.jitter > 0.0).then(|| {
+        let j = r.jitter;
+        quote!(.jitter(#j))
+    });
+    let single_flight = (!r.single_flight).then(|| quote!(.single_flight(false)));
+    let sliding = r.sliding.then(|| quote!(.sliding(true)));
     let spec = quote! {
         static __MEMO_REDIS_SPEC: ::memo_redis::__private::Spec =
             ::memo_redis::__private::Spec::new(::core::module_path!(), #name_str, #sig_str, &#cache)
                 .ttl(#ttl)
                 .version(#version)
                 .cache_none(#cache_none)
-                #prefix #identity #codec;
+                #prefix #identity #codec #none_ttl #stale #lock #early #jitter #single_flight #sliding;
     };
     let self_ty = match f.receiver {
         ReceiverKind::Present { .. } => quote!(::core::any::type_name::<Self>()),
@@ -276,7 +304,22 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         __memo_redis_key,
         ::memo_redis::__private::body::<#ret, _>(async move #block),
     };
-    let memo_call = shape_call("memo", quote!(#shape, _, _), body_args.clone(), value_at);
+    let memo_call = if r.stale_ms.is_some() || r.beta.is_some() {
+        // Background refreshes re-run the body later: a closure owning clones of the arguments
+        // builds a fresh body future for this call and for each refresh.
+        let clones = clone_params(f);
+        let args = quote! {
+            &__MEMO_REDIS_SPEC,
+            __memo_redis_key,
+            move || {
+                #clones
+                ::memo_redis::__private::body::<#ret, _>(async move #block)
+            },
+        };
+        shape_call("memo_bg", quote!(#shape, _, _, _), args, value_at)
+    } else {
+        shape_call("memo", quote!(#shape, _, _), body_args.clone(), value_at)
+    };
     let refresh_call = shape_call("refresh", quote!(#shape, _, _), body_args, value_at);
     let peek_call = shape_call("peek", quote!(#shape, #ret), key_comp.clone(), value_at);
 

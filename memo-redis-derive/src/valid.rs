@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Error, GenericParam, Path, ReturnType, Type};
 
 use crate::ast::{value_for_override, CachedFn, ReceiverKind, ShapeKind};
-use crate::attr::{parse_duration_ms, Args, TtlArg};
+use crate::attr::{parse_duration_ms, Args, BetaArg, LockArg, TtlArg};
 use crate::template::{self, Segment};
 
 pub enum KeyMode {
@@ -26,6 +26,76 @@ pub struct Resolved {
     pub name: Option<String>,
     pub shape: ShapeKind,
     pub value_ty: Option<Type>,
+    pub none_ttl: Option<TokenStream>,
+    pub stale_ms: Option<u64>,
+    pub lock_ms: Option<u64>,
+    pub beta: Option<f64>,
+    pub jitter: f64,
+    pub single_flight: bool,
+    pub sliding: bool,
+}
+
+/// Lease of `lock = true`.
+const DEFAULT_LOCK_MS: u64 = 5_000;
+
+fn lit_f64(lit: &syn::Lit) -> Option<f64> {
+    match lit {
+        syn::Lit::Float(f) => f.base10_parse().ok(),
+        syn::Lit::Int(i) => i.base10_parse::<u32>().ok().map(f64::from),
+        _ => None,
+    }
+}
+
+/// Milliseconds of a `ttl`-like argument; `Ok(None)` for `"never"` where `allow_never`.
+fn duration_arg(arg: &TtlArg, name: &str, allow_never: bool) -> Result<Option<u64>, Error> {
+    let remedy = if name == "ttl" {
+        "omit `ttl` for the configured default or write `ttl = \"never\"`".to_string()
+    } else {
+        format!("omit `{name}` instead")
+    };
+    match arg {
+        // `5m` lexes as the integer 5 with a suffix, which `base10_parse` ignores.
+        TtlArg::Secs(lit) if !lit.suffix().is_empty() => Err(Error::new(
+            lit.span(),
+            format!("`{name} = {lit}` is not a number of seconds; write durations with units as a string, `{name} = \"{lit}\"`"),
+        )),
+        TtlArg::Secs(lit) => match lit.base10_parse::<u64>() {
+            Ok(0) => Err(Error::new(
+                lit.span(),
+                if name == "ttl" {
+                    "`ttl = 0` is not allowed; omit `ttl` for the configured default or write `ttl = \"never\"` for entries that do not expire".to_string()
+                } else {
+                    format!("`{name} = 0` is not allowed; {remedy}")
+                },
+            )),
+            Ok(s) => s
+                .checked_mul(1000)
+                .map(Some)
+                .ok_or_else(|| Error::new(lit.span(), format!("{name} too large"))),
+            Err(_) => Err(Error::new(
+                lit.span(),
+                format!("malformed {name}; expected whole seconds, e.g. `{name} = 300`"),
+            )),
+        },
+        TtlArg::Str(lit) => {
+            let v = lit.value();
+            if allow_never && v.trim() == "never" {
+                return Ok(None);
+            }
+            let never = if allow_never { " or `\"never\"`" } else { "" };
+            match parse_duration_ms(&v) {
+                Ok(0) => Err(Error::new(
+                    lit.span(),
+                    format!("a zero {name} is not allowed; {remedy}"),
+                )),
+                Ok(ms) => Ok(Some(ms)),
+                Err(why) => Err(Error::new(
+                    lit.span(),
+                    format!("malformed {name} `{v}`: {why}; write e.g. `\"90s\"`, `\"5m\"`, `\"1h30m\"`{never}"),
+                )),
+            }
+        }
+    }
 }
 
 struct Errors(Option<Error>);
@@ -108,47 +178,92 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
         }
     }
 
-    // ttl
+    let ttl_tokens = |ms: Option<u64>| match ms {
+        Some(ms) => quote!(::memo_redis::__private::Ttl::Millis(#ms)),
+        None => quote!(::memo_redis::__private::Ttl::Never),
+    };
     let mut ttl = quote!(::memo_redis::__private::Ttl::Default);
     if let Some(t) = args.ttl.get() {
-        match t {
-            // `5m` lexes as the integer 5 with a suffix, which `base10_parse` ignores.
-            TtlArg::Secs(lit) if !lit.suffix().is_empty() => errs.push(Error::new(
+        match duration_arg(t, "ttl", true) {
+            Ok(ms) => ttl = ttl_tokens(ms),
+            Err(e) => errs.push(e),
+        }
+    }
+    let mut none_ttl = None;
+    if let Some(t) = args.none_ttl.get() {
+        match duration_arg(t, "none_ttl", true) {
+            Ok(ms) => none_ttl = Some(ttl_tokens(ms)),
+            Err(e) => errs.push(e),
+        }
+    }
+    let mut stale_ms = None;
+    if let Some(t) = args.stale.get() {
+        match duration_arg(t, "stale", false) {
+            Ok(ms) => stale_ms = ms,
+            Err(e) => errs.push(e),
+        }
+    }
+    let mut lock_ms = None;
+    match args.lock.get() {
+        Some(LockArg::Bool(b)) if b.value => lock_ms = Some(DEFAULT_LOCK_MS),
+        Some(LockArg::Lease(t)) => match duration_arg(t, "lock", false) {
+            Ok(ms) => lock_ms = ms,
+            Err(e) => errs.push(e),
+        },
+        _ => {}
+    }
+    let mut beta = None;
+    match args.early_refresh.get() {
+        Some(BetaArg::Bool(b)) if b.value => beta = Some(1.0),
+        Some(BetaArg::Beta(lit)) => match lit_f64(lit) {
+            Some(v) if v > 0.0 && v.is_finite() => beta = Some(v),
+            _ => errs.push(Error::new(
                 lit.span(),
-                format!("`ttl = {lit}` is not a number of seconds; write durations with units as a string, `ttl = \"{lit}\"`"),
+                "`early_refresh` takes `true` (β = 1) or a positive number β, e.g. `early_refresh = 2.0`",
             )),
-            TtlArg::Secs(lit) => match lit.base10_parse::<u64>() {
-                Ok(0) => errs.push(Error::new(
-                    lit.span(),
-                    "`ttl = 0` is not allowed; omit `ttl` for the configured default or write `ttl = \"never\"` for entries that do not expire",
-                )),
-                Ok(s) => match s.checked_mul(1000) {
-                    Some(ms) => ttl = quote!(::memo_redis::__private::Ttl::Millis(#ms)),
-                    None => errs.push(Error::new(lit.span(), "ttl too large")),
-                },
-                Err(_) => errs.push(Error::new(
-                    lit.span(),
-                    "malformed ttl; expected whole seconds, e.g. `ttl = 300`",
-                )),
-            },
-            TtlArg::Str(lit) => {
-                let v = lit.value();
-                if v.trim() == "never" {
-                    ttl = quote!(::memo_redis::__private::Ttl::Never);
-                } else {
-                    match parse_duration_ms(&v) {
-                        Ok(0) => errs.push(Error::new(
-                            lit.span(),
-                            "a zero ttl is not allowed; omit `ttl` for the configured default or write `ttl = \"never\"`",
-                        )),
-                        Ok(ms) => ttl = quote!(::memo_redis::__private::Ttl::Millis(#ms)),
-                        Err(why) => errs.push(Error::new(
-                            lit.span(),
-                            format!("malformed ttl `{v}`: {why}; write e.g. `\"90s\"`, `\"5m\"`, `\"1h30m\"` or `\"never\"`"),
-                        )),
-                    }
-                }
+        },
+        _ => {}
+    }
+    let mut jitter = 0.0;
+    if let Some(lit) = args.jitter.get() {
+        match lit_f64(lit) {
+            Some(v) if (0.0..1.0).contains(&v) => jitter = v,
+            _ => errs.push(Error::new(
+                lit.span(),
+                "`jitter` takes a fraction from 0 to below 1, e.g. `jitter = 0.1` for ±10 %",
+            )),
+        }
+    }
+    let single_flight = args.single_flight.get().is_none_or(|b| b.value);
+    let sliding = args.sliding.get().is_some_and(|b| b.value);
+    if let (true, Some(_)) = (sliding, args.stale.get()) {
+        errs.push(Error::new(
+            args.stale.span().unwrap_or_else(Span::call_site),
+            "`stale` and `sliding` cannot be combined; a sliding entry is refreshed by reads and never goes stale",
+        ));
+    }
+    if stale_ms.is_some() || beta.is_some() {
+        if let ReceiverKind::Present { span } = f.receiver {
+            errs.push(Error::new(
+                span,
+                "`stale` and `early_refresh` run the body in the background, which needs owned arguments and no `self`; cache an associated or free function taking owned arguments, and call it from the method",
+            ));
+        }
+        for p in &f.params {
+            if p.is_ref {
+                errs.push(Error::new_spanned(
+                    &p.ty,
+                    "`stale` and `early_refresh` run the body in the background, which needs owned `Clone + Send + Sync + 'static` arguments; take an owned type (e.g. `String` instead of `&str`)",
+                ));
             }
+        }
+    }
+    if let (Some(_), Some(k)) = (&none_ttl, args.none_ttl.span()) {
+        if !args.cache_none.get().is_some_and(|b| b.value) {
+            errs.push(Error::new(
+                k,
+                "`none_ttl` applies to cached `None` entries; add `cache_none = true`",
+            ));
         }
     }
 
@@ -288,6 +403,13 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
             name,
             shape,
             value_ty,
+            none_ttl,
+            stale_ms,
+            lock_ms,
+            beta,
+            jitter,
+            single_flight,
+            sliding,
         }),
     }
 }
