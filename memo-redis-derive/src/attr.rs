@@ -3,9 +3,10 @@
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
 use syn::{Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
 
-pub const EXPECTED: &str = "expected one of `ttl`, `prefix`, `key`, `key_fn`, `cache_none`, `version`, `codec`, `cache`, `name`, `shape`, `single_flight`, `lock`, `stale`, `early_refresh`, `sliding`, `jitter`, `none_ttl`";
+pub const EXPECTED: &str = "expected one of `ttl`, `prefix`, `key`, `key_fn`, `cache_none`, `version`, `codec`, `cache`, `name`, `shape`, `single_flight`, `lock`, `stale`, `early_refresh`, `sliding`, `jitter`, `none_ttl`, `tags`";
 
 /// `ttl = 300` or `ttl = "5m"` / `"never"`.
 pub enum TtlArg {
@@ -74,6 +75,7 @@ pub struct Args {
     pub sliding: Once<LitBool>,
     pub jitter: Once<Lit>,
     pub none_ttl: Once<TtlArg>,
+    pub tags: Once<Vec<LitStr>>,
 }
 
 /// Whole seconds or a duration string, for `ttl`, `stale`, `none_ttl` and `lock`.
@@ -121,6 +123,12 @@ impl Parse for Args {
                 "jitter" => args.jitter.set(at, &name, input.parse()?)?,
                 "stale" => args.stale.set(at, &name, duration(input, "stale")?)?,
                 "none_ttl" => args.none_ttl.set(at, &name, duration(input, "none_ttl")?)?,
+                "tags" => {
+                    let content;
+                    syn::bracketed!(content in input);
+                    let list = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?;
+                    args.tags.set(at, &name, list.into_iter().collect())?;
+                }
                 "lock" => {
                     let v = if input.peek(LitBool) {
                         LockArg::Bool(input.parse()?)

@@ -188,6 +188,33 @@ fn key_tuple(f: &CachedFn, ctx: Ctx) -> TokenStream {
     quote_spanned!(first=> &#tuple)
 }
 
+/// `__memo_redis_w.lit(..); __memo_redis_w.arg(..);` for a key or tag template.
+fn render_stmts(f: &CachedFn, segments: &[Segment], span: Span, ctx: Ctx) -> TokenStream {
+    let stmts = segments.iter().map(|seg| match seg {
+        Segment::Lit(s) => quote!(__memo_redis_w.lit(#s);),
+        Segment::Arg { root, fields } => {
+            // A companion's owned key parameter is already a reference: pass it as is, so
+            // a missing `Display` reads the same for the function and its companions.
+            let reborrowed = ctx == Ctx::Companion
+                && fields.is_empty()
+                && f.params
+                    .iter()
+                    .any(|p| p.ident == root.as_str() && !p.is_ref);
+            let root = Ident::new(root, span);
+            let fields = fields.iter().map(|fld| match fld.parse::<u32>() {
+                Ok(i) => syn::Index { index: i, span }.into_token_stream(),
+                Err(_) => Ident::new(fld, span).into_token_stream(),
+            });
+            if reborrowed {
+                quote_spanned!(span=> __memo_redis_w.arg(#root);)
+            } else {
+                quote_spanned!(span=> __memo_redis_w.arg(&#root #(.#fields)*);)
+            }
+        }
+    });
+    quote!(#(#stmts)*)
+}
+
 fn key_expr(f: &CachedFn, r: &Resolved, ctx: Ctx, self_ty: &TokenStream) -> TokenStream {
     match &r.key {
         KeyMode::Digest => {
@@ -199,33 +226,8 @@ fn key_expr(f: &CachedFn, r: &Resolved, ctx: Ctx, self_ty: &TokenStream) -> Toke
             quote!(::memo_redis::__private::custom_key(&__MEMO_REDIS_SPEC, #self_ty, #path(#(#refs),*)))
         }
         KeyMode::Template(segments, span) => {
-            let stmts = segments.iter().map(|seg| match seg {
-                Segment::Lit(s) => quote!(__memo_redis_w.lit(#s);),
-                Segment::Arg { root, fields } => {
-                    // A companion's owned key parameter is already a reference: pass it as is, so
-                    // a missing `Display` reads the same for the function and its companions.
-                    let reborrowed = ctx == Ctx::Companion
-                        && fields.is_empty()
-                        && f.params
-                            .iter()
-                            .any(|p| p.ident == root.as_str() && !p.is_ref);
-                    let root = Ident::new(root, *span);
-                    let fields = fields.iter().map(|fld| match fld.parse::<u32>() {
-                        Ok(i) => syn::Index {
-                            index: i,
-                            span: *span,
-                        }
-                        .into_token_stream(),
-                        Err(_) => Ident::new(fld, *span).into_token_stream(),
-                    });
-                    if reborrowed {
-                        quote_spanned!(*span=> __memo_redis_w.arg(#root);)
-                    } else {
-                        quote_spanned!(*span=> __memo_redis_w.arg(&#root #(.#fields)*);)
-                    }
-                }
-            });
-            quote!(::memo_redis::__private::template_key(&__MEMO_REDIS_SPEC, #self_ty, |__memo_redis_w| { #(#stmts)* }))
+            let stmts = render_stmts(f, segments, *span, ctx);
+            quote!(::memo_redis::__private::template_key(&__MEMO_REDIS_SPEC, #self_ty, |__memo_redis_w| { #stmts }))
         }
     }
 }
@@ -296,7 +298,14 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let checks_comp = checks(f, r, false);
     let checks_peek = checks_main.clone();
 
-    let key_main = key_expr(f, r, Ctx::Main, &self_ty);
+    let mut key_main = key_expr(f, r, Ctx::Main, &self_ty);
+    if !r.tags.is_empty() {
+        let tags = r.tags.iter().map(|(segments, span)| {
+            let stmts = render_stmts(f, segments, *span, Ctx::Main);
+            quote!(__memo_redis_tags.tag(|__memo_redis_w| { #stmts });)
+        });
+        key_main = quote!(::memo_redis::__private::with_tags(#key_main, |__memo_redis_tags| { #(#tags)* }));
+    }
     let key_comp = key_expr(f, r, Ctx::Companion, &self_ty);
 
     let body_args = quote! {
@@ -355,6 +364,8 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let evict_name = format_ident!("{}_evict", name_str, span = name.span());
     let peek_name = format_ident!("{}_peek", name_str, span = name.span());
     let refresh_name = format_ident!("{}_refresh", name_str, span = name.span());
+    let invalidate_all_name = format_ident!("{}_invalidate_all", name_str, span = name.span());
+    let doc_invalidate_all = format!("Companion of `{name_str}`: deletes its entries for every argument tuple (SCAN + UNLINK), leaving other functions' entries; returns how many were deleted.");
     let mut refresh_sig = sig.clone();
     refresh_sig.ident = refresh_name;
     let doc_key = format!("Companion of `{name_str}`: the exact Redis key for these arguments.");
@@ -398,6 +409,14 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
             #spec
             #checks_peek
             #peek_call
+        }
+
+        #(#cfgs)*
+        #[doc = #doc_invalidate_all]
+        #[allow(dead_code)]
+        #vis async fn #invalidate_all_name(#recv) -> ::core::result::Result<u64, ::memo_redis::Error> {
+            #spec
+            ::memo_redis::__private::invalidate_all(&__MEMO_REDIS_SPEC, #self_ty).await
         }
 
         #(#cfgs)*

@@ -33,6 +33,8 @@ pub struct Resolved {
     pub jitter: f64,
     pub single_flight: bool,
     pub sliding: bool,
+    /// `tags = [...]`: each a template over the arguments.
+    pub tags: Vec<(Vec<Segment>, Span)>,
 }
 
 /// Lease of `lock = true`.
@@ -382,13 +384,24 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
                 KeyMode::Digest
             }
             Ok(segments) => {
-                check_template(f, &segments, lit.span(), &mut errs);
+                check_template(f, &segments, lit.span(), "key template", &mut errs);
                 KeyMode::Template(segments, lit.span())
             }
         },
         (None, Some(path)) => KeyMode::Fn(path.clone()),
         (None, None) => KeyMode::Digest,
     };
+
+    let mut tags = Vec::new();
+    for lit in args.tags.get().into_iter().flatten() {
+        match template::parse(&lit.value()) {
+            Err(why) => errs.push(Error::new(lit.span(), why)),
+            Ok(segments) => {
+                check_template(f, &segments, lit.span(), "tag", &mut errs);
+                tags.push((segments, lit.span()));
+            }
+        }
+    }
 
     match errs.0 {
         Some(e) => Err(e),
@@ -410,11 +423,15 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
             jitter,
             single_flight,
             sliding,
+            tags,
         }),
     }
 }
 
-fn check_template(f: &CachedFn, segments: &[Segment], span: Span, errs: &mut Errors) {
+/// Checks a key template (`what` = "key template", every key argument required) or a tag
+/// template (`what` = "tag", any subset of the key arguments).
+fn check_template(f: &CachedFn, segments: &[Segment], span: Span, what: &str, errs: &mut Errors) {
+    let require_all = what == "key template";
     let key_names: Vec<String> = f.key_params().map(|p| p.ident.to_string()).collect();
     let mut used = Vec::new();
     let mut unknown = false;
@@ -426,7 +443,7 @@ fn check_template(f: &CachedFn, segments: &[Segment], span: Span, errs: &mut Err
             if matches!(f.receiver, ReceiverKind::None) {
                 errs.push(Error::new(
                     span,
-                    "key template names `self`, but this function has no `self` parameter",
+                    format!("{what} names `self`, but this function has no `self` parameter"),
                 ));
             }
             continue;
@@ -435,7 +452,7 @@ fn check_template(f: &CachedFn, segments: &[Segment], span: Span, errs: &mut Err
             if p.skip {
                 errs.push(Error::new(
                     span,
-                    format!("key template names `{root}`, which is marked `#[memo(skip)]`; remove the skip or the placeholder"),
+                    format!("{what} names `{root}`, which is marked `#[memo(skip)]`; remove the skip or the placeholder"),
                 ));
             }
             used.push(root.clone());
@@ -457,12 +474,12 @@ fn check_template(f: &CachedFn, segments: &[Segment], span: Span, errs: &mut Err
             };
             errs.push(Error::new(
                 span,
-                format!("unknown argument `{root}` in key template; {expected}"),
+                format!("unknown argument `{root}` in {what}; {expected}"),
             ));
         }
     }
     // After a misspelt placeholder the unused argument is most likely the one meant: one error.
-    for name in key_names.iter().filter(|_| !unknown) {
+    for name in key_names.iter().filter(|_| !unknown && require_all) {
         if !used.contains(name) {
             errs.push(Error::new(
                 span,

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use crate::breaker::BreakerState;
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
+use crate::events::Events;
 use crate::flight::Flights;
 use crate::store::Store;
 
@@ -68,6 +69,7 @@ pub(crate) struct Inner {
     tasks: Tasks,
     policy_checked: AtomicBool,
     pub(crate) flights: Flights,
+    pub(crate) events: Events,
 }
 
 impl Cache {
@@ -177,6 +179,7 @@ impl Cache {
         let done = tokio::time::timeout(timeout, inner.tasks.idle())
             .await
             .is_ok();
+        inner.events.stop();
         inner.store.close();
         done
     }
@@ -190,6 +193,7 @@ impl Inner {
             tasks: Tasks::default(),
             policy_checked: AtomicBool::new(false),
             flights: Flights::default(),
+            events: Events::default(),
         })
     }
 

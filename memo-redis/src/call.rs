@@ -127,6 +127,14 @@ async fn store_entry(spec: &'static Spec, key: &Key, entry: &Entry, budget: &mut
         .set(&key.key, &entry.bytes, ttl, limit)
         .await
         .is_ok();
+    if stored && !key.tags.is_empty() {
+        let now = now_ms();
+        let expiry =
+            ttl.map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
+        if let Err(e) = crate::tags::record(inner, &key.tags, &key.key, expiry, now).await {
+            tracing::debug!(function = spec.name, error = %e, "could not record tags");
+        }
+    }
     budget.spend(started);
     stored
 }
@@ -318,10 +326,10 @@ where
     }
 
     // Cross-process stampede lock: another process may be computing this key already.
-    let mut lock: Option<(String, String)> = None;
+    let mut lock: Option<LockGuard> = None;
     if let (true, Some(lease_ms)) = (missing, spec.lock_ms) {
         match cross_process::<S, R>(spec, key, Duration::from_millis(lease_ms)).await {
-            Locked::Acquired(lock_key, token) => lock = Some((lock_key, token)),
+            Locked::Acquired(key, token) => lock = Some(LockGuard { inner, key, token }),
             Locked::Value(r, bytes) => {
                 stats.hits.fetch_add(1, Ordering::Relaxed);
                 if let Some(flight) = flight {
@@ -347,8 +355,8 @@ where
         // Nothing overwrote the bad entry: remove it unless someone replaced it meanwhile.
         let _ = inner.store.repair(&key.key, &seen, limit).await;
     }
-    if let Some((lock_key, token)) = lock {
-        let _ = inner.store.unlock(&lock_key, &token).await;
+    if let Some(lock) = lock {
+        lock.release().await;
     }
     if let Some(flight) = flight {
         // Followers get the result even when Redis is failing: one body run per key.
@@ -367,6 +375,41 @@ enum Locked<R> {
     Value(R, Vec<u8>),
     /// Lock unavailable (Redis failing) or the wait bound passed: compute ourselves.
     GaveUp,
+}
+
+/// A held cross-process lock. Released after the store; if the leader's future is dropped
+/// (cancelled) or unwinds (body panicked) first, `Drop` releases it in the background, so the
+/// waiters here and in other processes take over at once instead of waiting out the lease.
+struct LockGuard {
+    inner: &'static Arc<Inner>,
+    key: String,
+    token: String,
+}
+
+impl LockGuard {
+    async fn release(mut self) {
+        let (key, token) = (
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        let _ = self.inner.store.unlock(&key, &token).await;
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.token.is_empty() {
+            return; // released
+        }
+        let inner = self.inner;
+        let (key, token) = (
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        inner.spawn(async move {
+            let _ = inner.store.unlock(&key, &token).await;
+        });
+    }
 }
 
 /// `SET {key}:lock token NX PX lease`; the losers poll for the value with exponential backoff
@@ -447,6 +490,7 @@ where
     let key = Key {
         inner: key.inner,
         key: key.key.clone(),
+        tags: key.tags.clone(),
     };
     key.inner.spawn(async move {
         let _guard = guard;
@@ -482,7 +526,11 @@ pub async fn peek<S: Shape<R>, R>(key: Result<Key, Error>) -> Result<Option<R>, 
 /// Redis failed, timed out or the breaker is open; the key could not be computed.
 pub async fn evict(key: Result<Key, Error>) -> Result<bool, Error> {
     let key = key?;
-    key.inner.store.del(&key.key).await
+    let existed = key.inner.store.del(&key.key).await?;
+    key.inner
+        .announce(crate::events::Event::Keys(vec![key.key]))
+        .await;
+    Ok(existed)
 }
 
 /// Companion `key`: the exact Redis key.

@@ -71,12 +71,15 @@ pub mod codec;
 mod config;
 pub mod envelope;
 mod error;
+mod events;
 mod flight;
+mod invalidate;
 pub mod key;
 mod log;
 mod memo;
 mod shape;
 mod store;
+mod tags;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -91,7 +94,10 @@ pub use crate::config::{
     DEFAULT_TTL, DEFAULT_URL,
 };
 pub use crate::error::{ConfigError, Error};
+pub use crate::events::Event;
+pub use crate::invalidate::invalidate_pattern;
 pub use crate::memo::{stats, FnStats, FunctionStats};
+pub use crate::tags::invalidate_tags;
 pub use memo_redis_derive::redis_cache;
 
 use std::time::Duration;

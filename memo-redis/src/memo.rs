@@ -290,7 +290,7 @@ impl Spec {
         }
     }
 
-    fn head(&self, inner: &Inner, self_ty: &'static str) -> Cow<'_, str> {
+    pub(crate) fn head(&self, inner: &Inner, self_ty: &'static str) -> Cow<'_, str> {
         let head = self.head.get_or_init(|| {
             let (identity, text) = self.render_head(inner, self_ty);
             Head {
@@ -366,6 +366,7 @@ fn sanitize_prefix(identity: &str) -> String {
 pub struct Key {
     pub(crate) inner: &'static Arc<Inner>,
     pub(crate) key: String,
+    pub(crate) tags: Vec<String>,
 }
 
 impl std::fmt::Debug for Key {
@@ -403,7 +404,11 @@ pub fn digest_key<A: Serialize + ?Sized>(
 ) -> Result<Key, Error> {
     let (inner, mut key) = start_key(spec, self_ty)?;
     key::push_digest(&mut key, args).map_err(Error::Key)?;
-    Ok(Key { inner, key })
+    Ok(Key {
+        inner,
+        key,
+        tags: Vec::new(),
+    })
 }
 
 /// Key from a `key = "..."` template.
@@ -419,7 +424,11 @@ pub fn template_key(
     let mut w = TemplateWriter::new(&mut key);
     render(&mut w);
     w.finish();
-    Ok(Key { inner, key })
+    Ok(Key {
+        inner,
+        key,
+        tags: Vec::new(),
+    })
 }
 
 /// Key from a `key_fn = ...` builder's output.

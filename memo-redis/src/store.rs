@@ -24,7 +24,7 @@ return 0
 ";
 
 pub(crate) struct Store {
-    client: redis::Client,
+    pub(crate) client: redis::Client,
     manager_config: ConnectionManagerConfig,
     conn: RwLock<Option<ConnectionManager>>,
     op_timeout: Duration,
@@ -327,5 +327,21 @@ impl Store {
         let result =
             tokio::time::timeout(self.op_timeout, invocation.invoke_async::<u64>(&mut conn)).await;
         self.settle(result, self.op_timeout).map(|n| n > 0)
+    }
+}
+
+impl Store {
+    /// Runs a prepared script invocation under the breaker and the operation timeout.
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        if self.breaker.allow() == Admit::No {
+            return Err(Error::BreakerOpen);
+        }
+        let mut conn = self.connection()?;
+        let result =
+            tokio::time::timeout(self.op_timeout, invocation.invoke_async::<T>(&mut conn)).await;
+        self.settle(result, self.op_timeout)
     }
 }

@@ -1,0 +1,153 @@
+//! Tags (eviction groups): every entry stored with tags is recorded in one sorted set per tag,
+//! `{namespace}:tag:{tag}`, whose members are entry keys scored by their expiry time (ms since
+//! the epoch, `+inf` for none).
+//!
+//! Bookkeeping stays bounded: every write first drops the members whose score (expiry) has
+//! passed, and the tag set itself expires exactly when its newest member does.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use crate::cache::{Cache, Inner};
+use crate::error::Error;
+use crate::events::Event;
+use crate::key::TemplateWriter;
+use crate::memo::Key;
+
+/// KEYS = tag sets; ARGV = member, expiry (ms or `+inf`), now (ms).
+const RECORD_LUA: &str = r"
+for _, tag in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', tag, '-inf', '(' .. ARGV[3])
+  redis.call('ZADD', tag, ARGV[2], ARGV[1])
+  local top = redis.call('ZRANGE', tag, -1, -1, 'WITHSCORES')
+  if top[2] == 'inf' then
+    redis.call('PERSIST', tag)
+  else
+    redis.call('PEXPIREAT', tag, top[2])
+  end
+end
+return #KEYS
+";
+
+/// KEYS = tag sets; deletes every member and the sets; returns how many entries existed.
+const DELETE_LUA: &str = r"
+local deleted = 0
+for _, tag in ipairs(KEYS) do
+  local members = redis.call('ZRANGE', tag, 0, -1)
+  for i = 1, #members, 500 do
+    deleted = deleted + redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
+  end
+  redis.call('UNLINK', tag)
+end
+return deleted
+";
+
+static RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(RECORD_LUA));
+static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_LUA));
+
+/// The tags of one call, rendered by generated code (`tags = [...]`).
+#[derive(Debug, Default)]
+pub struct TagList {
+    pub(crate) tags: Vec<String>,
+}
+
+impl TagList {
+    /// Renders one tag template.
+    pub fn tag(&mut self, render: impl FnOnce(&mut TemplateWriter<'_>)) {
+        let mut s = String::new();
+        let mut w = TemplateWriter::new(&mut s);
+        render(&mut w);
+        w.finish();
+        self.tags.push(s);
+    }
+}
+
+/// Attaches the rendered tags of a call to its key.
+pub fn with_tags(key: Result<Key, Error>, render: impl FnOnce(&mut TagList)) -> Result<Key, Error> {
+    let mut key = key?;
+    let mut list = TagList::default();
+    render(&mut list);
+    key.tags = list.tags;
+    Ok(key)
+}
+
+pub(crate) fn tag_key(inner: &Inner, tag: &str) -> String {
+    format!("{}:tag:{tag}", inner.config.namespace)
+}
+
+/// Records `member` (a full entry key) under `tags`, expiring at `expiry_ms` (`None`: never).
+pub(crate) async fn record(
+    inner: &Inner,
+    tags: &[String],
+    member: &str,
+    expiry_ms: Option<u64>,
+    now_ms: u64,
+) -> Result<(), Error> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let mut invocation = RECORD.prepare_invoke();
+    for t in tags {
+        invocation.key(tag_key(inner, t));
+    }
+    invocation.arg(member);
+    match expiry_ms {
+        Some(ms) => invocation.arg(ms),
+        None => invocation.arg("+inf"),
+    };
+    invocation.arg(now_ms);
+    inner.store.invoke::<u64>(&invocation).await.map(|_| ())
+}
+
+impl Cache {
+    /// Deletes every entry stored with any of `tags` (by any function or the typed handle) and
+    /// the tag sets themselves; returns how many entries existed. Announced on the event channel.
+    ///
+    /// Cost: one round trip; Redis work proportional to the tagged entries.
+    ///
+    /// # Errors
+    /// The configuration is invalid, or Redis failed or timed out.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), memo_redis::Error> {
+    /// let n = memo_redis::global().invalidate_tags(["user:42"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_tags<I, S>(&self, tags: I) -> Result<u64, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let inner = self.inner().map_err(|e| Error::Config(e.clone()))?;
+        let tags: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
+        if tags.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = DELETE.prepare_invoke();
+        for t in &tags {
+            invocation.key(tag_key(inner, t));
+        }
+        let n = inner.store.invoke::<u64>(&invocation).await?;
+        inner.announce(Event::Tags(tags)).await;
+        Ok(n)
+    }
+}
+
+/// [`Cache::invalidate_tags`] on the global cache.
+///
+/// # Errors
+/// See [`Cache::invalidate_tags`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), memo_redis::Error> {
+/// memo_redis::invalidate_tags(["user:42", "users"]).await?;
+/// # Ok(()) }
+/// ```
+pub async fn invalidate_tags<I, S>(tags: I) -> Result<u64, Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    crate::global().invalidate_tags(tags).await
+}
