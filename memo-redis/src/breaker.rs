@@ -101,6 +101,16 @@ impl Breaker {
         self.open.load(Ordering::Acquire) && self.open.swap(false, Ordering::AcqRel)
     }
 
+    /// Opens the breaker now, whatever the count; true if it was closed.
+    pub(crate) fn trip(&self) -> bool {
+        self.failures.store(self.threshold, Ordering::Release);
+        self.retry_at.store(
+            self.now_ms().saturating_add(self.cooldown_ms),
+            Ordering::Release,
+        );
+        !self.open.swap(true, Ordering::AcqRel)
+    }
+
     /// Returns true if this failure opened the breaker.
     pub(crate) fn failure(&self) -> bool {
         let n = self

@@ -128,6 +128,14 @@ impl Cache {
         }
     }
 
+    /// The circuit breaker's state (closed when the configuration is invalid: there is no Redis
+    /// to protect).
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner()
+            .map(|i| i.store.breaker.state())
+            .unwrap_or(BreakerState::Closed)
+    }
+
     /// Whether the circuit breaker currently bypasses Redis.
     pub fn breaker_open(&self) -> bool {
         self.inner()

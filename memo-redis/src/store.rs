@@ -66,6 +66,12 @@ fn open_client(config: &Config) -> Result<redis::Client, Error> {
     Ok(redis::Client::open(config.connection.clone())?)
 }
 
+/// `NOAUTH`, `WRONGPASS`, `NOPERM`, or a failed `AUTH` during the handshake.
+fn is_access_denied(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+}
+
 impl Store {
     pub(crate) fn new(config: &Config) -> Result<Store, Error> {
         let client = open_client(config)?;
@@ -167,6 +173,20 @@ impl Store {
                     tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
                 }
                 Ok(v)
+            }
+            Ok(Err(e)) if is_access_denied(&e) => {
+                // Wrong credentials or missing ACL permissions do not heal by retrying every
+                // call: open the breaker at once (one log line) and let the probes find out when
+                // an operator fixed it.
+                let e = Error::from(e);
+                if self.breaker.trip() {
+                    tracing::error!(
+                        url = %self.url,
+                        error = %e,
+                        "redis refused access (credentials or ACL permissions); circuit breaker opened, cached functions run their bodies directly"
+                    );
+                }
+                Err(e)
             }
             Ok(Err(e)) if e.code() == Some("OOM") => {
                 // The server answered: it is reachable, only full (`noeviction`). Reads still
