@@ -26,6 +26,7 @@ pub(crate) fn now_ms() -> u64 {
 struct Meta {
     written_at_ms: u64,
     compute_ms: u32,
+    is_none: bool,
 }
 
 fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<(R, Meta), String> {
@@ -42,6 +43,7 @@ fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<(R, Meta), Str
         Meta {
             written_at_ms: env.written_at_ms,
             compute_ms: env.compute_ms,
+            is_none: env.is_none(),
         },
     ))
 }
@@ -214,9 +216,9 @@ where
                 }
                 Wait::NotShared => {
                     // An `Err` or an uncached `None` is not shared (E has no Clone or serde
-                    // bound): this caller runs the body itself, as without single-flight.
-                    stats.misses.fetch_add(1, Ordering::Relaxed);
-                    return body.await;
+                    // bound): this caller reads, runs and stores by itself, exactly as without
+                    // single-flight, so an `Ok` it computes is cached.
+                    return lead::<S, R, F>(spec, &key, body, None, bg).await;
                 }
                 // The leader panicked or was cancelled: race to lead.
                 Wait::Abandoned => continue,
@@ -244,7 +246,11 @@ enum Freshness {
 }
 
 fn freshness(spec: &Spec, inner: &Inner, meta: Meta) -> Freshness {
-    let Some(ttl) = resolve(spec.ttl, inner) else {
+    let ttl = match (meta.is_none, spec.none_ttl) {
+        (true, Some(t)) => resolve(t, inner),
+        _ => resolve(spec.ttl, inner),
+    };
+    let Some(ttl) = ttl else {
         return Freshness::Fresh;
     };
     let now = now_ms();
@@ -388,11 +394,8 @@ struct LockGuard {
 
 impl LockGuard {
     async fn release(mut self) {
-        let (key, token) = (
-            std::mem::take(&mut self.key),
-            std::mem::take(&mut self.token),
-        );
-        let _ = self.inner.store.unlock(&key, &token).await;
+        let _ = self.inner.store.unlock(&self.key, &self.token).await;
+        self.token.clear();
     }
 }
 
@@ -472,6 +475,11 @@ impl Drop for RefreshGuard {
     }
 }
 
+/// Identifies a refresh per cache instance and key (two caches may share a namespace).
+fn refresh_id(key: &Key) -> String {
+    format!("{:p}/{}", Arc::as_ptr(key.inner), key.key)
+}
+
 fn spawn_refresh<S, R, M, F>(spec: &'static Spec, key: &Key, make: M)
 where
     S: Shape<R> + 'static,
@@ -480,13 +488,13 @@ where
     F: Future<Output = R> + Send + 'static,
 {
     let claimed = match REFRESHING.lock() {
-        Ok(mut set) => set.get_or_insert_with(HashSet::new).insert(key.key.clone()),
+        Ok(mut set) => set.get_or_insert_with(HashSet::new).insert(refresh_id(key)),
         Err(_) => false,
     };
     if !claimed {
         return;
     }
-    let guard = RefreshGuard(key.key.clone());
+    let guard = RefreshGuard(refresh_id(key));
     let key = Key {
         inner: key.inner,
         key: key.key.clone(),

@@ -106,3 +106,59 @@ pub fn capture_logs() -> Logs {
     })
     .clone()
 }
+
+/// Installs a configuration pointing `cache` at `url` (for child processes, which get the URL of
+/// their parent's server).
+pub fn install_url(cache: &'static Cache, url: &str) {
+    cache
+        .install(
+            Config::builder()
+                .url(url)
+                .namespace("t")
+                .op_timeout(Duration::from_millis(300))
+                .build()
+                .expect("valid config"),
+        )
+        .expect("cache installed once");
+}
+
+/// Whether `key` exists.
+pub async fn exists(server: &RedisServer, key: &str) -> bool {
+    let mut c = server.conn().await;
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .expect("EXISTS")
+}
+
+/// Polls `check` every 5 ms until it returns true; panics naming `what` after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The counters of the cached function named `name` (its identity ends with `::name`).
+pub fn stats_of(name: &str) -> memo_redis::FnStats {
+    let suffix = format!("::{name}");
+    let all = memo_redis::stats();
+    let mut found = all.iter().filter(|f| f.function.ends_with(&suffix));
+    let entry = found
+        .next()
+        .unwrap_or_else(|| panic!("no stats for {name}: {all:?}"));
+    assert!(found.next().is_none(), "{name} is ambiguous: {all:?}");
+    entry.stats
+}
