@@ -11,8 +11,10 @@ use crate::envelope::{self, Envelope};
 use crate::error::Error;
 use crate::flight::{self, Lead, Outcome, Role, Wait};
 use crate::memo::{Key, Spec, Ttl};
+use crate::observe::{self, CallOutcome};
 use crate::shape::Shape;
 use crate::store::Budget;
+use tracing::Instrument;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -104,7 +106,7 @@ fn store_ttl(spec: &Spec, inner: &Inner, is_none: bool) -> Option<Duration> {
 async fn store_entry(spec: &'static Spec, key: &Key, entry: &Entry, budget: &mut Budget) -> bool {
     let inner = key.inner;
     if entry.bytes.len().saturating_sub(envelope::HEADER_LEN) > inner.config.max_value_bytes {
-        spec.stats.skipped_too_large.fetch_add(1, Ordering::Relaxed);
+        spec.count_too_large();
         tracing::debug!(
             function = spec.name,
             size = entry.bytes.len(),
@@ -153,7 +155,9 @@ where
     S: Shape<R>,
     F: Future<Output = R>,
 {
-    run::<S, R, F>(spec, key, body, None).await
+    run::<S, R, F>(spec, key, body, None)
+        .instrument(observe::call_span(spec))
+        .await
 }
 
 /// [`memo`] for functions with `stale` or `early_refresh`: `make` builds the body future, once
@@ -166,7 +170,9 @@ where
     F: Future<Output = R> + Send + 'static,
 {
     let refresher = |key: &Key| spawn_refresh::<S, R, M, F>(spec, key, make.clone());
-    run::<S, R, F>(spec, key, make(), Some(&refresher)).await
+    run::<S, R, F>(spec, key, make(), Some(&refresher))
+        .instrument(observe::call_span(spec))
+        .await
 }
 
 async fn run<S, R, F>(
@@ -184,7 +190,7 @@ where
     let key = match key {
         Ok(k) => k,
         Err(e) => {
-            stats.bypass.fetch_add(1, Ordering::Relaxed);
+            spec.count(CallOutcome::Bypass);
             if !matches!(e, Error::Config(_)) {
                 spec.log_key_error(&e);
             }
@@ -192,8 +198,9 @@ where
         }
     };
     let inner = key.inner;
+    observe::record_key(&tracing::Span::current(), &key.key);
     if inner.store.breaker.bypassing() {
-        stats.bypass.fetch_add(1, Ordering::Relaxed);
+        spec.count(CallOutcome::Bypass);
         return body.await;
     }
     if !spec.single_flight {
@@ -207,11 +214,11 @@ where
             Role::Follower(rx) => match flight::wait(rx).await {
                 Wait::Shared(bytes) => {
                     if let Ok((r, _)) = decode::<S, R>(&bytes, usize::MAX) {
-                        stats.hits.fetch_add(1, Ordering::Relaxed);
+                        spec.count(CallOutcome::Hit);
                         stats.coalesced.fetch_add(1, Ordering::Relaxed);
                         return r;
                     }
-                    stats.misses.fetch_add(1, Ordering::Relaxed);
+                    spec.count(CallOutcome::Miss);
                     return body.await;
                 }
                 Wait::NotShared => {
@@ -285,13 +292,13 @@ where
     S: Shape<R>,
     F: Future<Output = R>,
 {
-    let stats = &spec.stats;
     let inner = key.inner;
     let mut corrupt: Option<Vec<u8>> = None;
     let mut budget = Budget::new(inner.store.op_timeout());
     let read_started = Instant::now();
     let read = read(spec, key, inner.store.op_timeout()).await;
     budget.spend(read_started);
+    spec.observe_redis(read_started.elapsed());
     let mut redis_ok = true;
     let mut missing = false;
     match read {
@@ -300,15 +307,15 @@ where
                 let counter = match (bg, freshness(spec, inner, meta)) {
                     (Some(refresh), Freshness::Stale) => {
                         refresh(key);
-                        &stats.stale
+                        CallOutcome::Stale
                     }
                     (Some(refresh), Freshness::Early) => {
                         refresh(key);
-                        &stats.hits
+                        CallOutcome::Hit
                     }
-                    _ => &stats.hits,
+                    _ => CallOutcome::Hit,
                 };
-                counter.fetch_add(1, Ordering::Relaxed);
+                spec.count(counter);
                 if let Some(flight) = flight {
                     flight.finish(Outcome::Shared(Arc::from(bytes)));
                 }
@@ -322,11 +329,11 @@ where
         Ok(None) => missing = true,
         Err(Error::WrongType) => corrupt = Some(Vec::new()),
         Err(Error::BreakerOpen) => {
-            stats.bypass.fetch_add(1, Ordering::Relaxed);
+            spec.count(CallOutcome::Bypass);
             redis_ok = false;
         }
         Err(_) => {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
+            spec.count(CallOutcome::Error);
             redis_ok = false;
         }
     }
@@ -337,7 +344,7 @@ where
         match cross_process::<S, R>(spec, key, Duration::from_millis(lease_ms)).await {
             Locked::Acquired(key, token) => lock = Some(LockGuard { inner, key, token }),
             Locked::Value(r, bytes) => {
-                stats.hits.fetch_add(1, Ordering::Relaxed);
+                spec.count(CallOutcome::Hit);
                 if let Some(flight) = flight {
                     flight.finish(Outcome::Shared(Arc::from(bytes)));
                 }
@@ -347,11 +354,12 @@ where
         }
     }
     if redis_ok {
-        stats.misses.fetch_add(1, Ordering::Relaxed);
+        spec.count(CallOutcome::Miss);
     }
 
     let started = Instant::now();
     let r = body.await;
+    spec.observe_body(started.elapsed());
     let entry = encode_entry::<S, R>(spec, inner, &r, started.elapsed());
     let mut written = false;
     if let (true, Some(entry)) = (redis_ok, &entry) {

@@ -78,6 +78,7 @@ mod invalidate;
 pub mod key;
 mod log;
 mod memo;
+mod observe;
 mod shape;
 mod store;
 mod tags;
@@ -98,6 +99,7 @@ pub use crate::error::{ConfigError, Error};
 pub use crate::events::Event;
 pub use crate::invalidate::invalidate_pattern;
 pub use crate::memo::{stats, FnStats, FunctionStats};
+pub use crate::observe::StatsTable;
 pub use crate::tags::invalidate_tags;
 pub use memo_redis_derive::redis_cache;
 

@@ -53,6 +53,8 @@ pub struct Spec {
     pub(crate) jitter: f64,
     /// `none_ttl = ...`: TTL of cached `None` entries.
     pub(crate) none_ttl: Option<Ttl>,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) metrics: crate::observe::FnMetrics,
 }
 
 #[derive(Debug)]
@@ -207,6 +209,7 @@ impl Spec {
             sliding: false,
             jitter: 0.0,
             none_ttl: None,
+            metrics: crate::observe::FnMetrics::new(),
         }
     }
     /// `name = "..."`: a stable identity replacing the module path.

@@ -170,6 +170,7 @@ impl Store {
         match result {
             Ok(Ok(v)) => {
                 if self.breaker.success() {
+                    crate::observe::breaker_gauge(&self.url, false);
                     tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
                 }
                 Ok(v)
@@ -180,6 +181,7 @@ impl Store {
                 // an operator fixed it.
                 let e = Error::from(e);
                 if self.breaker.trip() {
+                    crate::observe::breaker_gauge(&self.url, true);
                     tracing::error!(
                         url = %self.url,
                         error = %e,
@@ -218,6 +220,7 @@ impl Store {
 
     fn failed(&self, e: &Error) {
         if self.breaker.failure() {
+            crate::observe::breaker_gauge(&self.url, true);
             tracing::warn!(
                 url = %self.url,
                 error = %e,

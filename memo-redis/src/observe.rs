@@ -1,0 +1,214 @@
+//! Observability: the outcome of every call, counted in relaxed atomics (`stats()`), recorded on
+//! the call's `tracing` span, and — with the `metrics` feature — reported through the `metrics`
+//! facade under stable names:
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `memo_redis_calls_total` | counter | `fn`, `outcome` = hit / miss / stale / bypass / error |
+//! | `memo_redis_redis_seconds` | histogram | `fn`: time waiting for the read |
+//! | `memo_redis_body_seconds` | histogram | `fn`: time the body took on a miss |
+//! | `memo_redis_skipped_too_large_total` | counter | `fn` |
+//! | `memo_redis_breaker_open` | gauge | `url` (redacted): 1 while the breaker is open |
+//!
+//! Metric handles are resolved once per function, so install the recorder (exporter) before the
+//! first cached call.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::memo::{FunctionStats, Spec};
+
+/// How a call ended; every call ends as exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallOutcome {
+    Hit,
+    Miss,
+    Stale,
+    Bypass,
+    Error,
+}
+
+impl CallOutcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Hit => "hit",
+            CallOutcome::Miss => "miss",
+            CallOutcome::Stale => "stale",
+            CallOutcome::Bypass => "bypass",
+            CallOutcome::Error => "error",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The span every cached call runs in (level DEBUG: free when not enabled).
+pub(crate) fn call_span(spec: &Spec) -> tracing::Span {
+    tracing::debug_span!(
+        "memo_redis.call",
+        module = spec.module,
+        function = spec.name,
+        outcome = tracing::field::Empty,
+        key = tracing::field::Empty,
+    )
+}
+
+/// Records a short digest of the key on the span (never the key itself: templates can contain
+/// argument values).
+pub(crate) fn record_key(span: &tracing::Span, key: &str) {
+    if !span.is_disabled() {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(key.as_bytes());
+        let mut s = String::with_capacity(16);
+        crate::key::push_hex(&mut s, &d[..8]);
+        span.record("key", s.as_str());
+    }
+}
+
+#[cfg(feature = "metrics")]
+#[derive(Debug, Default)]
+pub(crate) struct FnMetrics {
+    calls: [std::sync::OnceLock<metrics::Counter>; 5],
+    redis: std::sync::OnceLock<metrics::Histogram>,
+    body: std::sync::OnceLock<metrics::Histogram>,
+    too_large: std::sync::OnceLock<metrics::Counter>,
+}
+
+#[cfg(not(feature = "metrics"))]
+#[derive(Debug, Default)]
+pub(crate) struct FnMetrics;
+
+impl FnMetrics {
+    pub(crate) const fn new() -> FnMetrics {
+        #[cfg(feature = "metrics")]
+        {
+            FnMetrics {
+                calls: [const { std::sync::OnceLock::new() }; 5],
+                redis: std::sync::OnceLock::new(),
+                body: std::sync::OnceLock::new(),
+                too_large: std::sync::OnceLock::new(),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            FnMetrics
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn fn_label(spec: &Spec) -> String {
+    format!("{}::{}", spec.module, spec.name)
+}
+
+impl Spec {
+    /// Counts the outcome of one call everywhere it is reported.
+    pub(crate) fn count(&self, outcome: CallOutcome) {
+        let s = &self.stats;
+        let counter = match outcome {
+            CallOutcome::Hit => &s.hits,
+            CallOutcome::Miss => &s.misses,
+            CallOutcome::Stale => &s.stale,
+            CallOutcome::Bypass => &s.bypass,
+            CallOutcome::Error => &s.errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::Span::current().record("outcome", outcome.as_str());
+        #[cfg(feature = "metrics")]
+        self.metrics.calls[outcome.index()]
+            .get_or_init(|| {
+                metrics::counter!("memo_redis_calls_total", "fn" => fn_label(self), "outcome" => outcome.as_str())
+            })
+            .increment(1);
+        #[cfg(not(feature = "metrics"))]
+        let _ = outcome.index();
+    }
+
+    pub(crate) fn observe_redis(&self, took: Duration) {
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .redis
+            .get_or_init(|| metrics::histogram!("memo_redis_redis_seconds", "fn" => fn_label(self)))
+            .record(took.as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = took;
+    }
+
+    pub(crate) fn observe_body(&self, took: Duration) {
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .body
+            .get_or_init(|| metrics::histogram!("memo_redis_body_seconds", "fn" => fn_label(self)))
+            .record(took.as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = took;
+    }
+
+    pub(crate) fn count_too_large(&self) {
+        self.stats.skipped_too_large.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .too_large
+            .get_or_init(
+                || metrics::counter!("memo_redis_skipped_too_large_total", "fn" => fn_label(self)),
+            )
+            .increment(1);
+    }
+}
+
+/// Reports a breaker transition on the `memo_redis_breaker_open` gauge.
+pub(crate) fn breaker_gauge(url: &str, open: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("memo_redis_breaker_open", "url" => url.to_string()).set(if open {
+        1.0
+    } else {
+        0.0
+    });
+    #[cfg(not(feature = "metrics"))]
+    let _ = (url, open);
+}
+
+/// A table of [`FunctionStats`] for logs.
+///
+/// ```
+/// let table = memo_redis::StatsTable(memo_redis::stats());
+/// println!("{table}");
+/// ```
+#[derive(Debug, Clone)]
+pub struct StatsTable(pub Vec<FunctionStats>);
+
+impl fmt::Display for StatsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self
+            .0
+            .iter()
+            .map(|s| s.function.len())
+            .chain(std::iter::once("function".len()))
+            .max()
+            .unwrap_or(8);
+        writeln!(
+            f,
+            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>7}  {:>8}  {:>7}  {:>6}",
+            "function", "calls", "hits", "misses", "stale", "bypass", "errors", "hit %"
+        )?;
+        for s in &self.0 {
+            let st = &s.stats;
+            writeln!(
+                f,
+                "{:<width$}  {:>9}  {:>9}  {:>9}  {:>7}  {:>8}  {:>7}  {:>5.1}%",
+                s.function,
+                st.calls(),
+                st.hits,
+                st.misses,
+                st.stale,
+                st.bypass,
+                st.errors,
+                st.hit_ratio() * 100.0
+            )?;
+        }
+        Ok(())
+    }
+}
