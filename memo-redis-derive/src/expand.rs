@@ -332,9 +332,21 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let refresh_call = shape_call("refresh", quote!(#shape, _, _), body_args, value_at);
     let peek_call = shape_call("peek", quote!(#shape, #ret), key_comp.clone(), value_at);
 
+    // With background refreshes the body runs on clones (`clone_params`), which carry the
+    // parameters' `mut`; the parameters themselves are never mutated.
+    let mut main_sig = sig.clone();
+    if r.stale_ms.is_some() || r.beta.is_some() {
+        for arg in main_sig.inputs.iter_mut() {
+            if let syn::FnArg::Typed(pt) = arg {
+                if let syn::Pat::Ident(pi) = &mut *pt.pat {
+                    pi.mutability = None;
+                }
+            }
+        }
+    }
     let main_fn = quote! {
         #(#outer)*
-        #vis #sig {
+        #vis #main_sig {
             #(#inner)*
             #spec
             #checks_main
