@@ -2,9 +2,12 @@
 //! as exactly one of hit, miss, bypass or error (`error` = the read failed; a failed write after a
 //! miss is still a miss), and `skipped_too_large` counts results returned but not stored.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use common::stats_of;
 use memo_redis::{redis_cache, Cache, CodecKind, Config, FnStats};
 use memo_redis_tests::RedisServer;
 
@@ -14,18 +17,6 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 fn config(server: &RedisServer) -> memo_redis::ConfigBuilder {
     Config::builder().url(server.url()).op_timeout(OP_TIMEOUT)
-}
-
-/// The counters of the cached function named `name` (its identity ends with `::name`).
-fn stats_of(name: &str) -> FnStats {
-    let suffix = format!("::{name}");
-    let all = memo_redis::stats();
-    let mut found = all.iter().filter(|f| f.function.ends_with(&suffix));
-    let entry = found
-        .next()
-        .unwrap_or_else(|| panic!("no stats for {name}: {all:?}"));
-    assert!(found.next().is_none(), "{name} is ambiguous: {all:?}");
-    entry.stats
 }
 
 /// `(hits, misses, bypass, errors, skipped_too_large)`, for compact assertions.
