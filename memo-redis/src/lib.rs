@@ -4,26 +4,35 @@
 //! arguments. When Redis is unreachable, slow or returns garbage, the function simply runs:
 //! the cache may make a call faster, it never makes it fail, hang or lie.
 //!
-//! # Example
+//! # Five minutes
 //!
-//! ```no_run
-//! use memo_redis::redis_cache;
+//! ```
+//! use memo_redis::{redis_cache, Config};
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
 //! struct User { id: u64, name: String }
 //!
+//! // Cached for 5 minutes under `memo:users:<fingerprint>:<sha256 of the arguments>`.
 //! #[redis_cache(ttl = "5m", prefix = "users")]
 //! async fn get_user(id: u64) -> Option<User> {
 //!     // ... an expensive database query ...
 //!     Some(User { id, name: "Ada".into() })
 //! }
 //!
-//! # async fn run() -> Result<(), memo_redis::Error> {
-//! let first = get_user(42).await;          // miss: runs the body, stores the result
-//! let second = get_user(42).await;         // hit: served from Redis
-//! get_user_evict(&42).await?;               // companion: drop the entry
-//! println!("{}", get_user_key(&42)?);       // companion: the exact Redis key
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Optional: configure the global cache at startup (otherwise REDIS_URL & co. are read on the
+//! // first call). Here nothing listens on port 1, to show the fail-open promise:
+//! memo_redis::init(Config::builder().url("redis://127.0.0.1:1/").build()?)?;
+//!
+//! // Redis is unreachable: the function still answers, from its body.
+//! assert_eq!(get_user(42).await.map(|u| u.name), Some("Ada".to_string()));
+//!
+//! // Companions are generated next to the function:
+//! let key = get_user_key(&42)?;                  // the exact Redis key
+//! assert!(key.starts_with("memo:users:"));
+//! assert!(get_user_evict(&42).await.is_err());   // explicit operations do report Redis errors
 //! # Ok(()) }
 //! ```
 //!
@@ -36,9 +45,18 @@
 //! | `Result<T, E>` (also `anyhow::Result<T>`, `io::Result<T>`) | `Ok` | `Err` (`E` needs no serde) |
 //! | `Result<Option<T>, E>` | `Ok(Some)`, `Ok(None)` with `cache_none` | `Err` |
 //!
+//! Arguments are hashed through their `Serialize` implementation (skip one with
+//! `#[memo(skip)]`); the value type must be `Serialize + DeserializeOwned`. Mistakes are compile
+//! errors pointing at your code:
+//!
+//! ```compile_fail
+//! #[memo_redis::redis_cache(ttl = "5 minutes")] // malformed ttl `5 minutes`: ...
+//! async fn f(x: u32) -> u32 { x }
+//! ```
+//!
 //! # Companions
 //!
-//! For a function `f`, the macro generates next to it (as associated functions for methods):
+//! For a function `f`, the macro generates next to it (as methods for methods):
 //!
 //! | companion | does |
 //! |---|---|
@@ -51,12 +69,28 @@
 //! Companions take references to the key arguments only (skipped arguments are left out), except
 //! `f_refresh`, which takes the function's own parameters because it runs the body.
 //!
+//! # The attribute
+//!
+//! `ttl`, `prefix`, `key = "user:{id}"` (readable template), `key_fn`, `cache_none`, `version`,
+//! `codec`, `cache = STATIC` (a named [`Cache`]), `name`, `shape`, `tags = [...]`, and the
+//! stampede/freshness options `single_flight`, `lock`, `stale`, `early_refresh`, `sliding`,
+//! `jitter`, `none_ttl` — each with its default in the README's attribute table and
+//! `docs/guide.md`.
+//!
 //! # Configuration
 //!
 //! The global cache reads `REDIS_URL` (default `redis://127.0.0.1:6379`), `REDIS_PREFIX`
 //! (default `memo`), `REDIS_DEFAULT_TTL` (default 3600 s, 0 = no expiry),
 //! `REDIS_SOCKET_TIMEOUT` (default 0.25 s) and the other variables listed on [`Config`] on the
-//! first cached call, or takes a configuration installed with [`init`].
+//! first cached call, or takes a configuration installed with [`init`]. Invalid configuration is an
+//! error from [`Config::from_env`] / [`ConfigBuilder::build`] / [`init`]; a cached function whose
+//! configuration is invalid still returns its own result and logs the problem once.
+//!
+//! # Observability
+//!
+//! Each call runs in a DEBUG `tracing` span `memo_redis.call` recording its outcome (hit, miss,
+//! stale, bypass, error); counters are readable with [`stats`] / [`StatsTable`], and with the
+//! default `metrics` feature they are reported through the `metrics` facade.
 //!
 //! # Keys
 //!
@@ -74,6 +108,7 @@ pub mod envelope;
 mod error;
 mod events;
 mod flight;
+mod handle;
 mod invalidate;
 pub mod key;
 mod log;
