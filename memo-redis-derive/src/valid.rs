@@ -238,6 +238,12 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
     }
     let single_flight = args.single_flight.get().is_none_or(|b| b.value);
     let sliding = args.sliding.get().is_some_and(|b| b.value);
+    if let (true, Some(k)) = (sliding, args.tags.span()) {
+        errs.push(Error::new(
+            k,
+            "`tags` and `sliding` cannot be combined: a hit extends the entry but not its tag membership, so a tag invalidation could miss it; use the typed handle's `set_with_tags`/`get_and_extend` for sliding, tagged data",
+        ));
+    }
     if let (true, Some(_)) = (sliding, args.stale.get()) {
         errs.push(Error::new(
             args.stale.span().unwrap_or_else(Span::call_site),

@@ -138,10 +138,26 @@ impl Store {
         cmd: &Cmd,
         limit: Duration,
     ) -> Result<T, Error> {
+        self.run_op(limit, move |mut conn| async move {
+            cmd.query_async::<T>(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs one operation under the breaker and `limit`, counting its outcome on the breaker.
+    ///
+    /// A connection that died while idle (server restarted) fails the first command with an I/O
+    /// error and makes the manager reconnect at once; one retry on the fresh connection, within
+    /// the same limit, lets the first call after Redis returns be served.
+    async fn run_op<T, F, Fut>(&self, limit: Duration, op: F) -> Result<T, Error>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         if self.breaker.allow() == Admit::No {
             return Err(Error::BreakerOpen);
         }
-        let mut conn = match self.connection() {
+        let conn = match self.connection() {
             Ok(c) => c,
             Err(e) => {
                 self.failed(&e);
@@ -149,14 +165,11 @@ impl Store {
             }
         };
         let started = std::time::Instant::now();
-        let mut result = tokio::time::timeout(limit, cmd.query_async::<T>(&mut conn)).await;
-        // A connection that died while idle (server restarted) fails the first command with an
-        // I/O error and makes the manager reconnect at once; one retry on the fresh connection,
-        // within the same limit, lets the first call after Redis returns be served.
+        let mut result = tokio::time::timeout(limit, op(conn.clone())).await;
         if let Ok(Err(e)) = &result {
             let left = limit.saturating_sub(started.elapsed());
             if (e.is_io_error() || e.is_connection_dropped()) && left >= Duration::from_millis(1) {
-                result = tokio::time::timeout(left, cmd.query_async::<T>(&mut conn)).await;
+                result = tokio::time::timeout(left, op(conn)).await;
             }
         }
         self.settle(result, limit)
@@ -228,7 +241,7 @@ impl Store {
             );
         } else {
             self.errors_log.hit(|suppressed| {
-                tracing::warn!(url = %self.url, error = %e, suppressed, "redis operation failed; the function ran without the cache");
+                tracing::warn!(url = %self.url, error = %e, suppressed, "redis operation failed; cached calls run their bodies, explicit operations return the error");
             });
         }
     }
@@ -265,14 +278,17 @@ impl Store {
         seen: &[u8],
         limit: Duration,
     ) -> Result<bool, Error> {
-        if self.breaker.allow() == Admit::No {
-            return Err(Error::BreakerOpen);
-        }
-        let mut conn = self.connection()?;
-        let mut invocation = self.repair.key(key);
-        invocation.arg(seen);
-        let result = tokio::time::timeout(limit, invocation.invoke_async::<u64>(&mut conn)).await;
-        self.settle(result, limit).map(|n| n > 0)
+        let script = &self.repair;
+        let n: u64 = self
+            .run_op(limit, move |mut conn| async move {
+                script
+                    .key(key)
+                    .arg(seen)
+                    .invoke_async::<u64>(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(n > 0)
     }
 }
 
@@ -341,15 +357,17 @@ impl Store {
 
     /// Compare-and-delete release of a lock.
     pub(crate) async fn unlock(&self, lock: &str, token: &str) -> Result<bool, Error> {
-        if self.breaker.allow() == Admit::No {
-            return Err(Error::BreakerOpen);
-        }
-        let mut conn = self.connection()?;
-        let mut invocation = self.release.key(lock);
-        invocation.arg(token);
-        let result =
-            tokio::time::timeout(self.op_timeout, invocation.invoke_async::<u64>(&mut conn)).await;
-        self.settle(result, self.op_timeout).map(|n| n > 0)
+        let script = &self.release;
+        let n: u64 = self
+            .run_op(self.op_timeout, move |mut conn| async move {
+                script
+                    .key(lock)
+                    .arg(token)
+                    .invoke_async::<u64>(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(n > 0)
     }
 }
 
@@ -359,12 +377,9 @@ impl Store {
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, Error> {
-        if self.breaker.allow() == Admit::No {
-            return Err(Error::BreakerOpen);
-        }
-        let mut conn = self.connection()?;
-        let result =
-            tokio::time::timeout(self.op_timeout, invocation.invoke_async::<T>(&mut conn)).await;
-        self.settle(result, self.op_timeout)
+        self.run_op(self.op_timeout, move |mut conn| async move {
+            invocation.invoke_async::<T>(&mut conn).await
+        })
+        .await
     }
 }

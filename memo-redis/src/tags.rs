@@ -30,18 +30,21 @@ end
 return #KEYS
 ";
 
-/// KEYS = tag sets; deletes every member and the sets; returns how many entries existed.
+/// KEYS[1] = one tag set; deletes up to ARGV[1] of its members (and the set once empty), so a
+/// huge tag never blocks Redis in one script; returns {entries deleted, members left}.
 const DELETE_LUA: &str = r"
+local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
 local deleted = 0
-for _, tag in ipairs(KEYS) do
-  local members = redis.call('ZRANGE', tag, 0, -1)
-  for i = 1, #members, 500 do
-    deleted = deleted + redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
-  end
-  redis.call('UNLINK', tag)
+for i = 1, #popped, 2 do
+  deleted = deleted + redis.call('UNLINK', popped[i])
 end
-return deleted
+local left = redis.call('ZCARD', KEYS[1])
+if left == 0 then redis.call('UNLINK', KEYS[1]) end
+return {deleted, left}
 ";
+
+/// Members deleted per script call.
+const DELETE_BATCH: u32 = 500;
 
 static RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(RECORD_LUA));
 static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_LUA));
@@ -104,7 +107,7 @@ impl Cache {
     /// Deletes every entry stored with any of `tags` (by any function or the typed handle) and
     /// the tag sets themselves; returns how many entries existed. Announced on the event channel.
     ///
-    /// Cost: one round trip; Redis work proportional to the tagged entries.
+    /// Cost: one round trip per 500 tagged entries; Redis work proportional to the tagged entries.
     ///
     /// # Errors
     /// The configuration is invalid, or Redis failed or timed out.
@@ -124,13 +127,20 @@ impl Cache {
         if tags.is_empty() {
             return Ok(0);
         }
-        let mut invocation = DELETE.prepare_invoke();
+        let mut deleted = 0u64;
         for t in &tags {
-            invocation.key(tag_key(inner, t));
+            let mut invocation = DELETE.prepare_invoke();
+            invocation.key(tag_key(inner, t)).arg(DELETE_BATCH);
+            loop {
+                let (n, left): (u64, u64) = inner.store.invoke(&invocation).await?;
+                deleted += n;
+                if left == 0 {
+                    break;
+                }
+            }
         }
-        let n = inner.store.invoke::<u64>(&invocation).await?;
         inner.announce(Event::Tags(tags)).await;
-        Ok(n)
+        Ok(deleted)
     }
 }
 
