@@ -103,7 +103,14 @@ fn store_ttl(spec: &Spec, inner: &Inner, is_none: bool) -> Option<Duration> {
 }
 
 /// Stores an encoded entry within what is left of the call's Redis budget.
-async fn store_entry(spec: &'static Spec, key: &Key, entry: &Entry, budget: &mut Budget) -> bool {
+///
+/// `Ok(false)`: deliberately not stored (too large, budget spent); `Err`: Redis refused or failed.
+async fn store_entry(
+    spec: &'static Spec,
+    key: &Key,
+    entry: &Entry,
+    budget: &mut Budget,
+) -> Result<bool, Error> {
     let inner = key.inner;
     if entry.bytes.len().saturating_sub(envelope::HEADER_LEN) > inner.config.max_value_bytes {
         spec.count_too_large();
@@ -112,7 +119,7 @@ async fn store_entry(spec: &'static Spec, key: &Key, entry: &Entry, budget: &mut
             size = entry.bytes.len(),
             "result too large to cache"
         );
-        return false;
+        return Ok(false);
     }
     let ttl = store_ttl(spec, inner, entry.is_none);
     if ttl.is_none() {
@@ -123,15 +130,13 @@ async fn store_entry(spec: &'static Spec, key: &Key, entry: &Entry, budget: &mut
             function = spec.name,
             "redis time budget spent on the read; not storing"
         );
-        return false;
+        return Ok(false);
     };
     let started = Instant::now();
-    let stored = inner
-        .store
-        .set(&key.key, &entry.bytes, ttl, limit)
-        .await
-        .is_ok();
-    if stored && !key.tags.is_empty() {
+    let stored = inner.store.set(&key.key, &entry.bytes, ttl, limit).await;
+    budget.spend(started);
+    stored?;
+    if !key.tags.is_empty() {
         let now = now_ms();
         let expiry =
             ttl.map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
@@ -139,8 +144,7 @@ async fn store_entry(spec: &'static Spec, key: &Key, entry: &Entry, budget: &mut
             tracing::debug!(function = spec.name, error = %e, "could not record tags");
         }
     }
-    budget.spend(started);
-    stored
+    Ok(true)
 }
 
 /// Starts a background refresh of `key` (at most one per key per process).
@@ -353,17 +357,21 @@ where
             Locked::GaveUp => {}
         }
     }
-    if redis_ok {
-        spec.count(CallOutcome::Miss);
-    }
-
     let started = Instant::now();
     let r = body.await;
     spec.observe_body(started.elapsed());
     let entry = encode_entry::<S, R>(spec, inner, &r, started.elapsed());
     let mut written = false;
-    if let (true, Some(entry)) = (redis_ok, &entry) {
-        written = store_entry(spec, key, entry, &mut budget).await;
+    if redis_ok {
+        // A miss; or an error when Redis refused or failed the write (e.g. OOM).
+        let mut outcome = CallOutcome::Miss;
+        if let Some(entry) = &entry {
+            match store_entry(spec, key, entry, &mut budget).await {
+                Ok(w) => written = w,
+                Err(_) => outcome = CallOutcome::Error,
+            }
+        }
+        spec.count(outcome);
     }
     if let (false, Some(seen), Some(limit)) = (written, corrupt, budget.left()) {
         // Nothing overwrote the bad entry: remove it unless someone replaced it meanwhile.
@@ -515,7 +523,8 @@ where
         spec.stats.refreshes.fetch_add(1, Ordering::Relaxed);
         if let Some(entry) = encode_entry::<S, R>(spec, key.inner, &r, started.elapsed()) {
             let mut budget = Budget::new(key.inner.store.op_timeout());
-            store_entry(spec, &key, &entry, &mut budget).await;
+            // A failed write is logged by the store; the result is returned either way.
+            let _ = store_entry(spec, &key, &entry, &mut budget).await;
         }
     });
 }
@@ -569,7 +578,8 @@ where
         Ok(key) => {
             let mut budget = Budget::new(key.inner.store.op_timeout());
             if let Some(entry) = encode_entry::<S, R>(spec, key.inner, &r, started.elapsed()) {
-                store_entry(spec, &key, &entry, &mut budget).await;
+                // A failed write is logged by the store; the result is returned either way.
+                let _ = store_entry(spec, &key, &entry, &mut budget).await;
             }
         }
         Err(e) => spec.log_key_error(&e),

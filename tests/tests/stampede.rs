@@ -176,7 +176,8 @@ async fn leader_panic_hands_the_flight_to_a_follower() {
     );
     assert_eq!(CACHE.in_flight(), 0);
     let s = stats_of("panicky");
-    assert_eq!(s.misses, 2, "{s:?}");
+    // The panicking call never ended, so it has no outcome; its successor's miss counts.
+    assert_eq!(s.misses, 1, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
