@@ -113,7 +113,7 @@ async fn store_entry(
 ) -> Result<bool, Error> {
     let inner = key.inner;
     if entry.bytes.len().saturating_sub(envelope::HEADER_LEN) > inner.config.max_value_bytes {
-        spec.count_too_large();
+        spec.count_too_large(entry.bytes.len());
         tracing::debug!(
             function = spec.name,
             size = entry.bytes.len(),

@@ -60,7 +60,7 @@ pub struct Spec {
 #[derive(Debug)]
 pub(crate) struct Head {
     self_ty: &'static str,
-    identity: String,
+    pub(crate) identity: String,
     text: String,
 }
 
@@ -133,7 +133,8 @@ pub(crate) struct Stats {
 
 /// A snapshot of one function's outcome counters.
 ///
-/// Every call ends as exactly one of hit, miss, bypass or error.
+/// Every call ends as exactly one of hit, miss, stale, bypass or error (a call whose body
+/// panics never ends, and is not counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct FnStats {
@@ -344,9 +345,16 @@ impl Spec {
     }
 
     pub(crate) fn log_key_error(&self, e: &Error) {
-        self.key_errors.get_or_init(RateLimited::new).hit(|suppressed| {
-            tracing::warn!(function = self.name, error = %e, suppressed, "memo-redis: cache bypassed for this call");
-        });
+        self.warn_limited(&e.to_string(), "memo-redis: cache bypassed for this call");
+    }
+
+    /// A warning about this function, at most one line per interval.
+    pub(crate) fn warn_limited(&self, detail: &str, what: &'static str) {
+        self.key_errors
+            .get_or_init(RateLimited::new)
+            .hit(|suppressed| {
+                tracing::warn!(function = self.name, detail, suppressed, "{what}");
+            });
     }
 }
 

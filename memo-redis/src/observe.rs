@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `memo_redis_calls_total` | counter | `fn`, `outcome` = hit / miss / stale / bypass / error |
 //! | `memo_redis_redis_seconds` | histogram | `fn`: time waiting for the read |
-//! | `memo_redis_body_seconds` | histogram | `fn`: time the body took on a miss |
+//! | `memo_redis_body_seconds` | histogram | `fn`: time the body took when it ran after a read (miss or error) |
 //! | `memo_redis_skipped_too_large_total` | counter | `fn` |
 //! | `memo_redis_breaker_open` | gauge | `url` (redacted): 1 while the breaker is open |
 //!
@@ -101,7 +101,11 @@ impl FnMetrics {
 
 #[cfg(feature = "metrics")]
 fn fn_label(spec: &Spec) -> String {
-    format!("{}::{}", spec.module, spec.name)
+    // The same name `stats()` reports (includes `Self` for methods, or `name = ...`).
+    spec.head
+        .get()
+        .map(|h| h.identity.clone())
+        .unwrap_or_else(|| format!("{}::{}", spec.module, spec.name))
 }
 
 impl Spec {
@@ -147,8 +151,12 @@ impl Spec {
         let _ = took;
     }
 
-    pub(crate) fn count_too_large(&self) {
+    pub(crate) fn count_too_large(&self, size: usize) {
         self.stats.skipped_too_large.fetch_add(1, Ordering::Relaxed);
+        self.warn_limited(
+            &format!("{size} bytes"),
+            "memo-redis: result larger than max_value_bytes returned but not cached",
+        );
         #[cfg(feature = "metrics")]
         self.metrics
             .too_large
