@@ -241,10 +241,12 @@ where
 /// The read: `GETEX` when the function has sliding expiry, `GET` otherwise.
 async fn read(spec: &Spec, key: &Key, limit: Duration) -> Result<Option<Vec<u8>>, Error> {
     let inner = key.inner;
-    match (spec.sliding, store_ttl(spec, inner, false)) {
-        (true, Some(ttl)) => inner.store.get_ex(&key.key, ttl, limit).await,
-        _ => inner.store.get(&key.key, limit).await,
+    if spec.sliding {
+        if let Some(ttl) = store_ttl(spec, inner, false) {
+            return inner.store.get_ex(&key.key, ttl, limit).await;
+        }
     }
+    inner.store.get(&key.key, limit).await
 }
 
 /// Whether a hit should be served stale or refreshed early, per the entry's metadata.

@@ -333,7 +333,10 @@ impl Spec {
 
     /// Adds this (main) spec to the registry read by [`stats`], once.
     pub(crate) fn register(&'static self) {
-        if !self.registered.swap(true, Ordering::Relaxed) {
+        // A plain load first: every call passes here, and only the first may write.
+        if !self.registered.load(Ordering::Relaxed)
+            && !self.registered.swap(true, Ordering::Relaxed)
+        {
             if let Ok(mut r) = REGISTRY.lock() {
                 r.push(self);
             }
