@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use memo_redis::{redis_cache, Config};
-use memo_redis_examples::{init_logging, DemoRedis};
+use memo_redis::redis_cache;
+use memo_redis_examples::DemoRedis;
 use serde::{Deserialize, Serialize};
 
 static BODY_RUNS: AtomicU32 = AtomicU32::new(0);
@@ -51,15 +51,7 @@ async fn timed_call(label: &str) -> Option<Report> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    init_logging();
-    let redis = DemoRedis::start();
-    println!("memo-redis demo — redis: {}\n", redis.describe());
-    memo_redis::init(
-        Config::builder()
-            .url(redis.url.clone())
-            .namespace("memo-demo")
-            .build()?,
-    )?;
+    let redis = DemoRedis::start_global("memo-redis demo")?;
     // Start clean even against a shared REDIS_URL.
     monthly_report_evict(&42, "2026-11").await?;
 

@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use memo_redis::{redis_cache, Config};
-use memo_redis_examples::{init_logging, DemoRedis};
+use memo_redis::redis_cache;
+use memo_redis_examples::DemoRedis;
 
 static VERSION: AtomicU32 = AtomicU32::new(0);
 
@@ -34,15 +34,7 @@ async fn timed(label: &str) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    init_logging();
-    let redis = DemoRedis::start();
-    println!("redis: {}\n", redis.describe());
-    memo_redis::init(
-        Config::builder()
-            .url(redis.url.clone())
-            .namespace("memo-demo")
-            .build()?,
-    )?;
+    let redis = DemoRedis::start_global("memo-redis freshness")?;
     price_evict(&"apple".to_string()).await?;
 
     timed("first call (miss: waits for body)").await;

@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use memo_redis::{redis_cache, Config, Event};
-use memo_redis_examples::{init_logging, DemoRedis};
+use memo_redis::{redis_cache, Event};
+use memo_redis_examples::DemoRedis;
 
 #[redis_cache(ttl = "10m", prefix = "profiles", tags = ["user:{id}"])]
 async fn profile(id: u64) -> String {
@@ -19,15 +19,7 @@ async fn orders(user: u64, page: u32) -> Vec<String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    init_logging();
-    let redis = DemoRedis::start();
-    println!("redis: {}\n", redis.describe());
-    memo_redis::init(
-        Config::builder()
-            .url(redis.url.clone())
-            .namespace("memo-demo")
-            .build()?,
-    )?;
+    let redis = DemoRedis::start_global("memo-redis invalidation")?;
 
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = Arc::clone(&events);

@@ -29,6 +29,21 @@ impl DemoRedis {
         }
     }
 
+    /// The usual start of an example: logging, a Redis (throwaway or `REDIS_URL`), a title line,
+    /// and the global cache installed on it under the `memo-demo` namespace.
+    pub fn start_global(title: &str) -> Result<DemoRedis, Box<dyn std::error::Error>> {
+        init_logging();
+        let redis = DemoRedis::start();
+        println!("{title} — redis: {}\n", redis.describe());
+        memo_redis::init(
+            memo_redis::Config::builder()
+                .url(redis.url.clone())
+                .namespace("memo-demo")
+                .build()?,
+        )?;
+        Ok(redis)
+    }
+
     /// A one-line description for the example's output.
     pub fn describe(&self) -> String {
         match &self.server {

@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use memo_redis::{redis_cache, Config};
-use memo_redis_examples::{init_logging, DemoRedis};
+use memo_redis::redis_cache;
+use memo_redis_examples::DemoRedis;
 
 static PROTECTED_RUNS: AtomicU32 = AtomicU32::new(0);
 static UNPROTECTED_RUNS: AtomicU32 = AtomicU32::new(0);
@@ -28,15 +28,7 @@ async fn unprotected(id: u64) -> u64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    init_logging();
-    let redis = DemoRedis::start();
-    println!("redis: {}", redis.describe());
-    memo_redis::init(
-        Config::builder()
-            .url(redis.url.clone())
-            .namespace("memo-demo")
-            .build()?,
-    )?;
+    let redis = DemoRedis::start_global("memo-redis stampede")?;
     protected_evict(&7).await?;
     unprotected_evict(&7).await?;
 
