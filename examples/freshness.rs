@@ -34,7 +34,7 @@ async fn timed(label: &str) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let redis = DemoRedis::start_global("memo-redis freshness")?;
+    let _redis = DemoRedis::start_global("memo-redis freshness")?;
     price_evict(&"apple".to_string()).await?;
 
     timed("first call (miss: waits for body)").await;

@@ -19,7 +19,7 @@ async fn orders(user: u64, page: u32) -> Vec<String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let redis = DemoRedis::start_global("memo-redis invalidation")?;
+    let _redis = DemoRedis::start_global("memo-redis invalidation")?;
 
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = Arc::clone(&events);

@@ -28,7 +28,7 @@ async fn unprotected(id: u64) -> u64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let redis = DemoRedis::start_global("memo-redis stampede")?;
+    let _redis = DemoRedis::start_global("memo-redis stampede")?;
     protected_evict(&7).await?;
     unprotected_evict(&7).await?;
 

@@ -55,6 +55,9 @@ pub struct Config {
     pub(crate) max_value_bytes: usize,
     pub(crate) codec: CodecKind,
     pub(crate) tls_ca_cert: Option<Vec<u8>>,
+    /// Redis Cluster seed nodes (`REDIS_CLUSTER=true`); empty for a single node. `connection`
+    /// is then the first of them (used for the event subscriber).
+    pub(crate) cluster_nodes: Vec<ConnectionInfo>,
 }
 
 impl Config {
@@ -209,6 +212,11 @@ impl Config {
     pub fn redacted_url(&self) -> &str {
         &self.display_url
     }
+
+    /// Whether this configuration talks to a Redis Cluster (`REDIS_CLUSTER=true`).
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_nodes.is_empty()
+    }
 }
 
 impl fmt::Debug for Config {
@@ -224,6 +232,7 @@ impl fmt::Debug for Config {
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("codec", &self.codec)
+            .field("cluster", &self.is_cluster())
             .field(
                 "tls_ca_cert",
                 &self
@@ -329,9 +338,26 @@ impl ConfigBuilder {
         self.ssl = ssl;
         self
     }
-    /// `REDIS_CLUSTER`: Redis Cluster mode (not supported by this version: `build` fails).
+    /// `REDIS_CLUSTER`: Redis Cluster mode. The URL is then a comma-separated list of seed
+    /// nodes, e.g. `redis://n1:7000,n2:7001,n3:7002` (a node without a scheme inherits the
+    /// first node's scheme and credentials). See `docs/cluster.md`.
     pub fn cluster(mut self, cluster: bool) -> Self {
         self.cluster = cluster;
+        self
+    }
+    /// Redis Cluster mode with these seed nodes (`host:port` or full URLs); the same as
+    /// `.cluster(true).url(nodes joined by commas)`.
+    pub fn cluster_nodes<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let list: Vec<String> = nodes
+            .into_iter()
+            .map(|n| n.as_ref().trim().to_string())
+            .collect();
+        self.cluster = true;
+        self.url = Some(list.join(","));
         self
     }
     /// `REDIS_PREFIX`: the namespace, first field of every key (default `memo`).
@@ -393,16 +419,21 @@ impl ConfigBuilder {
     ///
     /// # Errors
     /// The first invalid setting, e.g. a port outside 1–65535, an unparsable URL, a zero timeout,
-    /// a namespace containing `:`, or cluster/TLS mode when not supported.
+    /// a namespace containing `:`, or TLS mode when not supported.
     pub fn build(self) -> Result<Config, ConfigError> {
-        if self.cluster {
-            return Err(ConfigError::Unsupported(
-                "REDIS_CLUSTER=true: Redis Cluster is not supported by this version of memo-redis; \
-                 point REDIS_URL at a single node"
-                    .into(),
-            ));
-        }
+        let mut cluster_nodes = Vec::new();
         let (connection, display_url) = match &self.url {
+            Some(url) if self.cluster => {
+                cluster_nodes = parse_cluster_nodes(url)?;
+                let first = cluster_nodes
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| ConfigError::Url {
+                        url: redact_url(url),
+                        reason: "no cluster node given".into(),
+                    })?;
+                (first, redact_node_list(url))
+            }
             Some(url) => {
                 let info = url
                     .as_str()
@@ -413,8 +444,33 @@ impl ConfigBuilder {
                     })?;
                 (info, redact_url(url))
             }
-            None => self.connection_from_fields()?,
+            None => {
+                let (info, display) = self.connection_from_fields()?;
+                if self.cluster {
+                    cluster_nodes.push(info.clone());
+                }
+                (info, display)
+            }
         };
+        if !cluster_nodes.is_empty() {
+            if let Some(n) = cluster_nodes.iter().find(|n| n.redis_settings().db() != 0) {
+                return Err(invalid(
+                    "REDIS_DB",
+                    &n.redis_settings().db().to_string(),
+                    "Redis Cluster has only database 0",
+                ));
+            }
+            if cluster_nodes
+                .iter()
+                .any(|n| matches!(n.addr(), ConnectionAddr::TcpTls { .. }))
+            {
+                return Err(ConfigError::Unsupported(
+                    "TLS (`rediss://` or REDIS_SSL=true) together with REDIS_CLUSTER=true is not \
+                     supported by this version of memo-redis"
+                        .into(),
+                ));
+            }
+        }
         if matches!(connection.addr(), ConnectionAddr::TcpTls { .. }) && !tls_supported() {
             return Err(ConfigError::Unsupported(
                 "TLS (`rediss://` or REDIS_SSL=true) needs the `tls` feature of memo-redis".into(),
@@ -464,6 +520,7 @@ impl ConfigBuilder {
             max_value_bytes,
             codec: self.codec.unwrap_or_default(),
             tls_ca_cert: self.tls_ca_cert,
+            cluster_nodes,
         })
     }
 
@@ -512,6 +569,51 @@ impl ConfigBuilder {
         let display = format!("{scheme}://{auth}{host}:{port}/{db}");
         Ok((info.set_redis_settings(settings), display))
     }
+}
+
+/// Parses `redis://[auth@]h1:p1,h2:p2,...`: a node without `://` inherits the first node's
+/// scheme and credentials.
+fn parse_cluster_nodes(url: &str) -> Result<Vec<ConnectionInfo>, ConfigError> {
+    let parts: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let first = parts.first().copied().unwrap_or("");
+    let (scheme, auth) = match first.find("://") {
+        Some(i) => {
+            let rest = &first[i + 3..];
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            let auth = authority.rfind('@').map_or("", |at| &authority[..=at]);
+            (&first[..i + 3], auth)
+        }
+        None => ("redis://", ""),
+    };
+    let mut nodes = Vec::with_capacity(parts.len());
+    for part in parts {
+        let full = if part.contains("://") {
+            part.to_string()
+        } else {
+            format!("{scheme}{auth}{part}")
+        };
+        let info = full
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| ConfigError::Url {
+                url: redact_node_list(url),
+                reason: format!("cluster node `{}`: {e}", redact_url(&full)),
+            })?;
+        nodes.push(info);
+    }
+    Ok(nodes)
+}
+
+/// [`redact_url`] for every node of a comma-separated list.
+fn redact_node_list(url: &str) -> String {
+    url.split(',')
+        .map(|p| redact_url(p.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn tls_supported() -> bool {
@@ -663,8 +765,41 @@ mod tests {
             "{err}"
         );
         assert!(!err.to_string().contains("pw@"));
-        let err = from(&[("REDIS_CLUSTER", "true")]).unwrap_err();
-        assert!(err.to_string().contains("Redis Cluster is not supported"));
+        let err = from(&[
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_URL", "redis://h1:7000/1,h2:7001"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("only database 0"), "{err}");
+    }
+
+    #[test]
+    fn cluster_nodes() {
+        let c = from(&[
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_URL", "redis://:pw@n1:7000, n2:7001,redis://n3:7002"),
+        ])
+        .unwrap();
+        assert!(c.is_cluster());
+        assert_eq!(c.cluster_nodes.len(), 3);
+        assert_eq!(c.cluster_nodes[1].redis_settings().password(), Some("pw"));
+        assert_eq!(c.cluster_nodes[2].redis_settings().password(), None);
+        assert_eq!(
+            c.redacted_url(),
+            "redis://:***@n1:7000,n2:7001,redis://n3:7002"
+        );
+        assert!(!format!("{c:?}").contains("pw"));
+        let b = Config::builder()
+            .cluster_nodes(["127.0.0.1:7000", "127.0.0.1:7001"])
+            .build()
+            .unwrap();
+        assert!(b.is_cluster());
+        assert_eq!(b.cluster_nodes.len(), 2);
+        let single = from(&[("REDIS_URL", "redis://h:1")]).unwrap();
+        assert!(!single.is_cluster());
+        // A cluster without a URL uses the host/port fields as its only seed node.
+        let fields = from(&[("REDIS_CLUSTER", "true"), ("REDIS_PORT", "7000")]).unwrap();
+        assert_eq!(fields.cluster_nodes.len(), 1);
     }
 
     #[test]

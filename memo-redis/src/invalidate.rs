@@ -5,6 +5,7 @@ use crate::cache::{Cache, Inner};
 use crate::error::Error;
 use crate::events::Event;
 use crate::memo::Spec;
+use crate::store::Target;
 
 /// Keys asked for per `SCAN` step, and deleted per `UNLINK`.
 const BATCH: usize = 1000;
@@ -21,6 +22,33 @@ pub(crate) fn escape_glob(s: &str) -> String {
     out
 }
 
+/// The reachable masters that serve slots, from a `CLUSTER NODES` reply
+/// (`id host:port@cport[,hostname] flags master ping pong epoch link slot...`).
+pub(crate) fn masters(nodes: &str) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
+            continue;
+        };
+        let flags: Vec<&str> = flags.split(',').collect();
+        if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+            continue;
+        }
+        if fields.len() <= 8 {
+            continue; // a master without slots holds no keys
+        }
+        let hostport = addr.split(['@', ',']).next().unwrap_or("");
+        let Some((host, port)) = hostport.rsplit_once(':') else {
+            continue;
+        };
+        if let Ok(port) = port.parse::<u16>() {
+            out.push((host.to_string(), port));
+        }
+    }
+    out
+}
+
 impl Inner {
     /// `namespace:pattern`, unless the pattern is already inside the namespace: invalidation
     /// never reaches keys outside it.
@@ -33,21 +61,41 @@ impl Inner {
     }
 
     /// Deletes every key matching `pattern` (already scoped); returns how many were deleted.
+    ///
+    /// On Redis Cluster every master is scanned in turn (a `SCAN` cursor belongs to one node);
+    /// the matches are unlinked through the cluster connection, which splits each `UNLINK` per
+    /// slot.
     pub(crate) async fn unlink_matching(&self, pattern: &str) -> Result<u64, Error> {
+        if !self.store.is_cluster() {
+            return self.unlink_matching_on(pattern, None).await;
+        }
+        let nodes: String = self
+            .store
+            .query_on(redis::cmd("CLUSTER").arg("NODES"), &Target::Random)
+            .await?;
+        let mut deleted = 0u64;
+        for (host, port) in masters(&nodes) {
+            deleted += self
+                .unlink_matching_on(pattern, Some(Target::Node(host, port)))
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn unlink_matching_on(&self, pattern: &str, node: Option<Target>) -> Result<u64, Error> {
         let mut cursor: u64 = 0;
         let mut deleted = 0u64;
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .store
-                .query(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(BATCH),
-                )
-                .await?;
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(BATCH);
+            let (next, keys): (u64, Vec<String>) = match &node {
+                None => self.store.query(&scan).await?,
+                Some(target) => self.store.query_on(&scan, target).await?,
+            };
             for chunk in keys.chunks(BATCH) {
                 if !chunk.is_empty() {
                     let n: u64 = self.store.query(redis::cmd("UNLINK").arg(chunk)).await?;
@@ -121,6 +169,24 @@ pub async fn invalidate_all(spec: &'static Spec, self_ty: &'static str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::escape_glob;
+
+    #[test]
+    fn cluster_nodes_masters() {
+        let reply = "\
+a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b 127.0.0.1:7003@17003 slave a 0 0 1 connected
+c 127.0.0.1:7001@17001,host1 master - 0 0 2 connected 5461-10922
+d 127.0.0.1:7002@17002 master,fail - 0 0 3 disconnected 10923-16383
+e 127.0.0.1:7004@17004 master - 0 0 4 connected
+";
+        assert_eq!(
+            super::masters(reply),
+            vec![
+                ("127.0.0.1".to_string(), 7000),
+                ("127.0.0.1".to_string(), 7001)
+            ]
+        );
+    }
 
     #[test]
     fn globs_are_escaped() {

@@ -1,11 +1,15 @@
-//! The Redis side: one lazily created, auto-reconnecting multiplexed connection per cache, every
-//! operation bounded by the operation timeout and accounted on the circuit breaker.
+//! The Redis side: one lazily created, auto-reconnecting multiplexed connection per cache (a
+//! `ConnectionManager` for a single node, a cluster-aware `ClusterConnection` for Redis Cluster),
+//! every operation bounded by the operation timeout and accounted on the circuit breaker.
 
 use std::sync::RwLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, Script};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, FromRedisValue, RedisFuture, Script, Value};
 
 use crate::breaker::{Admit, Breaker};
 use crate::config::Config;
@@ -23,10 +27,62 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+/// The connection of one cache: one node, or a whole Redis Cluster. Both are cheap to clone
+/// (multiplexed) and route every command themselves; on a cluster a command goes to the master
+/// of its first key's slot, and multi-key `DEL`/`UNLINK` are split per slot by redis-rs.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where a cluster-only command goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// Any node (cluster metadata such as `CLUSTER SHARDS`).
+    Random,
+    /// The node at this address (a master's `SCAN`).
+    Node(String, u16),
+}
+
 pub(crate) struct Store {
     pub(crate) client: redis::Client,
     manager_config: ConnectionManagerConfig,
-    conn: RwLock<Option<ConnectionManager>>,
+    cluster: Option<ClusterClient>,
+    /// Serializes the creation of the cluster connection (an async handshake).
+    cluster_init: tokio::sync::Mutex<()>,
+    /// When the cluster connection was last dropped for a rebuild (ms since `created`).
+    cluster_rebuilt_ms: std::sync::atomic::AtomicU64,
+    created: std::time::Instant,
+    conn: RwLock<Option<Conn>>,
     op_timeout: Duration,
     pub(crate) breaker: Breaker,
     errors_log: RateLimited,
@@ -66,6 +122,28 @@ fn open_client(config: &Config) -> Result<redis::Client, Error> {
     Ok(redis::Client::open(config.connection.clone())?)
 }
 
+/// Least time between two rebuilds of the cluster connection.
+const CLUSTER_REBUILD_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A failure that may mean the cluster's topology changed (a master died or failed over).
+fn needs_topology_refresh<T>(
+    result: &Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+) -> bool {
+    match result {
+        Ok(Ok(_)) => false,
+        Err(_) => true,
+        Ok(Err(e)) => {
+            e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || matches!(
+                    e.code(),
+                    Some("CLUSTERDOWN" | "MOVED" | "TRYAGAIN" | "MASTERDOWN")
+                )
+        }
+    }
+}
+
 /// `NOAUTH`, `WRONGPASS`, `NOPERM`, or a failed `AUTH` during the handshake.
 fn is_access_denied(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::AuthenticationFailed
@@ -81,9 +159,28 @@ impl Store {
             // Fail a reconnect attempt fast; the breaker decides when to try again, so a dead
             // server costs a probe per cooldown instead of a retry loop per call.
             .set_number_of_retries(0);
+        let cluster = if config.cluster_nodes.is_empty() {
+            None
+        } else {
+            Some(
+                ClusterClient::builder(config.cluster_nodes.clone())
+                    .connection_timeout(config.connect_timeout)
+                    .response_timeout(config.op_timeout)
+                    // A MOVED/ASK redirect during resharding or failover needs a retry; the
+                    // operation timeout bounds the total either way.
+                    .retries(2)
+                    .min_retry_wait(5)
+                    .max_retry_wait(50)
+                    .build()?,
+            )
+        };
         Ok(Store {
             client,
             manager_config,
+            cluster,
+            cluster_init: tokio::sync::Mutex::new(()),
+            cluster_rebuilt_ms: std::sync::atomic::AtomicU64::new(0),
+            created: std::time::Instant::now(),
             conn: RwLock::new(None),
             op_timeout: config.op_timeout,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
@@ -94,25 +191,79 @@ impl Store {
         })
     }
 
-    fn connection(&self) -> Result<ConnectionManager, Error> {
-        if let Ok(guard) = self.conn.read() {
+    fn cached_connection(&self) -> Option<Conn> {
+        self.conn.read().ok().and_then(|guard| guard.clone())
+    }
+
+    /// The connection, created on first use. A single node's manager connects lazily by
+    /// itself; a cluster connection is created here (discovering the slot map), within `limit`.
+    async fn connection(&self, limit: Duration) -> Result<Conn, Error> {
+        if let Some(c) = self.cached_connection() {
+            return Ok(c);
+        }
+        let Some(cluster) = &self.cluster else {
+            let mut guard = self
+                .conn
+                .write()
+                .map_err(|_| Error::Redis("connection lock poisoned".into()))?;
             if let Some(c) = guard.as_ref() {
                 return Ok(c.clone());
             }
+            let c = Conn::Single(ConnectionManager::new_lazy_with_config(
+                self.client.clone(),
+                self.manager_config.clone(),
+            )?);
+            *guard = Some(c.clone());
+            return Ok(c);
+        };
+        let created = tokio::time::timeout(limit, async {
+            let _init = self.cluster_init.lock().await;
+            if let Some(c) = self.cached_connection() {
+                return Ok(c);
+            }
+            let c = Conn::Cluster(cluster.get_async_connection().await?);
+            if let Ok(mut guard) = self.conn.write() {
+                *guard = Some(c.clone());
+            }
+            Ok::<Conn, Error>(c)
+        })
+        .await;
+        match created {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(limit)),
         }
-        let mut guard = self
-            .conn
-            .write()
-            .map_err(|_| Error::Redis("connection lock poisoned".into()))?;
-        if let Some(c) = guard.as_ref() {
-            return Ok(c.clone());
-        }
-        let c = ConnectionManager::new_lazy_with_config(
-            self.client.clone(),
-            self.manager_config.clone(),
-        )?;
-        *guard = Some(c.clone());
-        Ok(c)
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Runs `cmd` on one cluster node chosen by `target` (a single node: the only node).
+    pub(crate) async fn query_on<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        target: &Target,
+    ) -> Result<T, Error> {
+        self.run_op(self.op_timeout, move |mut conn| async move {
+            match &mut conn {
+                Conn::Single(_) => cmd.query_async::<T>(&mut conn).await,
+                Conn::Cluster(c) => {
+                    let routing = match target {
+                        Target::Random => SingleNodeRoutingInfo::Random,
+                        Target::Node(host, port) => SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        },
+                    };
+                    let value = c
+                        .route_command(cmd.clone(), RoutingInfo::SingleNode(routing))
+                        .await?;
+                    T::from_redis_value(value).map_err(redis::RedisError::from)
+                }
+            }
+        })
+        .await
     }
 
     /// Drops the connection; the next operation creates a new one.
@@ -151,19 +302,27 @@ impl Store {
     /// the same limit, lets the first call after Redis returns be served.
     async fn run_op<T, F, Fut>(&self, limit: Duration, op: F) -> Result<T, Error>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         if self.breaker.allow() == Admit::No {
             return Err(Error::BreakerOpen);
         }
-        let conn = match self.connection() {
+        let total = limit;
+        let started = std::time::Instant::now();
+        let conn = match self.connection(limit).await {
             Ok(c) => c,
             Err(e) => {
                 self.failed(&e);
                 return Err(e);
             }
         };
+        let limit = limit.saturating_sub(started.elapsed());
+        if limit < Duration::from_millis(1) {
+            let e = Error::Timeout(total);
+            self.failed(&e);
+            return Err(e);
+        }
         let started = std::time::Instant::now();
         let mut result = tokio::time::timeout(limit, op(conn.clone())).await;
         if let Ok(Err(e)) = &result {
@@ -172,7 +331,32 @@ impl Store {
                 result = tokio::time::timeout(left, op(conn)).await;
             }
         }
-        self.settle(result, limit)
+        if self.cluster.is_some() && needs_topology_refresh(&result) {
+            self.rebuild_cluster_connection();
+        }
+        self.settle(result, total)
+    }
+
+    /// Drops the cluster connection (at most once per [`CLUSTER_REBUILD_INTERVAL`]) so that the
+    /// next operation discovers the slot map afresh from the seed nodes. redis-rs reconnects to a
+    /// dead node's address but does not re-read the slot map on I/O errors, so without this a
+    /// failed-over master's slots would stay routed to the dead node.
+    fn rebuild_cluster_connection(&self) {
+        use std::sync::atomic::Ordering;
+        let now = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.cluster_rebuilt_ms.load(Ordering::Acquire);
+        let interval = u64::try_from(CLUSTER_REBUILD_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_sub(last) < interval {
+            return;
+        }
+        if self
+            .cluster_rebuilt_ms
+            .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            tracing::debug!(url = %self.url, "rebuilding the cluster connection (topology refresh)");
+            self.close();
+        }
     }
 
     fn settle<T>(
@@ -212,6 +396,12 @@ impl Store {
                     tracing::warn!(url = %self.url, error = %e, suppressed, "redis refused a write (out of memory); the result was not cached");
                 });
                 Err(e)
+            }
+            Ok(Err(e)) if e.code() == Some("CROSSSLOT") => {
+                // Redis Cluster refused a multi-key script across slots (the typed handle's
+                // tag-list scripts): the server answered, so not a breaker failure.
+                self.breaker.success();
+                Err(Error::from(e))
             }
             Ok(Err(e)) if e.code() == Some("WRONGTYPE") => {
                 // The server works; the data under our key is foreign. Not a breaker failure.

@@ -90,6 +90,21 @@ pub(crate) async fn record(
     if tags.is_empty() {
         return Ok(());
     }
+    if inner.store.is_cluster() {
+        // Tag sets live in different slots: one single-key script call per tag, each routed to
+        // the master of its tag key.
+        for t in tags {
+            let mut invocation = RECORD.prepare_invoke();
+            invocation.key(tag_key(inner, t)).arg(member);
+            match expiry_ms {
+                Some(ms) => invocation.arg(ms),
+                None => invocation.arg("+inf"),
+            };
+            invocation.arg(now_ms);
+            inner.store.invoke::<u64>(&invocation).await?;
+        }
+        return Ok(());
+    }
     let mut invocation = RECORD.prepare_invoke();
     for t in tags {
         invocation.key(tag_key(inner, t));
@@ -128,6 +143,13 @@ impl Cache {
             return Ok(0);
         }
         let mut deleted = 0u64;
+        if inner.store.is_cluster() {
+            for t in &tags {
+                deleted += delete_tag_cluster(inner, &tag_key(inner, t)).await?;
+            }
+            inner.announce(Event::Tags(tags)).await;
+            return Ok(deleted);
+        }
         for t in &tags {
             let mut invocation = DELETE.prepare_invoke();
             invocation.key(tag_key(inner, t)).arg(DELETE_BATCH);
@@ -141,6 +163,32 @@ impl Cache {
         }
         inner.announce(Event::Tags(tags)).await;
         Ok(deleted)
+    }
+}
+
+/// Redis Cluster version of [`DELETE_LUA`]: the members live in other slots than the tag set, so
+/// they are popped with a single-key command and unlinked from the client (the cluster
+/// connection splits each `UNLINK` per slot). Returns the entries deleted.
+async fn delete_tag_cluster(inner: &Inner, tag: &str) -> Result<u64, Error> {
+    let mut deleted = 0u64;
+    loop {
+        let popped: Vec<(String, f64)> = inner
+            .store
+            .query(redis::cmd("ZPOPMIN").arg(tag).arg(DELETE_BATCH))
+            .await?;
+        if !popped.is_empty() {
+            let members: Vec<&str> = popped.iter().map(|(m, _)| m.as_str()).collect();
+            let n: u64 = inner
+                .store
+                .query(redis::cmd("UNLINK").arg(&members))
+                .await?;
+            deleted += n;
+        }
+        let left: u64 = inner.store.query(redis::cmd("ZCARD").arg(tag)).await?;
+        if left == 0 {
+            let _: u64 = inner.store.query(redis::cmd("UNLINK").arg(tag)).await?;
+            return Ok(deleted);
+        }
     }
 }
 

@@ -1129,3 +1129,310 @@ mod unit_tests {
         ));
     }
 }
+
+/// A throw-away Redis Cluster: six [`RedisServer`]s in cluster mode (three
+/// masters, one replica each), created with `redis-cli --cluster create`.
+///
+/// [`RedisCluster::start`] returns once every node reports
+/// `cluster_state:ok` and agrees on three masters with a replica each.
+/// Dropping it kills every node.
+///
+/// ```no_run
+/// let cluster = memo_redis_tests::RedisCluster::start();
+/// let url = cluster.url(); // redis://127.0.0.1:p1,127.0.0.1:p2,...
+/// let killed = cluster.kill_master_for_slot(0);
+/// cluster.wait_for_failover(0, killed, std::time::Duration::from_secs(20));
+/// ```
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+/// Nodes of a [`RedisCluster`]: three masters and three replicas.
+const CLUSTER_NODES: usize = 6;
+/// How long a fresh cluster may take to agree on its layout.
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One line of `CLUSTER NODES`, as seen by some node.
+#[derive(Debug, Clone)]
+struct NodeLine {
+    port: u16,
+    flags: Vec<String>,
+    slots: Vec<(u16, u16)>,
+}
+
+impl NodeLine {
+    fn is_master(&self) -> bool {
+        self.flags.iter().any(|f| f == "master")
+    }
+    fn is_failed(&self) -> bool {
+        self.flags.iter().any(|f| f.starts_with("fail"))
+    }
+    fn serves(&self, slot: u16) -> bool {
+        self.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot))
+    }
+}
+
+fn parse_cluster_nodes(text: &str) -> Vec<NodeLine> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 8 {
+            continue;
+        }
+        let hostport = fields[1].split(['@', ',']).next().unwrap_or("");
+        let Some(port) = hostport
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        let slots = fields[8..]
+            .iter()
+            .filter(|s| !s.starts_with('['))
+            .filter_map(|s| match s.split_once('-') {
+                Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                None => s.parse().ok().map(|x| (x, x)),
+            })
+            .collect();
+        out.push(NodeLine {
+            port,
+            flags: fields[2].split(',').map(str::to_string).collect(),
+            slots,
+        });
+    }
+    out
+}
+
+fn bulk_text(port: u16, args: &[&[u8]]) -> Option<String> {
+    match raw_command(port, args, Duration::from_secs(2)) {
+        Ok(Reply::Bulk(Some(b))) => Some(String::from_utf8_lossy(&b).into_owned()),
+        _ => None,
+    }
+}
+
+impl RedisCluster {
+    /// Starts six cluster-enabled servers on free ports, joins them with
+    /// `redis-cli --cluster create ... --cluster-replicas 1 --cluster-yes`
+    /// and waits (bounded) until the cluster is ready.
+    ///
+    /// # Panics
+    ///
+    /// If a node cannot start, `redis-cli` fails, or the cluster is not ready
+    /// within 30 seconds.
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..CLUSTER_NODES)
+            .map(|_| {
+                RedisServer::builder()
+                    .args([
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--appendonly",
+                        "no",
+                        "--save",
+                        "",
+                        // Replicas sync at once (default: 5 s later), so a failover test can
+                        // kill a master right after start.
+                        "--repl-diskless-sync-delay",
+                        "0",
+                    ])
+                    .start()
+            })
+            .collect();
+        let cluster = RedisCluster { nodes };
+        let mut cmd = Command::new("redis-cli");
+        cmd.arg("--cluster").arg("create");
+        for n in &cluster.nodes {
+            cmd.arg(n.addr());
+        }
+        cmd.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli --cluster create: {e}"));
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.wait_ready(CLUSTER_READY_TIMEOUT);
+        cluster
+    }
+
+    /// Polls until every running node reports `cluster_state:ok` and sees
+    /// three non-failed masters serving all 16384 slots, and every running
+    /// replica's link to its master is up.
+    ///
+    /// # Panics
+    ///
+    /// If that does not happen within `within`.
+    pub fn wait_ready(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.is_ready() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ready after {within:?}; CLUSTER NODES of the first running node:\n{}",
+                self.running()
+                    .next()
+                    .and_then(|n| bulk_text(n.port(), &[b"CLUSTER", b"NODES"]))
+                    .unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.running().all(|n| {
+            let ok = bulk_text(n.port(), &[b"CLUSTER", b"INFO"])
+                .is_some_and(|info| info.contains("cluster_state:ok"));
+            let view = bulk_text(n.port(), &[b"CLUSTER", b"NODES"])
+                .map(|t| parse_cluster_nodes(&t))
+                .unwrap_or_default();
+            let slots: u32 = view
+                .iter()
+                .filter(|l| l.is_master() && !l.is_failed())
+                .flat_map(|l| l.slots.iter())
+                .map(|(a, b)| u32::from(*b) - u32::from(*a) + 1)
+                .sum();
+            let replica_synced = match bulk_text(n.port(), &[b"INFO", b"replication"]) {
+                Some(info) if info.contains("role:slave") => info.contains("master_link_status:up"),
+                Some(_) => true,
+                None => false,
+            };
+            ok && replica_synced
+                && slots == 16384
+                && view
+                    .iter()
+                    .filter(|l| l.is_master() && !l.is_failed() && !l.slots.is_empty())
+                    .count()
+                    == 3
+        })
+    }
+
+    fn running(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes.iter().filter(|n| n.is_running())
+    }
+
+    /// The cluster's layout as seen by the first running node.
+    fn view(&self) -> Vec<NodeLine> {
+        self.running()
+            .find_map(|n| bulk_text(n.port(), &[b"CLUSTER", b"NODES"]))
+            .map(|t| parse_cluster_nodes(&t))
+            .unwrap_or_default()
+    }
+
+    /// Every node (masters and replicas, running or not).
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Comma-separated seed list for `REDIS_CLUSTER=true`:
+    /// `redis://127.0.0.1:p1,127.0.0.1:p2,...` (all six nodes).
+    pub fn url(&self) -> String {
+        let addrs: Vec<String> = self.nodes.iter().map(RedisServer::addr).collect();
+        format!("redis://{}", addrs.join(","))
+    }
+
+    /// The running, non-failed masters that serve slots.
+    pub fn masters(&self) -> Vec<&RedisServer> {
+        let view = self.view();
+        self.running()
+            .filter(|n| {
+                view.iter().any(|l| {
+                    l.port == n.port() && l.is_master() && !l.is_failed() && !l.slots.is_empty()
+                })
+            })
+            .collect()
+    }
+
+    /// The port of the node serving `slot` as master (per the first running
+    /// node's view), if any non-failed master serves it.
+    pub fn master_port_for_slot(&self, slot: u16) -> Option<u16> {
+        self.view()
+            .into_iter()
+            .find(|l| l.is_master() && !l.is_failed() && l.serves(slot))
+            .map(|l| l.port)
+    }
+
+    /// The hash slot of `key` (`CLUSTER KEYSLOT`).
+    ///
+    /// # Panics
+    ///
+    /// If no node answers.
+    pub fn slot_of(&self, key: &str) -> u16 {
+        self.running()
+            .find_map(|n| {
+                match raw_command(
+                    n.port(),
+                    &[b"CLUSTER", b"KEYSLOT", key.as_bytes()],
+                    Duration::from_secs(2),
+                ) {
+                    Ok(Reply::Integer(s)) => u16::try_from(s).ok(),
+                    _ => None,
+                }
+            })
+            .unwrap_or_else(|| panic!("no node answered CLUSTER KEYSLOT {key}"))
+    }
+
+    /// Kills (`SIGKILL`) the master serving `slot`; returns its port.
+    ///
+    /// # Panics
+    ///
+    /// If no master serves the slot.
+    pub fn kill_master_for_slot(&self, slot: u16) -> u16 {
+        let port = self
+            .master_port_for_slot(slot)
+            .unwrap_or_else(|| panic!("no master serves slot {slot}"));
+        if let Some(node) = self.nodes.iter().find(|n| n.port() == port) {
+            node.kill();
+        }
+        port
+    }
+
+    /// Polls (bounded) until a running node other than `killed` is master
+    /// for `slot` and every running node reports `cluster_state:ok`; returns
+    /// the new master's port.
+    ///
+    /// # Panics
+    ///
+    /// If that does not happen within `within`.
+    pub fn wait_for_failover(&self, slot: u16, killed: u16, within: Duration) -> u16 {
+        let deadline = Instant::now() + within;
+        loop {
+            let promoted = self.master_port_for_slot(slot).filter(|p| *p != killed);
+            if let Some(port) = promoted {
+                let all_ok = self.running().all(|n| {
+                    bulk_text(n.port(), &[b"CLUSTER", b"INFO"])
+                        .is_some_and(|info| info.contains("cluster_state:ok"))
+                });
+                if all_ok {
+                    return port;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no replica promoted for slot {slot} within {within:?}; CLUSTER NODES:\n{}",
+                self.running()
+                    .next()
+                    .and_then(|n| bulk_text(n.port(), &[b"CLUSTER", b"NODES"]))
+                    .unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            node.kill();
+        }
+    }
+}
