@@ -31,19 +31,38 @@ async fn monthly_report(customer: u64, month: &str) -> Option<Report> {
     })
 }
 
+/// (hits, misses, bypass + errors) of `monthly_report` so far.
+fn outcomes() -> (u64, u64, u64) {
+    memo_redis::stats()
+        .into_iter()
+        .find(|f| f.function.ends_with("::monthly_report"))
+        .map(|f| {
+            (
+                f.stats.hits,
+                f.stats.misses,
+                f.stats.bypass + f.stats.errors,
+            )
+        })
+        .unwrap_or_default()
+}
+
 async fn timed_call(label: &str) -> Option<Report> {
     let runs_before = BODY_RUNS.load(Ordering::SeqCst);
+    let before = outcomes();
     let start = Instant::now();
     let report = monthly_report(42, "2026-11").await;
     let took = start.elapsed();
     let ran = BODY_RUNS.load(Ordering::SeqCst) > runs_before;
-    let outcome = if ran {
-        "MISS (body ran)"
-    } else {
-        "HIT  (from redis)"
+    let after = outcomes();
+    // The outcome memo-redis counted for this call (see `memo_redis::stats()`).
+    let outcome = match (after.0 - before.0, after.1 - before.1, after.2 - before.2) {
+        (1, _, _) => "HIT  (from redis)",
+        (_, 1, _) => "MISS (body ran)",
+        (_, _, 1) if ran => "BYPASS/ERROR (redis unusable: body ran)",
+        _ => "?",
     };
     println!(
-        "{label:<34} {outcome:<18} {:>9.3} ms",
+        "{label:<26} {outcome:<40} {:>9.3} ms",
         took.as_secs_f64() * 1e3
     );
     report
@@ -64,7 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("   key in redis: {}", monthly_report_key(&42, "2026-11")?);
 
     let evicted = monthly_report_evict(&42, "2026-11").await?;
-    println!("3. monthly_report_evict(..)         -> removed an entry: {evicted}");
+    println!("3. monthly_report_evict(..) -> removed an entry: {evicted}");
     timed_call("4. after eviction").await;
     timed_call("5. again").await;
 
