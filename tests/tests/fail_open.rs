@@ -261,17 +261,29 @@ async fn paused_then_resumed() {
     let paused_at = Instant::now();
     let mut during = 0u64;
     let mut slowest = Duration::ZERO;
+    let mut breaker_opened = false;
+    let mut fast_while_open = 0u32;
     // Stop early enough that no call straddles the end of the pause.
     while paused_at.elapsed() + OP_TIMEOUT * 2 < pause {
         for x in [1, during + 2] {
+            let open_before = CACHE.breaker_open();
             let (v, took) = timed(patient(x)).await;
             assert_eq!(v, format!("patient-{x}"));
             assert_bounded(took, &format!("call for {x} during the pause"));
             slowest = slowest.max(took);
+            breaker_opened |= CACHE.breaker_open();
+            if open_before && took < Duration::from_millis(20) {
+                fast_while_open += 1;
+            }
         }
         during += 1;
     }
     assert!(during >= 1);
+    assert!(breaker_opened, "timeouts during the pause open the breaker");
+    assert!(
+        fast_while_open >= 1,
+        "once the breaker is open, calls stop waiting on the paused server"
+    );
     let runs_after_pause = RUNS.load(SeqCst);
     assert!(
         runs_after_pause > 1 + during,
