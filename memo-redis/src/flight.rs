@@ -9,7 +9,7 @@
 //! race to become the next leader. Entries leave the table when their flight ends, so the table
 //! holds only keys being computed right now.
 
-use std::collections::hash_map::{DefaultHasher, Entry};
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -40,7 +40,7 @@ pub(crate) enum Wait {
 
 #[derive(Default)]
 pub(crate) struct Flights {
-    shards: [Mutex<HashMap<String, watch::Receiver<Outcome>>>; SHARDS],
+    shards: [Mutex<HashMap<Arc<str>, watch::Receiver<Outcome>>>; SHARDS],
 }
 
 impl std::fmt::Debug for Flights {
@@ -57,7 +57,7 @@ pub(crate) enum Role<'a> {
 }
 
 impl Flights {
-    fn shard(&self, key: &str) -> &Mutex<HashMap<String, watch::Receiver<Outcome>>> {
+    fn shard(&self, key: &str) -> &Mutex<HashMap<Arc<str>, watch::Receiver<Outcome>>> {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
         &self.shards[(h.finish() as usize) % SHARDS]
@@ -69,18 +69,19 @@ impl Flights {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        match map.entry(key.to_string()) {
-            Entry::Occupied(e) => Role::Follower(e.get().clone()),
-            Entry::Vacant(e) => {
-                let (tx, rx) = watch::channel(Outcome::Pending);
-                e.insert(rx);
-                Role::Leader(Lead {
-                    flights: self,
-                    key: key.to_string(),
-                    tx: Some(tx),
-                })
-            }
+        // Followers look up by `&str`: only a new flight allocates its key, once, shared by the
+        // table and the leader's guard.
+        if let Some(rx) = map.get(key) {
+            return Role::Follower(rx.clone());
         }
+        let key: Arc<str> = Arc::from(key);
+        let (tx, rx) = watch::channel(Outcome::Pending);
+        map.insert(Arc::clone(&key), rx);
+        Role::Leader(Lead {
+            flights: self,
+            key,
+            tx: Some(tx),
+        })
     }
 
     /// Keys currently in flight.
@@ -103,7 +104,7 @@ impl Flights {
 /// The leader's guard. Dropping it without [`Lead::finish`] abandons the flight.
 pub(crate) struct Lead<'a> {
     flights: &'a Flights,
-    key: String,
+    key: Arc<str>,
     tx: Option<watch::Sender<Outcome>>,
 }
 
