@@ -25,13 +25,13 @@ pub(crate) fn now_ms() -> u64 {
 
 /// What the envelope says about an entry, for freshness decisions.
 #[derive(Clone, Copy)]
-struct Meta {
+pub(crate) struct Meta {
     written_at_ms: u64,
     compute_ms: u32,
     is_none: bool,
 }
 
-fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<(R, Meta), String> {
+pub(crate) fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<(R, Meta), String> {
     let env = Envelope::parse(bytes, max_len).map_err(|e| e.to_string())?;
     let value = if env.is_none() {
         None
