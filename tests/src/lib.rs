@@ -1436,3 +1436,39 @@ impl Drop for RedisCluster {
         }
     }
 }
+
+impl RedisCluster {
+    /// One cluster per test binary, started on first use and shared by every
+    /// test in it (tests then keep apart by using distinct namespaces).
+    ///
+    /// It is plain processes, not tied to any tokio runtime, so tests on
+    /// separate runtimes can use it one after another or at once. Statics are
+    /// never dropped: the nodes die with the test process (`PR_SET_PDEATHSIG`,
+    /// see [`RedisServer`]), and an `atexit` hook kills them and removes their
+    /// directories when the binary exits normally. Tests must not kill or
+    /// restart nodes of the shared cluster; start a private one for that.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisCluster::start`], in the first caller.
+    pub fn shared() -> &'static RedisCluster {
+        static SHARED: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+        extern "C" fn cleanup() {
+            if let Some(cluster) = SHARED.get() {
+                for node in &cluster.nodes {
+                    node.kill();
+                    let _ = std::fs::remove_dir_all(node.dir());
+                }
+            }
+        }
+        SHARED.get_or_init(|| {
+            let cluster = RedisCluster::start();
+            // SAFETY: `atexit` only records the function pointer; `cleanup`
+            // neither unwinds (it never panics) nor calls `exit`.
+            unsafe {
+                libc::atexit(cleanup);
+            }
+            cluster
+        })
+    }
+}
