@@ -1,13 +1,16 @@
 //! The typed handle (`Cache::get`, `set`, `delete`, `has`, `get_or_set_with`, `get_and_extend`,
 //! `expire_at`, `ttl`, `set_with_tags`, `delete_group` and the fail-open variants) against a real
-//! redis-server, including interop with cached functions and Redis being down.
+//! redis-server and on Redis Cluster (the same test bodies, `single::` and `cluster::`), including
+//! interop with cached functions; Redis being down on a single node.
 
+mod backend;
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{exists, install, pttl, raw_get};
+use backend::Backend;
+use common::install;
 use memo_redis::{redis_cache, Cache, Config, Error};
 use memo_redis_tests::RedisServer;
 use serde::{Deserialize, Serialize};
@@ -25,532 +28,537 @@ fn session(user: u64) -> Session {
     }
 }
 
-async fn zcard(server: &RedisServer, key: &str) -> u64 {
-    let mut c = server.conn().await;
-    redis::cmd("ZCARD")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .expect("ZCARD")
+/// The tag list keys of handle key `key` (`{ns}:tags:{slot tag}{ns}:{key}`), for assertions.
+async fn tag_lists(b: &Backend, key: &str) -> Vec<String> {
+    b.keys(&format!("{}:tags:*{}", b.ns(), b.key(key))).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_key_rule() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
-    assert_eq!(CACHE.full_key("user:1").unwrap(), "t:user:1");
-    assert_eq!(CACHE.full_key("t:user:1").unwrap(), "t:user:1");
-    assert_eq!(CACHE.full_key("tx:1").unwrap(), "t:tx:1");
-    for bad in ["", "t:", "tag:x", "t:tag:x", "tags:t:x"] {
-        assert!(
-            matches!(CACHE.full_key(bad), Err(Error::Key(_))),
-            "`{bad}` must be rejected"
-        );
-        assert!(matches!(CACHE.get::<u32>(bad).await, Err(Error::Key(_))));
-        assert!(matches!(
-            CACHE.set(bad, &1u32, None).await,
-            Err(Error::Key(_))
-        ));
-    }
-}
+/// Every test up to `interop_with_a_cached_function`, instantiated per backend.
+macro_rules! suite {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn set_get_roundtrip_with_ttls() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
 
-    assert_eq!(CACHE.get::<Session>("s:1").await.unwrap(), None);
-    CACHE
-        .set("s:1", &session(1), Some(Duration::from_secs(5)))
-        .await
-        .unwrap();
-    assert_eq!(CACHE.get::<Session>("s:1").await.unwrap(), Some(session(1)));
-    let ms = pttl(&server, "t:s:1").await;
-    assert!(
-        ms > 4_000 && ms <= 5_000,
-        "PTTL {ms} must be in (4000, 5000]"
-    );
-    let left = CACHE.ttl("s:1").await.unwrap().expect("exists");
-    assert!(left > Duration::from_secs(4) && left <= Duration::from_secs(5));
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn full_key_rule() {
+                let b = Backend::$backend("full_key_rule");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
+                let ns = b.ns();
+                assert_eq!(CACHE.full_key("user:1").unwrap(), b.key("user:1"));
+                assert_eq!(CACHE.full_key(&b.key("user:1")).unwrap(), b.key("user:1"));
+                let near = format!("{ns}x:1");
+                assert_eq!(CACHE.full_key(&near).unwrap(), b.key(&near));
+                let bad_keys = [
+                    String::new(),
+                    format!("{ns}:"),
+                    "tag:x".into(),
+                    b.key("tag:x"),
+                    format!("tags:{ns}:x"),
+                ];
+                for bad in &bad_keys {
+                    let bad = bad.as_str();
+                    assert!(
+                        matches!(CACHE.full_key(bad), Err(Error::Key(_))),
+                        "`{bad}` must be rejected"
+                    );
+                    assert!(matches!(CACHE.get::<u32>(bad).await, Err(Error::Key(_))));
+                    assert!(matches!(
+                        CACHE.set(bad, &1u32, None).await,
+                        Err(Error::Key(_))
+                    ));
+                }
+            }
 
-    // `None`: the cache's default TTL (3600 s in the test configuration).
-    CACHE.set("s:2", &session(2), None).await.unwrap();
-    let ms = pttl(&server, "t:s:2").await;
-    assert!(ms > 3_590_000 && ms <= 3_600_000, "default TTL, PTTL {ms}");
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn set_get_roundtrip_with_ttls() {
+                let b = Backend::$backend("set_get_roundtrip_with_ttls");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
 
-    // NO_EXPIRY: no TTL at all, reported back as NO_EXPIRY.
-    CACHE
-        .set("s:3", &session(3), Some(Cache::NO_EXPIRY))
-        .await
-        .unwrap();
-    assert_eq!(pttl(&server, "t:s:3").await, -1);
-    assert_eq!(CACHE.ttl("s:3").await.unwrap(), Some(Cache::NO_EXPIRY));
+                assert_eq!(CACHE.get::<Session>("s:1").await.unwrap(), None);
+                CACHE
+                    .set("s:1", &session(1), Some(Duration::from_secs(5)))
+                    .await
+                    .unwrap();
+                assert_eq!(CACHE.get::<Session>("s:1").await.unwrap(), Some(session(1)));
+                let ms = b.pttl(&b.key("s:1")).await;
+                assert!(
+                    ms > 4_000 && ms <= 5_000,
+                    "PTTL {ms} must be in (4000, 5000]"
+                );
+                let left = CACHE.ttl("s:1").await.unwrap().expect("exists");
+                assert!(left > Duration::from_secs(4) && left <= Duration::from_secs(5));
 
-    // Sub-millisecond TTLs round up: the entry exists briefly, then is gone.
-    CACHE
-        .set("s:4", &1u8, Some(Duration::from_micros(10)))
-        .await
-        .unwrap();
-    common::wait_gone(&server, "t:s:4", Duration::from_secs(5)).await;
-    assert_eq!(CACHE.ttl("s:4").await.unwrap(), None);
+                // `None`: the cache's default TTL (3600 s in the test configuration).
+                CACHE.set("s:2", &session(2), None).await.unwrap();
+                let ms = b.pttl(&b.key("s:2")).await;
+                assert!(ms > 3_590_000 && ms <= 3_600_000, "default TTL, PTTL {ms}");
 
-    // Unsized values work too.
-    CACHE
-        .set("s:5", "text", Some(Duration::from_secs(5)))
-        .await
-        .unwrap();
-    assert_eq!(
-        CACHE.get::<String>("s:5").await.unwrap().as_deref(),
-        Some("text")
-    );
-}
+                // NO_EXPIRY: no TTL at all, reported back as NO_EXPIRY.
+                CACHE
+                    .set("s:3", &session(3), Some(Cache::NO_EXPIRY))
+                    .await
+                    .unwrap();
+                assert_eq!(b.pttl(&b.key("s:3")).await, -1);
+                assert_eq!(CACHE.ttl("s:3").await.unwrap(), Some(Cache::NO_EXPIRY));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupt_foreign_and_mistyped_entries_are_errors() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    CACHE
-        .install(
-            Config::builder()
-                .url(server.url())
-                .namespace("t")
-                .max_value_bytes(1024)
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-    let mut c = server.conn().await;
-    let _: () = redis::cmd("SET")
-        .arg("t:raw")
-        .arg("not an envelope")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert!(matches!(
-        CACHE.get::<u32>("raw").await,
-        Err(Error::Codec(_))
-    ));
-    assert_eq!(
-        raw_get(&server, "t:raw").await.as_deref(),
-        Some(&b"not an envelope"[..]),
-        "an explicit read never deletes"
-    );
-    assert!(CACHE.has("raw").await.unwrap(), "has sees any entry");
-    assert_eq!(CACHE.get_or_none::<u32>("raw").await, None);
+                // Sub-millisecond TTLs round up: the entry exists briefly, then is gone.
+                CACHE
+                    .set("s:4", &1u8, Some(Duration::from_micros(10)))
+                    .await
+                    .unwrap();
+                b.wait_gone(&b.key("s:4"), Duration::from_secs(5)).await;
+                assert_eq!(CACHE.ttl("s:4").await.unwrap(), None);
 
-    let _: () = redis::cmd("RPUSH")
-        .arg("t:list")
-        .arg("x")
-        .query_async(&mut c)
-        .await
-        .map(|_: u64| ())
-        .unwrap();
-    assert!(matches!(
-        CACHE.get::<u32>("list").await,
-        Err(Error::WrongType)
-    ));
+                // Unsized values work too.
+                CACHE
+                    .set("s:5", "text", Some(Duration::from_secs(5)))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    CACHE.get::<String>("s:5").await.unwrap().as_deref(),
+                    Some("text")
+                );
+            }
 
-    CACHE.set("word", &"hello".to_string(), None).await.unwrap();
-    assert!(
-        matches!(CACHE.get::<u64>("word").await, Err(Error::Codec(_))),
-        "a String read back as u64"
-    );
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn corrupt_foreign_and_mistyped_entries_are_errors() {
+                let b = Backend::$backend("corrupt_foreign_and_mistyped_entries_are_errors");
+                static CACHE: Cache = Cache::from_env();
+                CACHE
+                    .install(
+                        b.config()
+                            .max_value_bytes(1024)
+                            .build()
+                            .unwrap(),
+                    )
+                    .unwrap();
+                let () = b
+                    .query(redis::cmd("SET").arg(b.key("raw")).arg("not an envelope"))
+                    .await;
+                assert!(matches!(
+                    CACHE.get::<u32>("raw").await,
+                    Err(Error::Codec(_))
+                ));
+                assert_eq!(
+                    b.raw_get(&b.key("raw")).await.as_deref(),
+                    Some(&b"not an envelope"[..]),
+                    "an explicit read never deletes"
+                );
+                assert!(CACHE.has("raw").await.unwrap(), "has sees any entry");
+                assert_eq!(CACHE.get_or_none::<u32>("raw").await, None);
 
-    // Over max_value_bytes: not written.
-    let big = vec![7u8; 4096];
-    assert!(matches!(
-        CACHE.set("big", &big, None).await,
-        Err(Error::Codec(_))
-    ));
-    assert!(!CACHE.has("big").await.unwrap());
-    assert!(!CACHE.set_or_log("big", &big, None).await);
-}
+                let _: u64 = b.query(redis::cmd("RPUSH").arg(b.key("list")).arg("x")).await;
+                assert!(matches!(
+                    CACHE.get::<u32>("list").await,
+                    Err(Error::WrongType)
+                ));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_and_has() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
-    assert!(!CACHE.has("k").await.unwrap());
-    assert!(!CACHE.delete("k").await.unwrap());
-    CACHE.set("k", &5u32, None).await.unwrap();
-    assert!(CACHE.has("k").await.unwrap());
-    assert!(CACHE.delete("k").await.unwrap());
-    assert!(!CACHE.has("k").await.unwrap());
-    assert!(!exists(&server, "t:k").await);
-    assert!(!CACHE.delete("k").await.unwrap());
-}
+                CACHE.set("word", &"hello".to_string(), None).await.unwrap();
+                assert!(
+                    matches!(CACHE.get::<u64>("word").await, Err(Error::Codec(_))),
+                    "a String read back as u64"
+                );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_or_set_with_runs_the_closure_once_for_100_concurrent_callers() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
-    static RUNS: AtomicU32 = AtomicU32::new(0);
+                // Over max_value_bytes: not written.
+                let big = vec![7u8; 4096];
+                assert!(matches!(
+                    CACHE.set("big", &big, None).await,
+                    Err(Error::Codec(_))
+                ));
+                assert!(!CACHE.has("big").await.unwrap());
+                assert!(!CACHE.set_or_log("big", &big, None).await);
+            }
 
-    let mut tasks = Vec::new();
-    for _ in 0..100 {
-        tasks.push(tokio::spawn(async {
-            CACHE
-                .get_or_set_with("report", Some(Duration::from_secs(60)), || async {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delete_and_has() {
+                let b = Backend::$backend("delete_and_has");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
+                assert!(!CACHE.has("k").await.unwrap());
+                assert!(!CACHE.delete("k").await.unwrap());
+                CACHE.set("k", &5u32, None).await.unwrap();
+                assert!(CACHE.has("k").await.unwrap());
+                assert!(CACHE.delete("k").await.unwrap());
+                assert!(!CACHE.has("k").await.unwrap());
+                assert!(!b.exists(&b.key("k")).await);
+                assert!(!CACHE.delete("k").await.unwrap());
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn get_or_set_with_runs_the_closure_once_for_100_concurrent_callers() {
+                let b = Backend::$backend("get_or_set_with_runs_the_closure_once_for_100_concurrent_callers");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
+                static RUNS: AtomicU32 = AtomicU32::new(0);
+
+                let mut tasks = Vec::new();
+                for _ in 0..100 {
+                    tasks.push(tokio::spawn(async {
+                        CACHE
+                            .get_or_set_with("report", Some(Duration::from_secs(60)), || async {
+                                RUNS.fetch_add(1, SeqCst);
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                session(9)
+                            })
+                            .await
+                    }));
+                }
+                for t in tasks {
+                    assert_eq!(t.await.unwrap().unwrap(), session(9));
+                }
+                assert_eq!(RUNS.load(SeqCst), 1, "one closure run for 100 callers");
+                assert_eq!(CACHE.in_flight(), 0);
+                let ms = b.pttl(&b.key("report")).await;
+                assert!(
+                    ms > 59_000 && ms <= 60_000,
+                    "stored with the ttl, PTTL {ms}"
+                );
+
+                // Stored: the next call is a hit.
+                let again = CACHE
+                    .get_or_set_with("report", None, || async {
+                        RUNS.fetch_add(1, SeqCst);
+                        session(0)
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!((again, RUNS.load(SeqCst)), (session(9), 1));
+
+                // A corrupt entry counts as a miss and is overwritten.
+                let () = b
+                    .query(redis::cmd("SET").arg(b.key("report")).arg("garbage"))
+                    .await;
+                let fresh = CACHE
+                    .get_or_set_with("report", None, || async { session(10) })
+                    .await
+                    .unwrap();
+                assert_eq!(fresh, session(10));
+                assert_eq!(
+                    CACHE.get::<Session>("report").await.unwrap(),
+                    Some(session(10))
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn try_get_or_set_with_stores_ok_only() {
+                let b = Backend::$backend("try_get_or_set_with_stores_ok_only");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
+
+                #[derive(Debug)]
+                enum AppError {
+                    Db,
+                    Cache(Error),
+                }
+                impl From<Error> for AppError {
+                    fn from(e: Error) -> Self {
+                        AppError::Cache(e)
+                    }
+                }
+
+                let failed: Result<u32, AppError> = CACHE
+                    .try_get_or_set_with("n", None, || async { Err(AppError::Db) })
+                    .await;
+                assert!(matches!(failed, Err(AppError::Db)));
+                assert!(!CACHE.has("n").await.unwrap(), "an Err is not stored");
+
+                let ok: Result<u32, AppError> = CACHE
+                    .try_get_or_set_with("n", None, || async { Ok(41) })
+                    .await;
+                assert_eq!(ok.unwrap(), 41);
+                let hit: Result<u32, AppError> = CACHE
+                    .try_get_or_set_with("n", None, || async { Ok(0) })
+                    .await;
+                assert_eq!(hit.unwrap(), 41);
+
+                let bad: Result<u32, AppError> = CACHE
+                    .try_get_or_set_with("", None, || async { Ok(0) })
+                    .await;
+                assert!(matches!(bad, Err(AppError::Cache(Error::Key(_)))));
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn get_and_extend_resets_the_ttl_upward() {
+                let b = Backend::$backend("get_and_extend_resets_the_ttl_upward");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
+                assert_eq!(
+                    CACHE
+                        .get_and_extend::<u32>("missing", Duration::from_secs(60))
+                        .await
+                        .unwrap(),
+                    None
+                );
+                assert!(!b.exists(&b.key("missing")).await);
+
+                CACHE
+                    .set("sess", &session(5), Some(Duration::from_secs(2)))
+                    .await
+                    .unwrap();
+                let before = b.pttl(&b.key("sess")).await;
+                assert!(before <= 2_000);
+                let got = CACHE
+                    .get_and_extend::<Session>("sess", Duration::from_secs(600))
+                    .await
+                    .unwrap();
+                assert_eq!(got, Some(session(5)));
+                let after = b.pttl(&b.key("sess")).await;
+                assert!(
+                    after > 599_000 && after <= 600_000,
+                    "PTTL reset upward: {before} -> {after}"
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expire_at_sets_an_absolute_expiry() {
+                let b = Backend::$backend("expire_at_sets_an_absolute_expiry");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
+                let at = SystemTime::now() + Duration::from_secs(30);
+                assert!(!CACHE.expire_at("none", at).await.unwrap());
+
+                CACHE
+                    .set("daily", &1u32, Some(Cache::NO_EXPIRY))
+                    .await
+                    .unwrap();
+                assert!(CACHE.expire_at("daily", at).await.unwrap());
+                let ms = b.pttl(&b.key("daily")).await;
+                assert!(ms > 28_000 && ms <= 30_000, "PTTL {ms}");
+
+                // A time in the past deletes the entry.
+                assert!(CACHE
+                    .expire_at("daily", SystemTime::now() - Duration::from_secs(1))
+                    .await
+                    .unwrap());
+                assert!(!CACHE.has("daily").await.unwrap());
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delete_group_removes_its_members_only() {
+                let b = Backend::$backend("delete_group_removes_its_members_only");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
+                let ttl = Some(Duration::from_secs(60));
+                CACHE
+                    .set_with_tags("a", &1u32, ttl, &["user:42"])
+                    .await
+                    .unwrap();
+                CACHE
+                    .set_with_tags("b", &2u32, ttl, &["user:42", "all"])
+                    .await
+                    .unwrap();
+                CACHE
+                    .set_with_tags("c", &3u32, ttl, &["user:43", "all"])
+                    .await
+                    .unwrap();
+                let tag_ttl = b.pttl(&b.key("tag:user:42")).await;
+                assert!(
+                    tag_ttl > 59_000 && tag_ttl <= 61_000,
+                    "the tag set expires with its newest member: {tag_ttl}"
+                );
+
+                assert_eq!(CACHE.delete_group("user:42").await.unwrap(), 2);
+                assert!(!CACHE.has("a").await.unwrap());
+                assert!(!CACHE.has("b").await.unwrap());
+                assert_eq!(
+                    CACHE.get::<u32>("c").await.unwrap(),
+                    Some(3),
+                    "user:43 survives"
+                );
+                assert!(!b.exists(&b.key("tag:user:42")).await, "the group is gone");
+                assert_eq!(CACHE.delete_group("user:42").await.unwrap(), 0);
+                assert!(matches!(CACHE.delete_group("").await, Err(Error::Key(_))));
+
+                // A plain `set` takes the entry out of its groups; `delete` too.
+                CACHE
+                    .set_with_tags("d", &4u32, ttl, &["user:43"])
+                    .await
+                    .unwrap();
+                assert_eq!(tag_lists(&b, "c").await.len(), 1, "c has a tag list");
+                assert_eq!(tag_lists(&b, "d").await.len(), 1);
+                CACHE.set("c", &30u32, ttl).await.unwrap();
+                assert!(tag_lists(&b, "c").await.is_empty(), "c's tag list is gone");
+                assert!(CACHE.delete("d").await.unwrap());
+                assert!(tag_lists(&b, "d").await.is_empty());
+                assert_eq!(CACHE.delete_group("user:43").await.unwrap(), 0);
+                assert_eq!(CACHE.get::<u32>("c").await.unwrap(), Some(30));
+
+                // Re-tagging replaces the groups.
+                CACHE.set_with_tags("e", &5u32, ttl, &["x"]).await.unwrap();
+                CACHE.set_with_tags("e", &5u32, ttl, &["y"]).await.unwrap();
+                assert_eq!(CACHE.delete_group("x").await.unwrap(), 0);
+                assert_eq!(CACHE.delete_group("y").await.unwrap(), 1);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tag_set_drops_expired_members() {
+                let b = Backend::$backend("tag_set_drops_expired_members");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
+                // One long-lived member keeps the tag set itself alive, so only pruning can shrink it.
+                CACHE
+                    .set_with_tags("anchor", &0u32, Some(Duration::from_secs(60)), &["burst"])
+                    .await
+                    .unwrap();
+                const N: u32 = 2000;
+                let started = Instant::now();
+                for i in 0..N {
+                    CACHE
+                        .set_with_tags(
+                            &format!("short:{i}"),
+                            &i,
+                            Some(Duration::from_millis(50)),
+                            &["burst"],
+                        )
+                        .await
+                        .unwrap();
+                }
+                let peak = b.zcard(&b.key("tag:burst")).await;
+                let last = b.key(&format!("short:{}", N - 1));
+                b.wait_gone(&last, Duration::from_secs(5)).await;
+                // Expiry of the tag lists is lazy too; wait past the newest short member's score.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                CACHE
+                    .set_with_tags(
+                        "one-more",
+                        &1u32,
+                        Some(Duration::from_millis(50)),
+                        &["burst"],
+                    )
+                    .await
+                    .unwrap();
+                let after = b.zcard(&b.key("tag:burst")).await;
+                println!(
+                    "{N} writes in {:?}: tag set peaked at {peak} members, {after} after one more write",
+                    started.elapsed()
+                );
+                assert_eq!(
+                    after, 2,
+                    "the anchor and the new entry: expired members pruned"
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_sliding_entry_stays_in_its_group() {
+                let b = Backend::$backend("a_sliding_entry_stays_in_its_group");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
+                CACHE
+                    .set_with_tags(
+                        "sess:1",
+                        &session(7),
+                        Some(Duration::from_millis(300)),
+                        &["user:7"],
+                    )
+                    .await
+                    .unwrap();
+                CACHE
+                    .get_and_extend::<Session>("sess:1", Duration::from_secs(60))
+                    .await
+                    .unwrap()
+                    .expect("present");
+                // Past the original expiry: another write prunes the tag set, which must keep sess:1.
+                tokio::time::sleep(Duration::from_millis(450)).await;
+                CACHE
+                    .set_with_tags(
+                        "sess:2",
+                        &session(7),
+                        Some(Duration::from_millis(100)),
+                        &["user:7"],
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                assert!(
+                    b.exists(&b.key("tag:user:7")).await,
+                    "the tag set lives as long as its extended member"
+                );
+                let ms = b.pttl(&b.key("tag:user:7")).await;
+                assert!(ms > 58_000, "tag set PTTL follows the extension: {ms}");
+                assert_eq!(CACHE.delete_group("user:7").await.unwrap(), 1);
+                assert!(!CACHE.has("sess:1").await.unwrap());
+
+                // expire_at moves the bookkeeping too.
+                CACHE
+                    .set_with_tags(
+                        "sess:3",
+                        &session(8),
+                        Some(Duration::from_millis(300)),
+                        &["user:8"],
+                    )
+                    .await
+                    .unwrap();
+                assert!(CACHE
+                    .expire_at("sess:3", SystemTime::now() + Duration::from_secs(60))
+                    .await
+                    .unwrap());
+                tokio::time::sleep(Duration::from_millis(450)).await;
+                assert!(b.exists(&b.key("tag:user:8")).await);
+                assert_eq!(CACHE.delete_group("user:8").await.unwrap(), 1);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn interop_with_a_cached_function() {
+                let b = Backend::$backend("interop_with_a_cached_function");
+                static CACHE: Cache = Cache::from_env();
+                b.install(&CACHE);
+                static RUNS: AtomicU32 = AtomicU32::new(0);
+                #[redis_cache(cache = CACHE, ttl = 60)]
+                async fn f(x: u32) -> u32 {
                     RUNS.fetch_add(1, SeqCst);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    session(9)
-                })
-                .await
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), session(9));
-    }
-    assert_eq!(RUNS.load(SeqCst), 1, "one closure run for 100 callers");
-    assert_eq!(CACHE.in_flight(), 0);
-    let ms = pttl(&server, "t:report").await;
-    assert!(
-        ms > 59_000 && ms <= 60_000,
-        "stored with the ttl, PTTL {ms}"
-    );
+                    x * 10
+                }
+                #[redis_cache(cache = CACHE, ttl = 60, cache_none = true)]
+                async fn maybe(x: u32) -> Option<u32> {
+                    (x > 0).then_some(x)
+                }
 
-    // Stored: the next call is a hit.
-    let again = CACHE
-        .get_or_set_with("report", None, || async {
-            RUNS.fetch_add(1, SeqCst);
-            session(0)
-        })
-        .await
-        .unwrap();
-    assert_eq!((again, RUNS.load(SeqCst)), (session(9), 1));
+                // Written by the handle, served by the function.
+                CACHE.set(&f_key(&1).unwrap(), &777u32, None).await.unwrap();
+                assert_eq!(f(1).await, 777);
+                assert_eq!(RUNS.load(SeqCst), 0, "the body did not run");
 
-    // A corrupt entry counts as a miss and is overwritten.
-    let mut c = server.conn().await;
-    let _: () = redis::cmd("SET")
-        .arg("t:report")
-        .arg("garbage")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let fresh = CACHE
-        .get_or_set_with("report", None, || async { session(10) })
-        .await
-        .unwrap();
-    assert_eq!(fresh, session(10));
-    assert_eq!(
-        CACHE.get::<Session>("report").await.unwrap(),
-        Some(session(10))
-    );
-}
+                // Written by the function, read by the handle.
+                assert_eq!(f(2).await, 20);
+                assert_eq!(RUNS.load(SeqCst), 1);
+                assert_eq!(
+                    CACHE.get::<u32>(&f_key(&2).unwrap()).await.unwrap(),
+                    Some(20)
+                );
+                assert!(CACHE.has(&f_key(&2).unwrap()).await.unwrap());
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn try_get_or_set_with_stores_ok_only() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
+                // Option<U> functions store U; a cached None reads back as Ok(None).
+                assert_eq!(maybe(3).await, Some(3));
+                assert_eq!(maybe(0).await, None);
+                assert_eq!(
+                    CACHE.get::<u32>(&maybe_key(&3).unwrap()).await.unwrap(),
+                    Some(3)
+                );
+                assert!(CACHE.has(&maybe_key(&0).unwrap()).await.unwrap());
+                assert_eq!(
+                    CACHE.get::<u32>(&maybe_key(&0).unwrap()).await.unwrap(),
+                    None
+                );
 
-    #[derive(Debug)]
-    enum AppError {
-        Db,
-        Cache(Error),
-    }
-    impl From<Error> for AppError {
-        fn from(e: Error) -> Self {
-            AppError::Cache(e)
+                // get_or_set_with on the function's key fills what the function then serves.
+                let v = CACHE
+                    .get_or_set_with(&f_key(&3).unwrap(), None, || async { 333u32 })
+                    .await
+                    .unwrap();
+                assert_eq!((v, f(3).await, RUNS.load(SeqCst)), (333, 333, 1));
+                assert!(CACHE.delete(&f_key(&3).unwrap()).await.unwrap());
+                assert_eq!(f(3).await, 30);
+                assert_eq!(RUNS.load(SeqCst), 2);
+            }
         }
-    }
-
-    let failed: Result<u32, AppError> = CACHE
-        .try_get_or_set_with("n", None, || async { Err(AppError::Db) })
-        .await;
-    assert!(matches!(failed, Err(AppError::Db)));
-    assert!(!CACHE.has("n").await.unwrap(), "an Err is not stored");
-
-    let ok: Result<u32, AppError> = CACHE
-        .try_get_or_set_with("n", None, || async { Ok(41) })
-        .await;
-    assert_eq!(ok.unwrap(), 41);
-    let hit: Result<u32, AppError> = CACHE
-        .try_get_or_set_with("n", None, || async { Ok(0) })
-        .await;
-    assert_eq!(hit.unwrap(), 41);
-
-    let bad: Result<u32, AppError> = CACHE
-        .try_get_or_set_with("", None, || async { Ok(0) })
-        .await;
-    assert!(matches!(bad, Err(AppError::Cache(Error::Key(_)))));
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_and_extend_resets_the_ttl_upward() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
-    assert_eq!(
-        CACHE
-            .get_and_extend::<u32>("missing", Duration::from_secs(60))
-            .await
-            .unwrap(),
-        None
-    );
-    assert!(!exists(&server, "t:missing").await);
-
-    CACHE
-        .set("sess", &session(5), Some(Duration::from_secs(2)))
-        .await
-        .unwrap();
-    let before = pttl(&server, "t:sess").await;
-    assert!(before <= 2_000);
-    let got = CACHE
-        .get_and_extend::<Session>("sess", Duration::from_secs(600))
-        .await
-        .unwrap();
-    assert_eq!(got, Some(session(5)));
-    let after = pttl(&server, "t:sess").await;
-    assert!(
-        after > 599_000 && after <= 600_000,
-        "PTTL reset upward: {before} -> {after}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expire_at_sets_an_absolute_expiry() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
-    let at = SystemTime::now() + Duration::from_secs(30);
-    assert!(!CACHE.expire_at("none", at).await.unwrap());
-
-    CACHE
-        .set("daily", &1u32, Some(Cache::NO_EXPIRY))
-        .await
-        .unwrap();
-    assert!(CACHE.expire_at("daily", at).await.unwrap());
-    let ms = pttl(&server, "t:daily").await;
-    assert!(ms > 28_000 && ms <= 30_000, "PTTL {ms}");
-
-    // A time in the past deletes the entry.
-    assert!(CACHE
-        .expire_at("daily", SystemTime::now() - Duration::from_secs(1))
-        .await
-        .unwrap());
-    assert!(!CACHE.has("daily").await.unwrap());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_group_removes_its_members_only() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
-    let ttl = Some(Duration::from_secs(60));
-    CACHE
-        .set_with_tags("a", &1u32, ttl, &["user:42"])
-        .await
-        .unwrap();
-    CACHE
-        .set_with_tags("b", &2u32, ttl, &["user:42", "all"])
-        .await
-        .unwrap();
-    CACHE
-        .set_with_tags("c", &3u32, ttl, &["user:43", "all"])
-        .await
-        .unwrap();
-    let tag_ttl = pttl(&server, "t:tag:user:42").await;
-    assert!(
-        tag_ttl > 59_000 && tag_ttl <= 61_000,
-        "the tag set expires with its newest member: {tag_ttl}"
-    );
-
-    assert_eq!(CACHE.delete_group("user:42").await.unwrap(), 2);
-    assert!(!CACHE.has("a").await.unwrap());
-    assert!(!CACHE.has("b").await.unwrap());
-    assert_eq!(
-        CACHE.get::<u32>("c").await.unwrap(),
-        Some(3),
-        "user:43 survives"
-    );
-    assert!(!exists(&server, "t:tag:user:42").await, "the group is gone");
-    assert_eq!(CACHE.delete_group("user:42").await.unwrap(), 0);
-    assert!(matches!(CACHE.delete_group("").await, Err(Error::Key(_))));
-
-    // A plain `set` takes the entry out of its groups; `delete` too.
-    CACHE
-        .set_with_tags("d", &4u32, ttl, &["user:43"])
-        .await
-        .unwrap();
-    CACHE.set("c", &30u32, ttl).await.unwrap();
-    assert!(!exists(&server, "t:tags:t:c").await, "c's tag list is gone");
-    assert!(CACHE.delete("d").await.unwrap());
-    assert!(!exists(&server, "t:tags:t:d").await);
-    assert_eq!(CACHE.delete_group("user:43").await.unwrap(), 0);
-    assert_eq!(CACHE.get::<u32>("c").await.unwrap(), Some(30));
-
-    // Re-tagging replaces the groups.
-    CACHE.set_with_tags("e", &5u32, ttl, &["x"]).await.unwrap();
-    CACHE.set_with_tags("e", &5u32, ttl, &["y"]).await.unwrap();
-    assert_eq!(CACHE.delete_group("x").await.unwrap(), 0);
-    assert_eq!(CACHE.delete_group("y").await.unwrap(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tag_set_drops_expired_members() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
-    // One long-lived member keeps the tag set itself alive, so only pruning can shrink it.
-    CACHE
-        .set_with_tags("anchor", &0u32, Some(Duration::from_secs(60)), &["burst"])
-        .await
-        .unwrap();
-    const N: u32 = 2000;
-    let started = Instant::now();
-    for i in 0..N {
-        CACHE
-            .set_with_tags(
-                &format!("short:{i}"),
-                &i,
-                Some(Duration::from_millis(50)),
-                &["burst"],
-            )
-            .await
-            .unwrap();
-    }
-    let peak = zcard(&server, "t:tag:burst").await;
-    let last = format!("t:short:{}", N - 1);
-    common::wait_gone(&server, &last, Duration::from_secs(5)).await;
-    // Expiry of the tag lists is lazy too; wait past the newest short member's score.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    CACHE
-        .set_with_tags(
-            "one-more",
-            &1u32,
-            Some(Duration::from_millis(50)),
-            &["burst"],
-        )
-        .await
-        .unwrap();
-    let after = zcard(&server, "t:tag:burst").await;
-    println!(
-        "{N} writes in {:?}: tag set peaked at {peak} members, {after} after one more write",
-        started.elapsed()
-    );
-    assert_eq!(
-        after, 2,
-        "the anchor and the new entry: expired members pruned"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sliding_entry_stays_in_its_group() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
-    CACHE
-        .set_with_tags(
-            "sess:1",
-            &session(7),
-            Some(Duration::from_millis(300)),
-            &["user:7"],
-        )
-        .await
-        .unwrap();
-    CACHE
-        .get_and_extend::<Session>("sess:1", Duration::from_secs(60))
-        .await
-        .unwrap()
-        .expect("present");
-    // Past the original expiry: another write prunes the tag set, which must keep sess:1.
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    CACHE
-        .set_with_tags(
-            "sess:2",
-            &session(7),
-            Some(Duration::from_millis(100)),
-            &["user:7"],
-        )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(
-        exists(&server, "t:tag:user:7").await,
-        "the tag set lives as long as its extended member"
-    );
-    let ms = pttl(&server, "t:tag:user:7").await;
-    assert!(ms > 58_000, "tag set PTTL follows the extension: {ms}");
-    assert_eq!(CACHE.delete_group("user:7").await.unwrap(), 1);
-    assert!(!CACHE.has("sess:1").await.unwrap());
-
-    // expire_at moves the bookkeeping too.
-    CACHE
-        .set_with_tags(
-            "sess:3",
-            &session(8),
-            Some(Duration::from_millis(300)),
-            &["user:8"],
-        )
-        .await
-        .unwrap();
-    assert!(CACHE
-        .expire_at("sess:3", SystemTime::now() + Duration::from_secs(60))
-        .await
-        .unwrap());
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert!(exists(&server, "t:tag:user:8").await);
-    assert_eq!(CACHE.delete_group("user:8").await.unwrap(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interop_with_a_cached_function() {
-    let server = RedisServer::start();
-    static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
-    static RUNS: AtomicU32 = AtomicU32::new(0);
-    #[redis_cache(cache = CACHE, ttl = 60)]
-    async fn f(x: u32) -> u32 {
-        RUNS.fetch_add(1, SeqCst);
-        x * 10
-    }
-    #[redis_cache(cache = CACHE, ttl = 60, cache_none = true)]
-    async fn maybe(x: u32) -> Option<u32> {
-        (x > 0).then_some(x)
-    }
-
-    // Written by the handle, served by the function.
-    CACHE.set(&f_key(&1).unwrap(), &777u32, None).await.unwrap();
-    assert_eq!(f(1).await, 777);
-    assert_eq!(RUNS.load(SeqCst), 0, "the body did not run");
-
-    // Written by the function, read by the handle.
-    assert_eq!(f(2).await, 20);
-    assert_eq!(RUNS.load(SeqCst), 1);
-    assert_eq!(
-        CACHE.get::<u32>(&f_key(&2).unwrap()).await.unwrap(),
-        Some(20)
-    );
-    assert!(CACHE.has(&f_key(&2).unwrap()).await.unwrap());
-
-    // Option<U> functions store U; a cached None reads back as Ok(None).
-    assert_eq!(maybe(3).await, Some(3));
-    assert_eq!(maybe(0).await, None);
-    assert_eq!(
-        CACHE.get::<u32>(&maybe_key(&3).unwrap()).await.unwrap(),
-        Some(3)
-    );
-    assert!(CACHE.has(&maybe_key(&0).unwrap()).await.unwrap());
-    assert_eq!(
-        CACHE.get::<u32>(&maybe_key(&0).unwrap()).await.unwrap(),
-        None
-    );
-
-    // get_or_set_with on the function's key fills what the function then serves.
-    let v = CACHE
-        .get_or_set_with(&f_key(&3).unwrap(), None, || async { 333u32 })
-        .await
-        .unwrap();
-    assert_eq!((v, f(3).await, RUNS.load(SeqCst)), (333, 333, 1));
-    assert!(CACHE.delete(&f_key(&3).unwrap()).await.unwrap());
-    assert_eq!(f(3).await, 30);
-    assert_eq!(RUNS.load(SeqCst), 2);
-}
+suite!(single);
+suite!(cluster);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_explicit_methods_fail_and_fail_open_variants_do_not() {
