@@ -1,0 +1,32 @@
+//! Hooks for the benchmarks in `tests/benches/` (reachable as `memo_redis::__private::bench`).
+//! Not public API: no stability promise, hidden from the docs.
+//!
+//! They run the CPU part of the hit path on a reply that was fetched beforehand, so
+//! `tests/benches/micro.rs` can time it without a round trip.
+
+use crate::error::Error;
+use crate::memo::{Key, Spec};
+use crate::observe::CallOutcome;
+use crate::shape::Shape;
+
+/// What a hit does besides the `GET`, on `reply`: the breaker check, the envelope parse and
+/// decode ([`crate::call::decode`]) and the stats (counter + span field + metrics counter).
+/// `None` when the breaker bypasses, the key is an error, or `reply` does not decode.
+///
+/// The key itself is an argument, so a caller can time it with or without the key's cost (pass
+/// the `Result` the macro's `digest_key` returns).
+pub fn hit<S: Shape<R>, R>(
+    spec: &'static Spec,
+    key: Result<Key, Error>,
+    reply: &[u8],
+) -> Option<R> {
+    spec.register();
+    let key = key.ok()?;
+    let inner = key.inner;
+    if inner.store.breaker.bypassing() {
+        return None;
+    }
+    let (r, _) = crate::call::decode::<S, R>(reply, inner.config.max_value_bytes).ok()?;
+    spec.count(CallOutcome::Hit);
+    Some(r)
+}
