@@ -1,0 +1,244 @@
+//! CPU micro-benchmarks (criterion): what a cached call computes besides the Redis round trip.
+//!
+//! ```sh
+//! cargo bench -p memo-redis-tests --bench micro              # full run (~20 s after the build)
+//! cargo bench -p memo-redis-tests --bench micro -- --test    # criterion's test mode: each once
+//! ```
+//!
+//! - `key/*`: the full key of a digest-keyed function, exactly as the macro builds it (the
+//!   generated `<fn>_key(&args)` companion: head + SHA-256 of the bincode of the arguments, as a
+//!   `String`), for 1, 3 and 8 arguments (with a `String` and a struct); `digest/*` is the
+//!   argument digest alone (`memo_redis::key::push_digest` into a reused `String`).
+//! - `envelope/*`: encode and decode (header parse + bincode) of a 5-field struct of ~80 bytes.
+//! - `hit/*`: the CPU part of a hit with the Redis reply already fetched: key (digest) + breaker
+//!   check + envelope parse + decode + stats (`memo_redis::__private::bench::hit`).
+//!
+//! No Redis is contacted: the cache points at a port nothing listens on, and nothing here does
+//! I/O (a `Key` only borrows the cache's lazily connecting store).
+
+// The 8-argument function's generated companions (`eight_key`, ...) have 8 parameters too.
+#![allow(clippy::too_many_arguments)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use memo_redis::__private::{bench, digest_key, Plain, Spec, Ttl, NO_SELF};
+use memo_redis::{envelope, redis_cache, Cache, CodecKind, Config};
+use serde::{Deserialize, Serialize};
+
+static MICRO: Cache = Cache::lazy(|| {
+    Config::builder()
+        .url(memo_redis_tests::free_port_url())
+        .build()
+});
+
+/// A typical 5-field cached record: ~80 bytes of bincode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    id: u64,
+    name: String,
+    email: String,
+    tags: Vec<String>,
+    score: f64,
+}
+
+fn profile(id: u64) -> Profile {
+    Profile {
+        id,
+        name: format!("Ada Lovelace #{id}"),
+        email: format!("ada.lovelace.{id}@example.com"),
+        tags: vec!["admin".into(), "beta".into(), "early-adopter".into()],
+        score: 4.25,
+    }
+}
+
+/// A small struct argument (a query filter).
+#[derive(Debug, Clone, Serialize)]
+struct Filter {
+    region: &'static str,
+    min_score: u32,
+    active: bool,
+}
+
+fn filter() -> Filter {
+    Filter {
+        region: "eu-west",
+        min_score: 3,
+        active: true,
+    }
+}
+
+#[redis_cache(cache = MICRO, ttl = 300)]
+async fn one(id: u64) -> u64 {
+    id
+}
+
+#[redis_cache(cache = MICRO, ttl = 300)]
+async fn three(id: u64, name: String, filter: Filter) -> u64 {
+    let _ = (name, filter);
+    id
+}
+
+#[redis_cache(cache = MICRO, ttl = 300)]
+async fn eight(
+    id: u64,
+    page: u32,
+    name: String,
+    filter: Filter,
+    since: i64,
+    lang: Option<String>,
+    ids: Vec<u16>,
+    exact: bool,
+) -> u64 {
+    let _ = (page, name, filter, since, lang, ids, exact);
+    id
+}
+
+/// The spec a `#[redis_cache(cache = MICRO, ttl = 300)] async fn hit_profile(id: u64) ->
+/// Profile` emits (`Spec` is what the macro puts in a `static`).
+static HIT_SPEC: Spec =
+    Spec::new(module_path!(), "hit_profile", "(u64) -> Profile", &MICRO).ttl(Ttl::Millis(300_000));
+
+fn keys(c: &mut Criterion) {
+    let name = String::from("ada.lovelace");
+    let f = filter();
+    let lang = Some(String::from("en-GB"));
+    let ids: Vec<u16> = vec![3, 1, 4, 1, 5, 9, 2, 6];
+    // Fail early (and outside the timing) if the key cannot be built.
+    assert!(one_key(&42).expect("key").len() > 40);
+
+    let mut g = c.benchmark_group("key");
+    g.bench_function("1 arg (u64)", |b| {
+        b.iter(|| one_key(black_box(&42)).expect("key"))
+    });
+    g.bench_function("3 args (u64, String, struct)", |b| {
+        b.iter(|| three_key(black_box(&42), black_box(&name), black_box(&f)).expect("key"))
+    });
+    g.bench_function(
+        "8 args (incl. String, struct, Option<String>, Vec<u16>)",
+        |b| {
+            b.iter(|| {
+                eight_key(
+                    black_box(&42),
+                    &7,
+                    black_box(&name),
+                    &f,
+                    &-5,
+                    &lang,
+                    &ids,
+                    &true,
+                )
+                .expect("key")
+            })
+        },
+    );
+    g.finish();
+
+    let mut g = c.benchmark_group("digest");
+    let mut out = String::with_capacity(64);
+    g.bench_function("1 arg (u64)", |b| {
+        b.iter(|| {
+            out.clear();
+            memo_redis::key::push_digest(&mut out, black_box(&(&42u64,))).expect("digest");
+        })
+    });
+    g.bench_function("3 args (u64, String, struct)", |b| {
+        b.iter(|| {
+            out.clear();
+            memo_redis::key::push_digest(&mut out, black_box(&(&42u64, &name, &f)))
+                .expect("digest");
+        })
+    });
+    g.bench_function(
+        "8 args (incl. String, struct, Option<String>, Vec<u16>)",
+        |b| {
+            b.iter(|| {
+                out.clear();
+                memo_redis::key::push_digest(
+                    &mut out,
+                    black_box(&(&42u64, &7u32, &name, &f, &-5i64, &lang, &ids, &true)),
+                )
+                .expect("digest");
+            })
+        },
+    );
+    g.finish();
+}
+
+fn envelopes(c: &mut Criterion) {
+    let p = profile(42);
+    let bytes =
+        envelope::encode(CodecKind::Bincode, Some(&p), 1_764_000_000_000, 3).expect("encode");
+    let mut g = c.benchmark_group("envelope");
+    g.bench_function(
+        format!("encode 5-field struct (bincode, {} bytes)", bytes.len()),
+        |b| {
+            b.iter(|| {
+                envelope::encode(
+                    CodecKind::Bincode,
+                    Some(black_box(&p)),
+                    1_764_000_000_000,
+                    3,
+                )
+                .expect("encode")
+            })
+        },
+    );
+    g.bench_function(
+        format!("decode 5-field struct (bincode, {} bytes)", bytes.len()),
+        |b| {
+            b.iter(|| {
+                let env = envelope::Envelope::parse(black_box(&bytes), 1 << 20).expect("parse");
+                env.codec.decode::<Profile>(env.payload).expect("decode")
+            })
+        },
+    );
+    g.finish();
+}
+
+fn hits(c: &mut Criterion) {
+    let p = profile(42);
+    // The reply a GET would return for this function's entry.
+    let reply =
+        envelope::encode(CodecKind::Bincode, Some(&p), 1_764_000_000_000, 3).expect("encode");
+    let key = || digest_key(&HIT_SPEC, NO_SELF, &(&black_box(42u64),));
+    assert_eq!(
+        bench::hit::<Plain, Profile>(&HIT_SPEC, key(), &reply),
+        Some(p)
+    );
+    let hits_before = HIT_SPEC.stats().hits;
+
+    let mut g = c.benchmark_group("hit");
+    g.bench_function(
+        "full CPU path, reply pre-fetched (key + breaker + envelope + decode + stats)",
+        |b| {
+            b.iter(|| {
+                bench::hit::<Plain, Profile>(&HIT_SPEC, key(), black_box(&reply)).expect("a hit")
+            })
+        },
+    );
+    g.bench_function("key alone (digest_key of 1 u64)", |b| {
+        b.iter(|| key().expect("key"))
+    });
+    g.finish();
+    assert!(
+        HIT_SPEC.stats().hits > hits_before,
+        "every measured call is counted as a hit"
+    );
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .sample_size(40)
+        .without_plots()
+}
+
+criterion_group! {
+    name = micro;
+    config = config();
+    targets = keys, envelopes, hits
+}
+criterion_main!(micro);
