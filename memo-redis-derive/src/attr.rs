@@ -6,7 +6,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
 
-pub const EXPECTED: &str = "expected one of `ttl`, `prefix`, `key`, `key_fn`, `cache_none`, `version`, `codec`, `cache`, `name`, `shape`, `single_flight`, `lock`, `stale`, `early_refresh`, `sliding`, `jitter`, `none_ttl`, `tags`";
+pub const EXPECTED: &str = "expected one of `ttl`, `prefix`, `key`, `key_fn`, `cache_none`, `version`, `codec`, `cache`, `name`, `shape`, `single_flight`, `lock`, `stale`, `early_refresh`, `sliding`, `jitter`, `none_ttl`, `tags`, `local`";
 
 /// `ttl = 300` or `ttl = "5m"` / `"never"`.
 pub enum TtlArg {
@@ -14,7 +14,7 @@ pub enum TtlArg {
     Str(LitStr),
 }
 
-/// `lock = true` or `lock = "5s"` (the lease).
+/// `lock = true` or `lock = "5s"` (the lease); also `local = true` / `local = "60s"`.
 pub enum LockArg {
     Bool(LitBool),
     Lease(TtlArg),
@@ -76,6 +76,7 @@ pub struct Args {
     pub jitter: Once<Lit>,
     pub none_ttl: Once<TtlArg>,
     pub tags: Once<Vec<LitStr>>,
+    pub local: Once<LockArg>,
 }
 
 /// Whole seconds or a duration string, for `ttl`, `stale`, `none_ttl` and `lock`.
@@ -136,6 +137,14 @@ impl Parse for Args {
                         LockArg::Lease(duration(input, "lock")?)
                     };
                     args.lock.set(at, &name, v)?;
+                }
+                "local" => {
+                    let v = if input.peek(LitBool) {
+                        LockArg::Bool(input.parse()?)
+                    } else {
+                        LockArg::Lease(duration(input, "local")?)
+                    };
+                    args.local.set(at, &name, v)?;
                 }
                 _ => {
                     // early_refresh

@@ -277,13 +277,14 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     });
     let single_flight = (!r.single_flight).then(|| quote!(.single_flight(false)));
     let sliding = r.sliding.then(|| quote!(.sliding(true)));
+    let local = r.local_ms.map(|ms| quote!(.local(#ms)));
     let spec = quote! {
         static __MEMO_REDIS_SPEC: ::memo_redis::__private::Spec =
             ::memo_redis::__private::Spec::new(::core::module_path!(), #name_str, #sig_str, &#cache)
                 .ttl(#ttl)
                 .version(#version)
                 .cache_none(#cache_none)
-                #prefix #identity #codec #none_ttl #stale #lock #early #jitter #single_flight #sliding;
+                #prefix #identity #codec #none_ttl #stale #lock #early #jitter #single_flight #sliding #local;
     };
     let self_ty = match f.receiver {
         ReceiverKind::Present { .. } => quote!(::core::any::type_name::<Self>()),

@@ -33,6 +33,8 @@ pub struct Resolved {
     pub jitter: f64,
     pub single_flight: bool,
     pub sliding: bool,
+    /// `local = ...`: near-cache lifetime cap in ms, `Some(0)` = the function's TTL.
+    pub local_ms: Option<u64>,
     /// `tags = [...]`: each a template over the arguments.
     pub tags: Vec<(Vec<Segment>, Span)>,
 }
@@ -214,6 +216,15 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
         },
         _ => {}
     }
+    let mut local_ms = None;
+    match args.local.get() {
+        Some(LockArg::Bool(b)) if b.value => local_ms = Some(0),
+        Some(LockArg::Lease(t)) => match duration_arg(t, "local", false) {
+            Ok(ms) => local_ms = ms,
+            Err(e) => errs.push(e),
+        },
+        _ => {}
+    }
     let mut beta = None;
     match args.early_refresh.get() {
         Some(BetaArg::Bool(b)) if b.value => beta = Some(1.0),
@@ -242,6 +253,12 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
         errs.push(Error::new(
             k,
             "`tags` and `sliding` cannot be combined: a hit extends the entry but not its tag membership, so a tag invalidation could miss it; use the typed handle's `set_with_tags`/`get_and_extend` for sliding, tagged data",
+        ));
+    }
+    if let (true, Some(_)) = (sliding, local_ms) {
+        errs.push(Error::new(
+            args.local.span().unwrap_or_else(Span::call_site),
+            "`local` and `sliding` cannot be combined: a near-cache hit never reaches Redis, so it could not extend the sliding TTL",
         ));
     }
     if let (true, Some(_)) = (sliding, args.stale.get()) {
@@ -429,6 +446,7 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
             jitter,
             single_flight,
             sliding,
+            local_ms,
             tags,
         }),
     }

@@ -70,6 +70,9 @@ pub(crate) struct Inner {
     policy_checked: AtomicBool,
     pub(crate) flights: Flights,
     pub(crate) events: Events,
+    /// The near cache, created by the first `local = ...` call.
+    pub(crate) near: OnceLock<crate::near::Near>,
+    near_cluster_warned: AtomicBool,
 }
 
 impl Cache {
@@ -176,6 +179,22 @@ impl Cache {
         self.inner().map(|i| i.flights.len()).unwrap_or(0)
     }
 
+    /// The state of this cache's near cache (the in-process tier of `local = ...` functions):
+    /// `None` until such a function was first called (and always on Redis Cluster).
+    ///
+    /// ```
+    /// static C: memo_redis::Cache = memo_redis::Cache::from_env();
+    /// assert!(C.near_cache().is_none());
+    /// ```
+    pub fn near_cache(&self) -> Option<NearCacheState> {
+        let near = self.inner().ok()?.near.get()?;
+        Some(NearCacheState {
+            live: near.is_live(),
+            entries: near.len(),
+            bytes: near.weight(),
+        })
+    }
+
     /// Waits up to `timeout` for background work (refreshes, repairs, checks) to finish, then
     /// closes the connection. A later cached call reconnects.
     ///
@@ -188,9 +207,26 @@ impl Cache {
             .await
             .is_ok();
         inner.events.stop();
+        if let Some(near) = inner.near.get() {
+            near.stop();
+        }
         inner.store.close();
         done
     }
+}
+
+/// A snapshot of a cache's near cache, from [`Cache::near_cache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NearCacheState {
+    /// The tracking connection is up: local entries are being served. While it is down the
+    /// tier is empty and every call goes to Redis.
+    pub live: bool,
+    /// Entries held.
+    pub entries: usize,
+    /// Bytes held (keys, encoded values and a fixed per-entry overhead), at most
+    /// `REDIS_LOCAL_MAX_BYTES`.
+    pub bytes: u64,
 }
 
 impl Inner {
@@ -202,7 +238,19 @@ impl Inner {
             policy_checked: AtomicBool::new(false),
             flights: Flights::default(),
             events: Events::default(),
+            near: OnceLock::new(),
+            near_cluster_warned: AtomicBool::new(false),
         })
+    }
+
+    /// Says once that `local = ...` is ignored on Redis Cluster.
+    pub(crate) fn warn_near_cluster(&self) {
+        if !self.near_cluster_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                namespace = %self.config.namespace,
+                "memo-redis: the near cache (`local = ...`) is not supported on Redis Cluster; those functions use Redis only"
+            );
+        }
     }
 
     /// Spawns tracked background work on the current tokio runtime (if any).

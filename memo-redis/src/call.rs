@@ -203,6 +203,18 @@ where
     };
     let inner = key.inner;
     observe::record_key(&tracing::Span::current(), &key.key);
+    if spec.local_ms.is_some() {
+        if let Some(near) = inner.near() {
+            if let Some(bytes) = near.get(&key.key) {
+                if let Ok((r, _)) = decode::<S, R>(&bytes, usize::MAX) {
+                    spec.count(CallOutcome::Hit);
+                    stats.local_hits.fetch_add(1, Ordering::Relaxed);
+                    return r;
+                }
+                near.invalidate(key.key.as_bytes());
+            }
+        }
+    }
     if inner.store.breaker.bypassing() {
         spec.count(CallOutcome::Bypass);
         return body.await;
@@ -286,6 +298,34 @@ fn freshness(spec: &Spec, inner: &Inner, meta: Meta) -> Freshness {
     Freshness::Fresh
 }
 
+/// How long a value just read from Redis may be served locally: the function's `local` cap
+/// (`local = true`: its TTL), the key's remaining `PTTL` and what is left of its fresh TTL,
+/// whichever is shortest; `None` when the key is already gone.
+fn local_life(spec: &Spec, inner: &Inner, meta: Meta, pttl_ms: i64) -> Option<Duration> {
+    /// Bound for entries that nothing else bounds (no TTL anywhere): invalidations still apply.
+    const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
+    let ttl = match (meta.is_none, spec.none_ttl) {
+        (true, Some(t)) => resolve(t, inner),
+        _ => resolve(spec.ttl, inner),
+    };
+    let mut life = match spec.local_ms? {
+        0 => ttl.unwrap_or(UNBOUNDED),
+        ms => Duration::from_millis(ms),
+    };
+    match pttl_ms {
+        -1 => {}
+        ms if ms >= 0 => life = life.min(Duration::from_millis(ms.unsigned_abs())),
+        _ => return None,
+    }
+    if let Some(ttl) = ttl {
+        let expiry = meta
+            .written_at_ms
+            .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        life = life.min(Duration::from_millis(expiry.saturating_sub(now_ms())));
+    }
+    Some(life)
+}
+
 /// One read, and on a miss one body run and one write, publishing the entry to followers.
 async fn lead<S, R, F>(
     spec: &'static Spec,
@@ -302,7 +342,23 @@ where
     let mut corrupt: Option<Vec<u8>> = None;
     let mut budget = Budget::new(inner.store.op_timeout());
     let read_started = Instant::now();
-    let read = read(spec, key, inner.store.op_timeout()).await;
+    // A function with a near cache reads the remaining TTL along with the value (one round
+    // trip), so a local copy never outlives the Redis entry.
+    let ticket = match spec.local_ms {
+        Some(_) => inner.near().and_then(|n| n.ticket(&key.key)),
+        None => None,
+    };
+    let (read, pttl) = match ticket {
+        Some(_) => match inner
+            .store
+            .get_pttl(&key.key, inner.store.op_timeout())
+            .await
+        {
+            Ok((bytes, pttl)) => (Ok(bytes), pttl),
+            Err(e) => (Err(e), -2),
+        },
+        None => (read(spec, key, inner.store.op_timeout()).await, -2),
+    };
     budget.spend(read_started);
     spec.observe_redis(read_started.elapsed());
     let mut redis_ok = true;
@@ -310,7 +366,15 @@ where
     match read {
         Ok(Some(bytes)) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
             Ok((r, meta)) => {
-                let counter = match (bg, freshness(spec, inner, meta)) {
+                let fresh = freshness(spec, inner, meta);
+                if let (Some(ticket), Freshness::Fresh) = (ticket, &fresh) {
+                    if let (Some(near), Some(life)) =
+                        (inner.near(), local_life(spec, inner, meta, pttl))
+                    {
+                        near.fill(ticket, &key.key, Arc::from(&bytes[..]), life);
+                    }
+                }
+                let counter = match (bg, fresh) {
                     (Some(refresh), Freshness::Stale) => {
                         refresh(key);
                         CallOutcome::Stale
@@ -553,6 +617,7 @@ pub async fn peek<S: Shape<R>, R>(key: Result<Key, Error>) -> Result<Option<R>, 
 /// Redis failed, timed out or the breaker is open; the key could not be computed.
 pub async fn evict(key: Result<Key, Error>) -> Result<bool, Error> {
     let key = key?;
+    key.inner.forget_local(&key.key);
     let existed = key.inner.store.del(&key.key).await?;
     key.inner
         .announce(crate::events::Event::Keys(vec![key.key]))
@@ -583,6 +648,7 @@ where
                 // A failed write is logged by the store; the result is returned either way.
                 let _ = store_entry(spec, &key, &entry, &mut budget).await;
             }
+            key.inner.forget_local(&key.key);
         }
         Err(e) => spec.log_key_error(&e),
     }

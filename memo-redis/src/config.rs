@@ -24,6 +24,8 @@ pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
 pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
 /// Default largest encoded value that is stored (`REDIS_MAX_VALUE_BYTES`): 8 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
+/// Default bound of the near cache (`local = ...` functions) of one cache, in bytes.
+pub const DEFAULT_LOCAL_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Validated configuration of one [`Cache`](crate::Cache).
 ///
@@ -53,6 +55,7 @@ pub struct Config {
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
     pub(crate) max_value_bytes: usize,
+    pub(crate) local_max_bytes: usize,
     pub(crate) codec: CodecKind,
     pub(crate) tls_ca_cert: Option<Vec<u8>>,
     /// Redis Cluster seed nodes (`REDIS_CLUSTER=true`); empty for a single node. `connection`
@@ -155,6 +158,9 @@ impl Config {
         if let Some(v) = get("REDIS_MAX_VALUE_BYTES") {
             b.max_value_bytes = Some(parse_num::<usize>("REDIS_MAX_VALUE_BYTES", &v)?);
         }
+        if let Some(v) = get("REDIS_LOCAL_MAX_BYTES") {
+            b.local_max_bytes = Some(parse_num::<usize>("REDIS_LOCAL_MAX_BYTES", &v)?);
+        }
         if let Some(v) = get("REDIS_TLS_CA_CERT") {
             let pem = std::fs::read(v.trim()).map_err(|e| ConfigError::Invalid {
                 name: "REDIS_TLS_CA_CERT",
@@ -208,6 +214,12 @@ impl Config {
         self.max_value_bytes
     }
 
+    /// The bound of the in-process near cache shared by this cache's `local = ...` functions
+    /// (keys plus encoded values, in bytes).
+    pub fn local_max_bytes(&self) -> usize {
+        self.local_max_bytes
+    }
+
     /// The Redis URL with any password replaced by `***`.
     pub fn redacted_url(&self) -> &str {
         &self.display_url
@@ -231,6 +243,7 @@ impl fmt::Debug for Config {
             .field("breaker_threshold", &self.breaker_threshold)
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field("local_max_bytes", &self.local_max_bytes)
             .field("codec", &self.codec)
             .field("cluster", &self.is_cluster())
             .field(
@@ -283,6 +296,7 @@ pub struct ConfigBuilder {
     breaker_threshold: Option<u32>,
     breaker_cooldown: Option<Duration>,
     max_value_bytes: Option<usize>,
+    local_max_bytes: Option<usize>,
     codec: Option<CodecKind>,
     tls_ca_cert: Option<Vec<u8>>,
 }
@@ -402,6 +416,12 @@ impl ConfigBuilder {
         self.max_value_bytes = Some(n);
         self
     }
+    /// `REDIS_LOCAL_MAX_BYTES`: bound of the near cache (keys plus encoded values) shared by this
+    /// cache's `local = ...` functions (default 64 MiB).
+    pub fn local_max_bytes(mut self, n: usize) -> Self {
+        self.local_max_bytes = Some(n);
+        self
+    }
     /// `REDIS_CODEC`: default codec for functions that do not name one (default bincode).
     pub fn codec(mut self, codec: CodecKind) -> Self {
         self.codec = Some(codec);
@@ -507,6 +527,10 @@ impl ConfigBuilder {
         if max_value_bytes == 0 {
             return Err(invalid("REDIS_MAX_VALUE_BYTES", "0", "must be at least 1"));
         }
+        let local_max_bytes = self.local_max_bytes.unwrap_or(DEFAULT_LOCAL_MAX_BYTES);
+        if local_max_bytes == 0 {
+            return Err(invalid("REDIS_LOCAL_MAX_BYTES", "0", "must be at least 1"));
+        }
         Ok(Config {
             connection,
             display_url,
@@ -518,6 +542,7 @@ impl ConfigBuilder {
             breaker_threshold,
             breaker_cooldown,
             max_value_bytes,
+            local_max_bytes,
             codec: self.codec.unwrap_or_default(),
             tls_ca_cert: self.tls_ca_cert,
             cluster_nodes,

@@ -64,6 +64,12 @@ fn channel(inner: &Inner) -> String {
 impl Inner {
     /// Publishes `event`; failures are logged, never returned (the deletion itself succeeded).
     pub(crate) async fn announce(&self, event: Event) {
+        // This process's near cache forgets at once; Redis's invalidation pushes follow.
+        match &event {
+            Event::Keys(keys) => keys.iter().for_each(|k| self.forget_local(k)),
+            Event::Tags(_) | Event::Pattern(_) => self.forget_local_all(),
+            Event::Custom(_) => {}
+        }
         let payload = match bincode::serde::encode_to_vec(&event, bincode::config::standard()) {
             Ok(p) => p,
             Err(_) => return,

@@ -116,6 +116,7 @@ mod invalidate;
 pub mod key;
 mod log;
 mod memo;
+mod near;
 mod observe;
 mod shape;
 mod store;
@@ -126,7 +127,7 @@ mod tags;
 pub mod __private;
 
 pub use crate::breaker::BreakerState;
-pub use crate::cache::Cache;
+pub use crate::cache::{Cache, NearCacheState};
 pub use crate::codec::CodecKind;
 pub use crate::config::{
     Config, ConfigBuilder, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD,

@@ -53,6 +53,8 @@ pub struct Spec {
     pub(crate) jitter: f64,
     /// `none_ttl = ...`: TTL of cached `None` entries.
     pub(crate) none_ttl: Option<Ttl>,
+    /// `local = ...`: near-cache lifetime cap in ms (`Some(0)`: the function's TTL).
+    pub(crate) local_ms: Option<u64>,
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) metrics: crate::observe::FnMetrics,
 }
@@ -129,6 +131,7 @@ pub(crate) struct Stats {
     pub(crate) coalesced: AtomicU64,
     pub(crate) stale: AtomicU64,
     pub(crate) refreshes: AtomicU64,
+    pub(crate) local_hits: AtomicU64,
 }
 
 /// A snapshot of one function's outcome counters.
@@ -155,6 +158,9 @@ pub struct FnStats {
     pub stale: u64,
     /// Background refreshes run (stale-while-revalidate and early refresh).
     pub refreshes: u64,
+    /// Hits served from the in-process near cache (`local = ...`) without asking Redis;
+    /// included in `hits`.
+    pub local_hits: u64,
 }
 
 impl FnStats {
@@ -200,6 +206,7 @@ impl Spec {
                 coalesced: AtomicU64::new(0),
                 stale: AtomicU64::new(0),
                 refreshes: AtomicU64::new(0),
+                local_hits: AtomicU64::new(0),
             },
             key_errors: OnceLock::new(),
             registered: AtomicBool::new(false),
@@ -210,6 +217,7 @@ impl Spec {
             sliding: false,
             jitter: 0.0,
             none_ttl: None,
+            local_ms: None,
             metrics: crate::observe::FnMetrics::new(),
         }
     }
@@ -258,6 +266,11 @@ impl Spec {
         self.beta = Some(beta);
         self
     }
+    /// `local = true` (0: the function's TTL) / `local = "60s"`: near-cache lifetime cap in ms.
+    pub const fn local(mut self, cap_ms: u64) -> Spec {
+        self.local_ms = Some(cap_ms);
+        self
+    }
     /// `sliding = true`.
     pub const fn sliding(mut self, on: bool) -> Spec {
         self.sliding = on;
@@ -291,6 +304,7 @@ impl Spec {
             coalesced: s.coalesced.load(Ordering::Relaxed),
             stale: s.stale.load(Ordering::Relaxed),
             refreshes: s.refreshes.load(Ordering::Relaxed),
+            local_hits: s.local_hits.load(Ordering::Relaxed),
         }
     }
 

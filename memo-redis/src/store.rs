@@ -100,7 +100,7 @@ impl std::fmt::Debug for Store {
 }
 
 #[cfg(feature = "tls")]
-fn open_client(config: &Config) -> Result<redis::Client, Error> {
+pub(crate) fn open_client(config: &Config) -> Result<redis::Client, Error> {
     // If the application also enables another rustls provider, rustls cannot pick one by
     // itself and redis-rs would panic on the first TLS connect; installing ours first (a no-op
     // when one is installed already) prevents that.
@@ -118,7 +118,7 @@ fn open_client(config: &Config) -> Result<redis::Client, Error> {
 }
 
 #[cfg(not(feature = "tls"))]
-fn open_client(config: &Config) -> Result<redis::Client, Error> {
+pub(crate) fn open_client(config: &Config) -> Result<redis::Client, Error> {
     Ok(redis::Client::open(config.connection.clone())?)
 }
 
@@ -438,6 +438,21 @@ impl Store {
 
     pub(crate) async fn get(&self, key: &str, limit: Duration) -> Result<Option<Vec<u8>>, Error> {
         self.query_within(redis::cmd("GET").arg(key), limit).await
+    }
+
+    /// `GET` and `PTTL` in one round trip (for a read whose result may be kept locally).
+    pub(crate) async fn get_pttl(
+        &self,
+        key: &str,
+        limit: Duration,
+    ) -> Result<(Option<Vec<u8>>, i64), Error> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        let pipe = &pipe;
+        self.run_op(limit, move |mut conn| async move {
+            pipe.query_async::<(Option<Vec<u8>>, i64)>(&mut conn).await
+        })
+        .await
     }
 
     pub(crate) async fn set(

@@ -1,0 +1,429 @@
+//! The near cache: an optional in-process tier in front of Redis for functions declared with
+//! `local = ...`, kept coherent by Redis server-assisted client-side caching.
+//!
+//! One tracking connection per cache speaks RESP3 and runs
+//! `CLIENT TRACKING ON BCAST PREFIX {namespace}:`, so Redis pushes an `invalidate` message for
+//! every key of the namespace that is written, deleted, evicted or expires — whoever changed it.
+//! The tier serves entries only while that connection is up (the `healthy` flag); it is flushed
+//! whenever the connection drops, reconnects, fails its heartbeat, or its task ends.
+//!
+//! A value read from Redis is stored locally only if no invalidation for its key (its *stripe*)
+//! and no flush happened between the moment before the read was sent and the moment after it
+//! was stored (the ticket check, done on both sides of the insert), so an invalidation that
+//! overtakes a read can never leave the older value behind.
+//!
+//! Bounds: the tier is weighted by key + value bytes (`REDIS_LOCAL_MAX_BYTES`); each entry lives
+//! at most the function's `local` cap, the Redis key's remaining `PTTL` and its fresh TTL.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
+
+use crate::cache::Inner;
+use crate::error::Error;
+
+/// Invalidation stripes: an invalidation bumps the counter of its key's stripe; a read in flight
+/// for any key of that stripe is then not stored locally.
+const STRIPES: usize = 4096;
+/// How often the tracking connection is pinged; a silent link is detected within this plus the
+/// operation timeout, and the tier is flushed.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(500);
+/// Fixed per-entry overhead counted against the byte bound (key box, Arc, bookkeeping).
+const ENTRY_OVERHEAD: usize = 64;
+
+#[derive(Clone)]
+struct Local {
+    bytes: Arc<[u8]>,
+    expires: Instant,
+}
+
+#[derive(Clone)]
+struct Weigh;
+
+impl quick_cache::Weighter<Box<str>, Local> for Weigh {
+    fn weight(&self, key: &Box<str>, val: &Local) -> u64 {
+        (key.len() + val.bytes.len() + ENTRY_OVERHEAD) as u64
+    }
+}
+
+/// The in-process tier of one cache.
+pub(crate) struct Near {
+    entries: quick_cache::sync::Cache<Box<str>, Local, Weigh>,
+    stripes: Box<[AtomicU64]>,
+    generation: AtomicU64,
+    /// The tracking connection is up and `CLIENT TRACKING` is on: entries may be served.
+    healthy: AtomicBool,
+    /// The tracking task has been started (and not ended).
+    running: AtomicBool,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// State observed before a Redis read, checked before and after storing its result locally.
+#[derive(Clone, Copy)]
+pub(crate) struct Ticket {
+    stripe: usize,
+    seen: u64,
+    generation: u64,
+}
+
+/// FNV-1a: cheap, and the same for a key as `&str` and as the bytes Redis pushes back.
+fn stripe_of(key: &[u8]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % STRIPES as u64) as usize
+}
+
+impl Near {
+    pub(crate) fn new(max_bytes: usize) -> Near {
+        let max_bytes = max_bytes.max(1) as u64;
+        // quick_cache sizes its tables from an item estimate; 256 B per entry is typical.
+        let estimate = usize::try_from((max_bytes / 256).clamp(16, 1 << 20)).unwrap_or(1 << 20);
+        Near {
+            entries: quick_cache::sync::Cache::with_weighter(estimate, max_bytes, Weigh),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            generation: AtomicU64::new(0),
+            healthy: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            task: Mutex::new(None),
+        }
+    }
+
+    /// The locally held entry for `key`, if the tier is live and the entry has not expired.
+    #[inline]
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+        if !self.healthy.load(Ordering::Acquire) {
+            return None;
+        }
+        let local = self.entries.get(key)?;
+        if local.expires <= Instant::now() {
+            let _ = self.entries.remove_if(key, |l| l.expires <= Instant::now());
+            return None;
+        }
+        Some(local.bytes)
+    }
+
+    /// Taken right before the Redis read whose result may be stored locally; `None` when the
+    /// tier is not live (nothing will be stored).
+    pub(crate) fn ticket(&self, key: &str) -> Option<Ticket> {
+        if !self.healthy.load(Ordering::Acquire) {
+            return None;
+        }
+        let stripe = stripe_of(key.as_bytes());
+        Some(Ticket {
+            stripe,
+            seen: self.stripes[stripe].load(Ordering::SeqCst),
+            generation: self.generation.load(Ordering::SeqCst),
+        })
+    }
+
+    fn unchanged(&self, t: &Ticket) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+            && self.generation.load(Ordering::SeqCst) == t.generation
+            && self.stripes[t.stripe].load(Ordering::SeqCst) == t.seen
+    }
+
+    /// Stores what a read taken under `ticket` returned, for at most `life`, unless an
+    /// invalidation or a flush came in between (checked again after the insert, so one that
+    /// races the insert removes the entry).
+    pub(crate) fn fill(&self, ticket: Ticket, key: &str, bytes: Arc<[u8]>, life: Duration) {
+        if life.is_zero() || !self.unchanged(&ticket) {
+            return;
+        }
+        let Some(expires) = Instant::now().checked_add(life) else {
+            return;
+        };
+        self.entries.insert(key.into(), Local { bytes, expires });
+        if !self.unchanged(&ticket) {
+            self.entries.remove(key);
+        }
+    }
+
+    /// Drops `key` and fails any read of its stripe in flight.
+    pub(crate) fn invalidate(&self, key: &[u8]) {
+        self.stripes[stripe_of(key)].fetch_add(1, Ordering::SeqCst);
+        if let Ok(key) = std::str::from_utf8(key) {
+            self.entries.remove(key);
+        }
+    }
+
+    /// Drops everything and fails every read in flight.
+    pub(crate) fn flush(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
+    }
+
+    /// Entries held now (for tests and stats).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Bytes held, as weighed against the bound.
+    pub(crate) fn weight(&self) -> u64 {
+        self.entries.weight()
+    }
+
+    /// Whether entries are being served (the tracking connection is up).
+    pub(crate) fn is_live(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    fn go_dark(&self) {
+        self.healthy.store(false, Ordering::SeqCst);
+        self.flush();
+    }
+
+    /// Stops the tracking task (shutdown) and empties the tier.
+    pub(crate) fn stop(&self) {
+        if let Ok(mut t) = self.task.lock() {
+            if let Some(task) = t.take() {
+                task.abort();
+            }
+        }
+        self.go_dark();
+    }
+
+    fn handle(&self, push: PushInfo) -> bool {
+        match push.kind {
+            PushKind::Invalidate => {
+                for v in push.data {
+                    match v {
+                        Value::Array(keys) => {
+                            for k in keys {
+                                if let Value::BulkString(k) = k {
+                                    self.invalidate(&k);
+                                }
+                            }
+                        }
+                        // `FLUSHALL`/`FLUSHDB`: Redis says "everything".
+                        Value::Nil => self.flush(),
+                        _ => {}
+                    }
+                }
+                true
+            }
+            PushKind::Disconnection => false,
+            _ => true,
+        }
+    }
+}
+
+impl Inner {
+    /// The near cache of this cache, starting its tracking task on first use; `None` on Redis
+    /// Cluster (unsupported: tracking would need one connection per master) or outside a tokio
+    /// runtime.
+    pub(crate) fn near(self: &Arc<Self>) -> Option<&Near> {
+        if self.config.is_cluster() {
+            self.warn_near_cluster();
+            return None;
+        }
+        let near = self
+            .near
+            .get_or_init(|| Near::new(self.config.local_max_bytes));
+        if !near.running.load(Ordering::Acquire) && !near.running.swap(true, Ordering::AcqRel) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    let task = handle.spawn(track(Arc::clone(self)));
+                    if let Ok(mut t) = near.task.lock() {
+                        *t = Some(task);
+                    }
+                }
+                Err(_) => near.running.store(false, Ordering::Release),
+            }
+        }
+        Some(near)
+    }
+
+    /// Drops this process's local copy of `key` at once (after an evict or a write-through).
+    pub(crate) fn forget_local(&self, key: &str) {
+        if let Some(near) = self.near.get() {
+            near.invalidate(key.as_bytes());
+        }
+    }
+
+    /// Drops every local copy (after a bulk invalidation).
+    pub(crate) fn forget_local_all(&self) {
+        if let Some(near) = self.near.get() {
+            near.flush();
+        }
+    }
+}
+
+/// Marks the tier dark when the tracking task ends for any reason (runtime shut down, aborted),
+/// so a later call restarts it on a live runtime.
+struct Running(Arc<Inner>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(near) = self.0.near.get() {
+            near.go_dark();
+            near.running.store(false, Ordering::Release);
+        }
+    }
+}
+
+async fn connect(
+    inner: &Inner,
+) -> Result<
+    (
+        redis::aio::MultiplexedConnection,
+        tokio::sync::mpsc::UnboundedReceiver<PushInfo>,
+    ),
+    Error,
+> {
+    let info = inner.config.connection.clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let mut config = inner.config.clone();
+    config.connection = info.set_redis_settings(settings);
+    let client = crate::store::open_client(&config)?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let conn_config = AsyncConnectionConfig::new()
+        .set_push_sender(tx)
+        .set_connection_timeout(Some(inner.config.connect_timeout))
+        .set_response_timeout(Some(inner.config.op_timeout));
+    let mut conn = tokio::time::timeout(
+        inner.config.connect_timeout,
+        client.get_multiplexed_async_connection_with_config(&conn_config),
+    )
+    .await
+    .map_err(|_| Error::Timeout(inner.config.connect_timeout))??;
+    let prefix = format!("{}:", inner.config.namespace);
+    tokio::time::timeout(
+        inner.config.op_timeout,
+        redis::cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("BCAST")
+            .arg("PREFIX")
+            .arg(&prefix)
+            .query_async::<()>(&mut conn),
+    )
+    .await
+    .map_err(|_| Error::Timeout(inner.config.op_timeout))??;
+    Ok((conn, rx))
+}
+
+/// The tracking task: connect, enable tracking, apply invalidations, heartbeat; on any failure
+/// go dark (flush) and reconnect with backoff.
+async fn track(inner: Arc<Inner>) {
+    let _running = Running(Arc::clone(&inner));
+    let Some(near) = inner.near.get() else {
+        return;
+    };
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match connect(&inner).await {
+            Ok((mut conn, mut rx)) => {
+                backoff = Duration::from_millis(50);
+                // Anything stored before tracking was on is not covered by it.
+                near.flush();
+                near.healthy.store(true, Ordering::SeqCst);
+                let mut heartbeat = tokio::time::interval(HEARTBEAT);
+                heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                heartbeat.tick().await;
+                loop {
+                    tokio::select! {
+                        push = rx.recv() => match push {
+                            Some(push) => if !near.handle(push) { break },
+                            None => break,
+                        },
+                        _ = heartbeat.tick() => {
+                            let ping = tokio::time::timeout(
+                                inner.config.op_timeout,
+                                redis::cmd("PING").query_async::<()>(&mut conn),
+                            )
+                            .await;
+                            if !matches!(ping, Ok(Ok(()))) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                near.go_dark();
+                tracing::debug!("near cache: tracking connection lost; local tier flushed");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "near cache: could not start tracking");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live() -> Near {
+        let n = Near::new(1 << 20);
+        n.healthy.store(true, Ordering::SeqCst);
+        n
+    }
+
+    #[test]
+    fn an_invalidation_during_the_read_prevents_the_fill() {
+        let n = live();
+        let t = n.ticket("ns:a").unwrap();
+        n.invalidate(b"ns:a");
+        n.fill(t, "ns:a", Arc::from(&b"old"[..]), Duration::from_secs(60));
+        assert!(n.get("ns:a").is_none());
+    }
+
+    #[test]
+    fn a_flush_during_the_read_prevents_the_fill() {
+        let n = live();
+        let t = n.ticket("ns:a").unwrap();
+        n.flush();
+        n.fill(t, "ns:a", Arc::from(&b"old"[..]), Duration::from_secs(60));
+        assert!(n.get("ns:a").is_none());
+    }
+
+    #[test]
+    fn an_undisturbed_read_fills_and_is_served_until_invalidated() {
+        let n = live();
+        let t = n.ticket("ns:a").unwrap();
+        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
+        assert_eq!(n.get("ns:a").as_deref(), Some(&b"v"[..]));
+        n.invalidate(b"ns:a");
+        assert!(n.get("ns:a").is_none());
+    }
+
+    #[test]
+    fn nothing_is_served_or_stored_while_dark() {
+        let n = live();
+        let t = n.ticket("ns:a").unwrap();
+        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
+        n.go_dark();
+        assert!(n.get("ns:a").is_none());
+        assert!(n.ticket("ns:a").is_none());
+        n.healthy.store(true, Ordering::SeqCst);
+        assert!(n.get("ns:a").is_none(), "going dark flushed the tier");
+    }
+
+    #[test]
+    fn entries_expire_and_the_byte_bound_holds() {
+        let n = live();
+        let t = n.ticket("ns:a").unwrap();
+        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(n.get("ns:a").is_none());
+
+        let small = Near::new(64 * 1024);
+        small.healthy.store(true, Ordering::SeqCst);
+        for i in 0..10_000 {
+            let key = format!("ns:{i}");
+            let t = small.ticket(&key).unwrap();
+            small.fill(t, &key, Arc::from(vec![0u8; 100]), Duration::from_secs(60));
+        }
+        assert!(small.entries.weight() <= 64 * 1024);
+        assert!(small.len() < 10_000);
+    }
+}

@@ -1,0 +1,227 @@
+//! The near cache (`local = ...`) against real redis-server processes: local hits, coherence
+//! when another connection writes, deletes or expires a key (bounded staleness), and an empty
+//! tier across a Redis restart.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use memo_redis::{redis_cache, Cache, Config};
+use memo_redis_tests::RedisServer;
+
+/// The staleness bound promised (and documented) on loopback.
+const BOUND: Duration = Duration::from_millis(100);
+
+fn config(server: &RedisServer) -> Config {
+    Config::builder()
+        .url(server.url())
+        .namespace("near")
+        .op_timeout(Duration::from_millis(500))
+        .build()
+        .expect("valid config")
+}
+
+/// Waits (bounded) until the tracking connection of `cache` is up.
+async fn wait_live(cache: &'static Cache, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !cache.near_cache().is_some_and(|n| n.live) {
+        assert!(
+            Instant::now() < deadline,
+            "near cache not live after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Calls `f` until it returns `want`, returning how long that took (bounded by `within`).
+async fn time_until<F, Fut>(within: Duration, want: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let started = Instant::now();
+    loop {
+        let got = f().await;
+        if got == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "still served {got:?} after {within:?} (wanted {want:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+static A: Cache = Cache::from_env();
+static B: Cache = Cache::from_env();
+static VERSION: AtomicU32 = AtomicU32::new(1);
+static RUNS_A: AtomicU32 = AtomicU32::new(0);
+
+// The same identity on two caches = the same Redis key: `B` stands for another process.
+#[redis_cache(cache = A, name = "near::profile", ttl = 300, local = "60s")]
+async fn profile_a(id: u32) -> String {
+    RUNS_A.fetch_add(1, SeqCst);
+    format!("{id}-v{}", VERSION.load(SeqCst))
+}
+
+#[redis_cache(cache = B, name = "near::profile", ttl = 300, local = "60s")]
+async fn profile_b(id: u32) -> String {
+    format!("{id}-v{}", VERSION.load(SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_write_delete_and_expiry_reach_the_local_copy_within_the_bound() {
+    let server = RedisServer::start();
+    A.install(config(&server)).unwrap();
+    B.install(config(&server)).unwrap();
+    assert_eq!(profile_a_key(&1).unwrap(), profile_b_key(&1).unwrap());
+
+    // Miss (stores), Redis hit (kept locally), then local hits that never reach Redis.
+    assert_eq!(profile_a(1).await, "1-v1");
+    wait_live(&A, Duration::from_secs(5)).await;
+    assert_eq!(profile_a(1).await, "1-v1");
+    let before = common::stats_of("profile");
+    for _ in 0..100 {
+        assert_eq!(profile_a(1).await, "1-v1");
+    }
+    let after = common::stats_of("profile");
+    assert_eq!(after.local_hits - before.local_hits, 100, "{after:?}");
+    assert_eq!(RUNS_A.load(SeqCst), 1);
+    assert_eq!(A.near_cache().unwrap().entries, 1);
+
+    // 1. Another process overwrites the value (write-through on its own connection).
+    VERSION.store(2, SeqCst);
+    assert_eq!(profile_b_refresh(1).await, "1-v2");
+    let took = time_until(Duration::from_secs(2), "1-v2", || profile_a(1)).await;
+    assert!(
+        took <= BOUND,
+        "overwrite reached the local copy after {took:?}"
+    );
+    assert_eq!(RUNS_A.load(SeqCst), 1, "A read the new value from Redis");
+
+    // 2. A raw client deletes the key: A stops serving its copy and recomputes.
+    // Warm A's local copy of v2 first (a Redis hit fills it).
+    assert_eq!(profile_a(1).await, "1-v2");
+    VERSION.store(3, SeqCst);
+    let key = profile_a_key(&1).unwrap();
+    let mut raw = server.conn().await;
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let took = time_until(Duration::from_secs(2), "1-v3", || profile_a(1)).await;
+    assert!(
+        took <= BOUND,
+        "delete reached the local copy after {took:?}"
+    );
+    assert_eq!(RUNS_A.load(SeqCst), 2, "the deleted value was recomputed");
+
+    // 3. The key expires in Redis (a raw PEXPIRE, far shorter than A's 60 s local cap).
+    assert_eq!(profile_a(1).await, "1-v3");
+    assert_eq!(profile_a(1).await, "1-v3");
+    VERSION.store(4, SeqCst);
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(&key)
+        .arg(50)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let expired_at = Instant::now() + Duration::from_millis(50);
+    time_until(Duration::from_secs(2), "1-v4", || profile_a(1)).await;
+    let late = Instant::now().saturating_duration_since(expired_at);
+    assert!(late <= BOUND, "expiry reached the local copy {late:?} late");
+}
+
+static C: Cache = Cache::from_env();
+static RUNS_C: AtomicU32 = AtomicU32::new(0);
+
+#[redis_cache(cache = C, ttl = 300, local = true)]
+async fn report(id: u32) -> String {
+    RUNS_C.fetch_add(1, SeqCst);
+    format!("report-{id}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_empties_the_tier_and_companions_act_locally_at_once() {
+    let server = RedisServer::start();
+    C.install(config(&server)).unwrap();
+
+    report(1).await;
+    wait_live(&C, Duration::from_secs(5)).await;
+    report(1).await; // Redis hit: kept locally
+    report(1).await; // local hit
+    assert_eq!(common::stats_of("report").local_hits, 1);
+    assert_eq!(C.near_cache().unwrap().entries, 1);
+
+    // `evict` forgets the local copy in this process at once, before Redis's push arrives.
+    assert!(report_evict(&1).await.unwrap());
+    assert_eq!(C.near_cache().unwrap().entries, 0);
+    report(1).await;
+    assert_eq!(RUNS_C.load(SeqCst), 2, "evicted: recomputed");
+
+    // Fill the tier with a few entries, then kill Redis: the tier goes dark and empties.
+    for id in 2..6 {
+        report(id).await;
+        report(id).await;
+    }
+    assert!(C.near_cache().unwrap().entries >= 4);
+    server.kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while C.near_cache().unwrap().live {
+        assert!(Instant::now() < deadline, "tier still live after the kill");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(C.near_cache().unwrap().entries, 0);
+    // While Redis is down every call runs its body (fail-open), nothing is served locally.
+    let runs = RUNS_C.load(SeqCst);
+    assert_eq!(report(2).await, "report-2");
+    assert_eq!(RUNS_C.load(SeqCst), runs + 1);
+
+    server.restart();
+    wait_live(&C, Duration::from_secs(10)).await;
+    assert_eq!(
+        C.near_cache().unwrap().entries,
+        0,
+        "reconnected with an empty tier"
+    );
+    let local_before = common::stats_of("report").local_hits;
+    assert_eq!(report(3).await, "report-3");
+    assert_eq!(
+        common::stats_of("report").local_hits,
+        local_before,
+        "nothing served from before"
+    );
+}
+
+static D: Cache = Cache::from_env();
+
+#[redis_cache(cache = D, ttl = "400ms", local = true)]
+async fn short_lived(id: u32) -> u32 {
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_copy_never_outlives_the_redis_ttl() {
+    let server = RedisServer::start();
+    D.install(config(&server)).unwrap();
+    short_lived(1).await;
+    wait_live(&D, Duration::from_secs(5)).await;
+    short_lived(1).await;
+    let key = short_lived_key(&1).unwrap();
+    let pttl = common::pttl(&server, &key).await;
+    assert!(pttl > 0);
+    assert_eq!(short_lived(1).await, 1);
+    assert!(common::stats_of("short_lived").local_hits >= 1);
+    // Once Redis no longer has the key, no call is a local hit.
+    common::wait_gone(&server, &key, Duration::from_secs(5)).await;
+    let local = common::stats_of("short_lived").local_hits;
+    short_lived(1).await;
+    assert_eq!(
+        common::stats_of("short_lived").local_hits,
+        local,
+        "served after the Redis TTL"
+    );
+}
