@@ -1,0 +1,8 @@
+use memo_redis::redis_cache;
+
+#[redis_cache(ttl = 60, sliding = true, local = "10s")]
+async fn lookup(id: u64) -> u64 {
+    id
+}
+
+fn main() {}
