@@ -8,6 +8,9 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use crate::codec::CodecKind;
 use crate::error::ConfigError;
 
+#[path = "dotenv.rs"]
+mod dotenv;
+
 /// Default Redis URL when neither `REDIS_URL` nor `REDIS_HOST`/`REDIS_PORT` are set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// Default namespace, the first field of every key (`REDIS_PREFIX`).
@@ -75,7 +78,9 @@ impl Config {
         ConfigBuilder::default()
     }
 
-    /// Reads the configuration from the process environment (see the table in the crate docs).
+    /// Reads the configuration from the process environment (see the table in the crate docs)
+    /// and, with the `dotenv` feature, from a `.env` file in the current directory if there is
+    /// one; a variable set in the environment wins over the file (see `Config::from_env_and_file`).
     ///
     /// # Errors
     /// A [`ConfigError`] naming the first variable that is malformed or out of range.
@@ -86,7 +91,7 @@ impl Config {
     /// # Ok::<(), memo_redis::ConfigError>(())
     /// ```
     pub fn from_env() -> Result<Config, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        dotenv::from_env()
     }
 
     /// Like [`Config::from_env`], reading variables through `lookup` instead of the environment
