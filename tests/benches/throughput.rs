@@ -70,8 +70,8 @@ impl Plan {
         } else {
             Plan {
                 smoke,
-                slice: Duration::from_millis(600),
-                rounds: 3,
+                slice: Duration::from_millis(300),
+                rounds: 6,
                 bypass_batches: 9,
                 bypass_calls: 200_000,
             }
@@ -447,6 +447,26 @@ fn spread(v: &[f64]) -> String {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(0.0, f64::max);
     format!("{:.1}–{:.1}k", min / 1e3, max / 1e3)
+}
+
+/// `a / b` over all rounds, with the range of the per-round ratios (same round = same noise).
+fn ratio(cells: &[Cell], a: Option<usize>, b: Option<usize>) -> String {
+    let (Some(a), Some(b)) = (a, b) else {
+        return "—".into();
+    };
+    let (ca, cb) = (&cells[a], &cells[b]);
+    let per: Vec<f64> = ca
+        .per_round
+        .iter()
+        .zip(&cb.per_round)
+        .map(|(x, y)| x / y)
+        .collect();
+    let min = per.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = per.iter().copied().fold(0.0, f64::max);
+    format!(
+        "{:.2}× ({min:.2}–{max:.2})",
+        ca.ops_per_sec() / cb.ops_per_sec()
+    )
 }
 
 fn met(ok: bool) -> &'static str {
@@ -837,18 +857,17 @@ fn main() {
         idx(Contender::Cached),
         idx(Contender::Near),
     );
-    println!("\n### Throughput ratios (same run)\n");
+    println!(
+        "\n### Throughput ratios (same run; in brackets the range of the {} per-round ratios)\n",
+        plan.rounds
+    );
     println!("| tasks | `#[redis_cache]` / raw GET | `#[redis_cache]` / `cached` | `cached` / raw GET | near cache / raw GET | client CPU/hit over raw |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for (ci, &tasks) in CONCURRENCY.iter().enumerate() {
-        let raw = rate(&hit_cells, ci, raw_i);
-        let memo = rate(&hit_cells, ci, memo_i);
-        let cached = rate(&hit_cells, ci, cached_i);
-        let near = rate(&hit_cells, ci, near_i);
-        let near_s = if near.is_nan() {
+        let near_s = if near_i.is_none() {
             "TODO (not built)".to_string()
         } else {
-            format!("{:.2}×", near / raw)
+            ratio(&hit_cells[ci], near_i, raw_i)
         };
         let cpu = match (memo_i, raw_i) {
             (Some(m), Some(r)) => format!(
@@ -860,10 +879,10 @@ fn main() {
             _ => "—".into(),
         };
         println!(
-            "| {tasks} | {:.3}× | {:.3}× | {:.3}× | {near_s} | {cpu} |",
-            memo / raw,
-            memo / cached,
-            cached / raw
+            "| {tasks} | {} | {} | {} | {near_s} | {cpu} |",
+            ratio(&hit_cells[ci], memo_i, raw_i),
+            ratio(&hit_cells[ci], memo_i, cached_i),
+            ratio(&hit_cells[ci], cached_i, raw_i)
         );
     }
     println!(
@@ -892,6 +911,12 @@ fn main() {
                 fmt_dur(cell.cpu_per_call())
             );
         }
+    }
+    for (ci, &tasks) in MISS_CONCURRENCY.iter().enumerate() {
+        println!(
+            "\n{tasks} tasks: `#[redis_cache]` miss / raw GET+SET calls/s = {} (per-round range in brackets)",
+            ratio(&miss_cells[ci], Some(1), Some(0))
+        );
     }
     println!(
         "\n`#[redis_cache]` misses: {} of {} calls\n",
