@@ -783,6 +783,17 @@ mod tests {
             ("REDIS_PREFIX", "a:b", "invalid REDIS_PREFIX `a:b`: must not contain `:`; use letters, digits, `_`, `-`, `.` or `/`"),
             ("REDIS_MAX_CONNECTIONS", "0", "invalid REDIS_MAX_CONNECTIONS `0`: must be at least 1"),
             ("REDIS_CODEC", "xml", "invalid REDIS_CODEC `xml`: unknown codec `xml`; expected one of `bincode`, `json`, `msgpack`, `postcard`"),
+            ("REDIS_DB", "x", "invalid REDIS_DB `x`: expected a non-negative whole number"),
+            ("REDIS_CLUSTER", "2", "invalid REDIS_CLUSTER `2`: expected true or false"),
+            ("REDIS_PREFIX", "a{b}", "invalid REDIS_PREFIX `a{b}`: must not contain `{`; use letters, digits, `_`, `-`, `.` or `/`"),
+            ("REDIS_MAX_CONNECTIONS", "-1", "invalid REDIS_MAX_CONNECTIONS `-1`: expected a non-negative whole number"),
+            ("REDIS_BREAKER_THRESHOLD", "0", "invalid REDIS_BREAKER_THRESHOLD `0`: must be at least 1"),
+            ("REDIS_BREAKER_THRESHOLD", "many", "invalid REDIS_BREAKER_THRESHOLD `many`: expected a non-negative whole number"),
+            ("REDIS_BREAKER_COOLDOWN", "0", "invalid REDIS_BREAKER_COOLDOWN `0`: must be greater than zero"),
+            ("REDIS_BREAKER_COOLDOWN", "inf", "invalid REDIS_BREAKER_COOLDOWN `inf`: expected a non-negative, finite number of seconds"),
+            ("REDIS_MAX_VALUE_BYTES", "0", "invalid REDIS_MAX_VALUE_BYTES `0`: must be at least 1"),
+            ("REDIS_MAX_VALUE_BYTES", "1e6", "invalid REDIS_MAX_VALUE_BYTES `1e6`: expected a non-negative whole number"),
+            ("REDIS_LOCAL_MAX_BYTES", "0", "invalid REDIS_LOCAL_MAX_BYTES `0`: must be at least 1"),
         ];
         for (name, value, want) in cases {
             let err = from(&[(name, value)]).unwrap_err();
@@ -801,6 +812,96 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("only database 0"), "{err}");
+    }
+
+    #[test]
+    fn table_of_every_variable() {
+        let ca = std::env::temp_dir().join(format!("memo-redis-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, b"-----BEGIN CERTIFICATE-----\n").unwrap();
+        let ca_path = ca.display().to_string();
+        let c = from(&[
+            ("REDIS_HOST", "cache.internal"),
+            ("REDIS_PORT", "6390"),
+            ("REDIS_DB", "4"),
+            ("REDIS_USERNAME", "svc"),
+            ("REDIS_PASSWORD", "p4ss"),
+            ("REDIS_SSL", "false"),
+            ("REDIS_CLUSTER", "no"),
+            ("REDIS_PREFIX", "svc"),
+            ("REDIS_DEFAULT_TTL", "120"),
+            ("REDIS_MAX_CONNECTIONS", "8"),
+            ("REDIS_SOCKET_TIMEOUT", "0.1"),
+            ("REDIS_SOCKET_CONNECT_TIMEOUT", "2.5"),
+            ("REDIS_BREAKER_THRESHOLD", "3"),
+            ("REDIS_BREAKER_COOLDOWN", "0.5"),
+            ("REDIS_MAX_VALUE_BYTES", "1024"),
+            ("REDIS_LOCAL_MAX_BYTES", "2048"),
+            ("REDIS_CODEC", " bincode "),
+            ("REDIS_TLS_CA_CERT", &ca_path),
+        ])
+        .unwrap();
+        std::fs::remove_file(&ca).unwrap();
+        assert_eq!(c.redacted_url(), "redis://svc:***@cache.internal:6390/4");
+        assert_eq!(c.connection.redis_settings().username(), Some("svc"));
+        assert_eq!(c.connection.redis_settings().password(), Some("p4ss"));
+        assert!(!c.is_cluster());
+        assert_eq!(c.namespace(), "svc");
+        assert_eq!(c.default_ttl(), Some(Duration::from_secs(120)));
+        assert_eq!(c.max_connections, 8);
+        assert_eq!(c.op_timeout(), Duration::from_millis(100));
+        assert_eq!(c.connect_timeout(), Duration::from_millis(2500));
+        assert_eq!(c.breaker_threshold, 3);
+        assert_eq!(c.breaker_cooldown, Duration::from_millis(500));
+        assert_eq!(c.max_value_bytes(), 1024);
+        assert_eq!(c.local_max_bytes(), 2048);
+        assert_eq!(
+            c.codec(),
+            CodecKind::Bincode,
+            "the only codec without a feature"
+        );
+        assert_eq!(c.tls_ca_cert.as_deref().map(<[u8]>::len), Some(28));
+        for shown in [format!("{c:?}"), c.to_string()] {
+            assert!(!shown.contains("p4ss"), "{shown}");
+        }
+
+        // Every builder method sets the same thing.
+        let b = Config::builder()
+            .host("cache.internal")
+            .port(6390)
+            .db(4)
+            .username("svc")
+            .password("p4ss")
+            .ssl(false)
+            .cluster(false)
+            .namespace("svc")
+            .default_ttl(Duration::from_secs(120))
+            .max_connections(8)
+            .op_timeout(Duration::from_millis(100))
+            .connect_timeout(Duration::from_millis(2500))
+            .breaker_threshold(3)
+            .breaker_cooldown(Duration::from_millis(500))
+            .max_value_bytes(1024)
+            .local_max_bytes(2048)
+            .codec(CodecKind::Bincode)
+            .tls_ca_cert_pem(b"-----BEGIN CERTIFICATE-----\n".to_vec());
+        assert!(!format!("{b:?}").contains("p4ss"));
+        assert_eq!(format!("{:?}", b.build().unwrap()), format!("{c:?}"));
+
+        // A CA file that cannot be read names the variable and the path.
+        let err = from(&[("REDIS_TLS_CA_CERT", "/nonexistent/ca.pem")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "invalid REDIS_TLS_CA_CERT `/nonexistent/ca.pem`: cannot read the CA certificate file"
+            ),
+            "{err}"
+        );
+        // TLS together with cluster mode is refused at configuration time.
+        let err = from(&[("REDIS_CLUSTER", "true"), ("REDIS_SSL", "true")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TLS (`rediss://` or REDIS_SSL=true) together with REDIS_CLUSTER=true is not \
+             supported by this version of memo-redis"
+        );
     }
 
     #[test]

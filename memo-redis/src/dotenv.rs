@@ -3,6 +3,7 @@
 //! set in the real environment (even to an empty value), and it is only read, never loaded into
 //! the process environment (`std::env::set_var` races with other threads reading it).
 
+#[cfg(feature = "dotenv")]
 use std::path::Path;
 
 use crate::config::Config;

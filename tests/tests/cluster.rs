@@ -319,6 +319,31 @@ async fn master_failover_under_load_never_fails_a_call() {
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    // Watch the (per-cache) breaker and the function's outcomes through the failover.
+    let square_stats = || {
+        memo_redis::stats()
+            .into_iter()
+            .find(|f| f.function.ends_with("square"))
+            .expect("square registered")
+            .stats
+    };
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let watching = Arc::clone(&watching);
+        async move {
+            let (mut samples, mut open, mut openings, mut was_open) = (0u64, 0u64, 0u64, false);
+            while watching.load(SeqCst) {
+                let now_open = CACHE.breaker_open();
+                samples += 1;
+                open += u64::from(now_open);
+                openings += u64::from(now_open && !was_open);
+                was_open = now_open;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (samples, open, openings)
+        }
+    });
+    let before_kill = square_stats();
     let killed_at = Instant::now();
     let killed = cluster.kill_master_for_slot(slot);
     let cluster = Arc::new(cluster);
@@ -348,6 +373,18 @@ async fn master_failover_under_load_never_fails_a_call() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let bypass = killed_at.elapsed();
+    let during = square_stats();
+    watching.store(false, SeqCst);
+    let (samples, open, openings) = sampler.await.unwrap();
+    println!(
+        "during the window: breaker open in {:.0}% of {samples} samples ({openings} openings); \
+         hits {}, misses {}, bypassed {}, errors {}",
+        100.0 * open as f64 / samples.max(1) as f64,
+        during.hits - before_kill.hits,
+        during.misses - before_kill.misses,
+        during.bypass - before_kill.bypass,
+        during.errors - before_kill.errors,
+    );
     stop.store(true, SeqCst);
     for t in tasks {
         t.await.expect("no call failed or returned a wrong value");
