@@ -2,9 +2,11 @@
 //! once as a miss (read, body, write), then every key once more as a hit — and reports this
 //! process's resident set size (`VmRSS` of `/proc/self/status`) along the way, plus whether the
 //! runtime's internal tables are empty afterwards (the single-flight table, `Cache::in_flight()`).
+//! Then the same for a near-cache function (`local = "60s"`, its own `Cache`), whose in-process
+//! tier is bounded by `local_max_bytes` (default 64 MiB): RSS may grow by that bound, no more.
 //!
 //! ```sh
-//! cargo bench -p memo-redis-tests --bench memory              # 1M keys (~1 min after the build)
+//! cargo bench -p memo-redis-tests --bench memory              # 1M keys, twice (~35 s after the build)
 //! cargo bench -p memo-redis-tests --bench memory -- --smoke   # 5k keys, for CI
 //! MEMO_BENCH_KEYS=200000 cargo bench -p memo-redis-tests --bench memory   # another count
 //! ```
@@ -50,6 +52,29 @@ async fn mem_profile(id: u64) -> Profile {
     profile(id)
 }
 
+static MEM_NEAR: Cache = Cache::from_env();
+
+#[redis_cache(cache = MEM_NEAR, ttl = "10m", local = "60s")]
+async fn near_profile(id: u64) -> Profile {
+    profile(id)
+}
+
+/// The function a phase calls.
+#[derive(Clone, Copy)]
+enum Which {
+    Plain,
+    Near,
+}
+
+impl Which {
+    async fn call(self, id: u64) -> Profile {
+        match self {
+            Which::Plain => mem_profile(id).await,
+            Which::Near => near_profile(id).await,
+        }
+    }
+}
+
 /// `(VmRSS, VmHWM)` in KiB.
 fn rss_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -68,10 +93,11 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-fn stats() -> FnStats {
+fn stats(name: &str) -> FnStats {
+    let suffix = format!("::{name}");
     memo_redis::stats()
         .into_iter()
-        .find(|f| f.function.ends_with("::mem_profile"))
+        .find(|f| f.function.ends_with(&suffix))
         .map(|f| f.stats)
         .unwrap_or_default()
 }
@@ -85,7 +111,7 @@ struct Checkpoint {
 
 /// Calls `mem_profile` for ids `0..keys` with `TASKS` tasks; records a checkpoint after each count
 /// in `marks` (the tasks pause at each mark so the reading is taken between calls).
-async fn phase(keys: u64, marks: &[u64], name: &str, out: &mut Vec<Checkpoint>) {
+async fn phase(which: Which, keys: u64, marks: &[u64], name: &str, out: &mut Vec<Checkpoint>) {
     let mut from = 0;
     let started = Instant::now();
     for &mark in marks.iter().chain(std::iter::once(&keys)) {
@@ -103,7 +129,7 @@ async fn phase(keys: u64, marks: &[u64], name: &str, out: &mut Vec<Checkpoint>) 
                         if id >= mark {
                             break;
                         }
-                        let p = mem_profile(id).await;
+                        let p = which.call(id).await;
                         assert_eq!(p.id, id, "a wrong value for key {id}");
                     }
                 })
@@ -137,6 +163,16 @@ fn main() {
         RedisServer::start_with_args(["--maxmemory", "2gb", "--maxmemory-policy", "allkeys-lru"]);
     MEM.install(Config::builder().url(server.url()).build().expect("config"))
         .expect("install MEM");
+    MEM_NEAR
+        .install(
+            Config::builder()
+                .url(server.url())
+                .namespace("memnear")
+                .build()
+                .expect("config"),
+        )
+        .expect("install MEM_NEAR");
+    let local_max = MEM_NEAR.config().map_or(0, |c| c.local_max_bytes());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -144,18 +180,35 @@ fn main() {
         .expect("runtime");
 
     let mut points = Vec::new();
+    let mut near_points = Vec::new();
     let (evicted, used_memory) = rt.block_on(async {
         // One call first: connection, runtime and lazily built state exist before the baseline.
         let _ = mem_profile(u64::MAX).await;
-        let (rss, _) = rss_kib();
         points.push(Checkpoint {
             label: "start (runtime up, connection open, 1 call)".into(),
-            rss,
+            rss: rss_kib().0,
             calls: 0,
             secs: 0.0,
         });
-        phase(keys, &[tenth], "misses", &mut points).await;
-        phase(keys, &[tenth], "hits", &mut points).await;
+        phase(Which::Plain, keys, &[tenth], "misses", &mut points).await;
+        phase(Which::Plain, keys, &[tenth], "hits", &mut points).await;
+
+        // The near-cache function: wait for its tracking connection, so hits fill the tier.
+        let _ = near_profile(u64::MAX).await;
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while !MEM_NEAR.near_cache().is_some_and(|s| s.live) {
+            assert!(Instant::now() < deadline, "near cache not live within 10 s");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        near_points.push(Checkpoint {
+            label: "near: start (tracking live, 1 call)".into(),
+            rss: rss_kib().0,
+            calls: 0,
+            secs: 0.0,
+        });
+        phase(Which::Near, keys, &[tenth], "near misses", &mut near_points).await;
+        phase(Which::Near, keys, &[tenth], "near hits", &mut near_points).await;
+
         let mut conn = server
             .client()
             .get_multiplexed_async_connection()
@@ -183,8 +236,10 @@ fn main() {
             field(&mem, "used_memory_human:"),
         )
     });
-    let s = stats();
-    let in_flight = MEM.in_flight();
+    let s = stats("mem_profile");
+    let ns = stats("near_profile");
+    let tier = MEM_NEAR.near_cache();
+    let in_flight = MEM.in_flight() + MEM_NEAR.in_flight();
     let (_, hwm) = rss_kib();
     drop(rt);
     drop(server);
@@ -198,13 +253,15 @@ fn main() {
         }
     );
     println!(
-        "{keys} distinct keys through `#[redis_cache]` (5-field struct), {TASKS} concurrent tasks on a \
-         2-worker tokio runtime: every key once as a miss, then once as a hit\n"
+        "{keys} distinct keys through `#[redis_cache]` (5-field struct), {TASKS} concurrent tasks \
+         on a 2-worker tokio runtime: every key once as a miss, then once as a hit; then the same \
+         through a `local = \"60s\"` function (near cache bounded by {})\n",
+        mib(local_max as u64 / 1024)
     );
     println!("| point | VmRSS | Δ from start | keys/s in the phase |");
     println!("|---|---:|---:|---:|");
     let base = points[0].rss;
-    for p in &points {
+    for p in points.iter().chain(&near_points) {
         let rate = if p.secs > 0.0 {
             format!("{:.0}", p.calls as f64 / p.secs)
         } else {
@@ -217,33 +274,53 @@ fn main() {
             (p.rss as f64 - base as f64) / 1024.0
         );
     }
-    let after_tenth = points
-        .iter()
-        .find(|p| p.label == format!("misses: after {tenth} keys"))
-        .map_or(base, |p| p.rss);
-    let end = points.last().map_or(base, |p| p.rss);
+    let rss_at = |v: &[Checkpoint], label: &str| v.iter().find(|p| p.label == label).map(|p| p.rss);
+    let after_tenth = rss_at(&points, &format!("misses: after {tenth} keys")).unwrap_or(base);
+    let plain_end = points.last().map_or(base, |p| p.rss);
+    let near_start = near_points.first().map_or(plain_end, |p| p.rss);
+    let near_end = near_points.last().map_or(near_start, |p| p.rss);
     println!(
-        "\npeak VmRSS (VmHWM): {}; growth from {tenth} misses to the end ({} more calls): {:+.1} MiB",
-        mib(hwm),
+        "\nplain function: growth from {tenth} misses to the end of its hits ({} more calls): \
+         {:+.1} MiB",
         2 * keys - tenth,
-        (end as f64 - after_tenth as f64) / 1024.0
+        (plain_end as f64 - after_tenth as f64) / 1024.0
     );
     println!(
-        "stats: {} misses, {} hits, {} errors, {} bypass (expected {keys} misses and {} hits: \
-         the extra miss is the warm-up call)",
-        s.misses, s.hits, s.errors, s.bypass, keys
+        "near-cache function: growth over its {} calls: {:+.1} MiB; tier at the end: {tier:?} \
+         (bound {} bytes)",
+        2 * keys,
+        (near_end as f64 - near_start as f64) / 1024.0,
+        local_max
+    );
+    println!("peak VmRSS (VmHWM): {}", mib(hwm));
+    println!(
+        "stats: plain {} misses, {} hits, {} errors, {} bypass; near {} misses, {} hits ({} \
+         local), {} errors (expected {keys} misses + 1 warm-up and {keys} hits each)",
+        s.misses, s.hits, s.errors, s.bypass, ns.misses, ns.hits, ns.local_hits, ns.errors
     );
     println!(
-        "single-flight table (`Cache::in_flight()`) after the run: {in_flight} ({})",
+        "single-flight tables (`Cache::in_flight()`) after the run: {in_flight} ({})",
         if in_flight == 0 { "empty" } else { "NOT empty" }
     );
     println!("redis: evicted_keys {evicted}, used_memory {used_memory} (its own process)");
 
-    assert_eq!(in_flight, 0, "the single-flight table is empty when idle");
+    assert_eq!(in_flight, 0, "the single-flight tables are empty when idle");
     assert_eq!(
         s.misses,
         keys + 1,
         "every key missed once (plus the warm-up)"
     );
     assert_eq!(s.hits, keys, "every key hit once");
+    assert_eq!(
+        ns.misses,
+        keys + 1,
+        "every near key missed once (plus the warm-up)"
+    );
+    assert_eq!(ns.hits, keys, "every near key hit once");
+    if let Some(t) = tier {
+        assert!(
+            t.bytes <= local_max as u64,
+            "the tier stays within its bound"
+        );
+    }
 }
