@@ -10,7 +10,7 @@ use crate::observe::CallOutcome;
 use crate::shape::Shape;
 
 /// What a hit does besides the `GET`, on `reply`: the breaker check, the envelope parse and
-/// decode ([`crate::call::decode`]) and the stats (counter + span field + metrics counter).
+/// decode (`call::decode`) and the stats (counter + span field + metrics counter).
 /// `None` when the breaker bypasses, the key is an error, or `reply` does not decode.
 ///
 /// The key itself is an argument, so a caller can time it with or without the key's cost (pass
