@@ -16,7 +16,7 @@
 //! shared 2-core box) hits all of them alike.
 //!
 //! ```sh
-//! cargo bench -p memo-redis-tests --bench throughput              # full run (~50 s), writes docs/throughput.svg
+//! cargo bench -p memo-redis-tests --bench throughput              # full run (~40 s), writes docs/throughput.svg
 //! cargo bench -p memo-redis-tests --bench throughput -- --smoke   # tiny counts, for CI
 //! ```
 //!
