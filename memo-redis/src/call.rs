@@ -222,12 +222,30 @@ where
     if !spec.single_flight {
         return lead::<S, R, F>(spec, &key, body, None, bg).await;
     }
+    // Hits need no coordination: read first, and join the flight table only on a miss. A flight
+    // that ended between our read and our join (its value is in Redis now) has bumped the stamp,
+    // so a caller that then leads reads again instead of running the body a second time.
+    let stamp = inner.flights.stamp(&key.key);
+    let mut missed = match read_entry::<S, R>(spec, &key, bg).await {
+        Read::Hit(r, _) => return r,
+        Read::Miss(m) => Some(m),
+    };
     loop {
         match inner.flights.join(&key.key) {
             Role::Leader(flight) => {
-                return lead::<S, R, F>(spec, &key, body, Some(flight), bg).await
+                let missed = match missed.take() {
+                    Some(m) if !inner.flights.ended_since(stamp) => m,
+                    _ => match read_entry::<S, R>(spec, &key, bg).await {
+                        Read::Hit(r, bytes) => {
+                            flight.finish_with(|| Outcome::Shared(Arc::from(bytes)));
+                            return r;
+                        }
+                        Read::Miss(m) => m,
+                    },
+                };
+                return compute::<S, R, F>(spec, &key, body, Some(flight), missed).await;
             }
-            Role::Follower(rx) => match flight::wait(rx).await {
+            Role::Follower(slot) => match flight::wait(slot).await {
                 Wait::Shared(bytes) => {
                     if let Ok((r, _)) = decode::<S, R>(&bytes, usize::MAX) {
                         spec.count(CallOutcome::Hit);
@@ -271,6 +289,9 @@ enum Freshness {
 }
 
 fn freshness(spec: &Spec, inner: &Inner, meta: Meta) -> Freshness {
+    if spec.stale_ms.is_none() && spec.beta.is_none() {
+        return Freshness::Fresh;
+    }
     let ttl = match (meta.is_none, spec.none_ttl) {
         (true, Some(t)) => resolve(t, inner),
         _ => resolve(spec.ttl, inner),
@@ -326,6 +347,27 @@ fn local_life(spec: &Spec, inner: &Inner, meta: Meta, pttl_ms: i64) -> Option<Du
     Some(life)
 }
 
+/// What a read found.
+enum Read<R> {
+    /// A decodable entry (counted): the value and the entry's bytes, for followers.
+    Hit(R, Vec<u8>),
+    /// Nothing usable: what the compute phase needs to know.
+    Miss(Missed),
+}
+
+/// A read that found nothing usable.
+struct Missed {
+    /// The bytes of an undecodable entry (empty for a foreign type), to repair after the body.
+    corrupt: Option<Vec<u8>>,
+    /// Redis answered that there is no entry.
+    missing: bool,
+    /// The read failed: the call's outcome (not counted yet, so that a caller that then
+    /// receives a leader's value counts a hit instead), and nothing is written.
+    failure: Option<CallOutcome>,
+    /// What is left of the call's Redis time budget.
+    budget: Budget,
+}
+
 /// One read, and on a miss one body run and one write, publishing the entry to followers.
 async fn lead<S, R, F>(
     spec: &'static Spec,
@@ -337,6 +379,23 @@ async fn lead<S, R, F>(
 where
     S: Shape<R>,
     F: Future<Output = R>,
+{
+    match read_entry::<S, R>(spec, key, bg).await {
+        Read::Hit(r, bytes) => {
+            if let Some(flight) = flight {
+                flight.finish_with(|| Outcome::Shared(Arc::from(bytes)));
+            }
+            r
+        }
+        Read::Miss(missed) => compute::<S, R, F>(spec, key, body, flight, missed).await,
+    }
+}
+
+/// The read of a call: a hit is decoded, counted, refreshed in the background when stale or
+/// early, and kept in the near cache when the function has one.
+async fn read_entry<S, R>(spec: &'static Spec, key: &Key, bg: Option<Refresher<'_>>) -> Read<R>
+where
+    S: Shape<R>,
 {
     let inner = key.inner;
     let mut corrupt: Option<Vec<u8>> = None;
@@ -359,9 +418,10 @@ where
         },
         None => (read(spec, key, inner.store.op_timeout()).await, -2),
     };
-    budget.spend(read_started);
-    spec.observe_redis(read_started.elapsed());
-    let mut redis_ok = true;
+    let read_took = read_started.elapsed();
+    budget.spent(read_took);
+    spec.observe_redis(read_took);
+    let mut failure = None;
     let mut missing = false;
     match read {
         Ok(Some(bytes)) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
@@ -386,10 +446,7 @@ where
                     _ => CallOutcome::Hit,
                 };
                 spec.count(counter);
-                if let Some(flight) = flight {
-                    flight.finish(Outcome::Shared(Arc::from(bytes)));
-                }
-                return r;
+                return Read::Hit(r, bytes);
             }
             Err(why) => {
                 tracing::debug!(function = spec.name, reason = %why, "undecodable cache entry; recomputing");
@@ -398,16 +455,37 @@ where
         },
         Ok(None) => missing = true,
         Err(Error::WrongType) => corrupt = Some(Vec::new()),
-        Err(Error::BreakerOpen) => {
-            spec.count(CallOutcome::Bypass);
-            redis_ok = false;
-        }
-        Err(_) => {
-            spec.count(CallOutcome::Error);
-            redis_ok = false;
-        }
+        Err(Error::BreakerOpen) => failure = Some(CallOutcome::Bypass),
+        Err(_) => failure = Some(CallOutcome::Error),
     }
+    Read::Miss(Missed {
+        corrupt,
+        missing,
+        failure,
+        budget,
+    })
+}
 
+/// After a miss: the cross-process lock if any, the body, the write, the repair of a corrupt
+/// entry, and the result published to followers.
+async fn compute<S, R, F>(
+    spec: &'static Spec,
+    key: &Key,
+    body: F,
+    flight: Option<Lead<'static>>,
+    missed: Missed,
+) -> R
+where
+    S: Shape<R>,
+    F: Future<Output = R>,
+{
+    let inner = key.inner;
+    let Missed {
+        corrupt,
+        missing,
+        failure,
+        mut budget,
+    } = missed;
     // Cross-process stampede lock: another process may be computing this key already.
     let mut lock: Option<LockGuard> = None;
     if let (true, Some(lease_ms)) = (missing, spec.lock_ms) {
@@ -416,19 +494,22 @@ where
             Locked::Value(r, bytes) => {
                 spec.count(CallOutcome::Hit);
                 if let Some(flight) = flight {
-                    flight.finish(Outcome::Shared(Arc::from(bytes)));
+                    flight.finish_with(|| Outcome::Shared(Arc::from(bytes)));
                 }
                 return r;
             }
             Locked::GaveUp => {}
         }
     }
+    if let Some(failure) = failure {
+        spec.count(failure);
+    }
     let started = Instant::now();
     let r = body.await;
     spec.observe_body(started.elapsed());
     let entry = encode_entry::<S, R>(spec, inner, &r, started.elapsed());
     let mut written = false;
-    if redis_ok {
+    if failure.is_none() {
         // A miss; or an error when Redis refused or failed the write (e.g. OOM).
         let mut outcome = CallOutcome::Miss;
         if let Some(entry) = &entry {
@@ -448,7 +529,7 @@ where
     }
     if let Some(flight) = flight {
         // Followers get the result even when Redis is failing: one body run per key.
-        flight.finish(match entry {
+        flight.finish_with(|| match entry {
             Some(entry) => Outcome::Shared(Arc::from(entry.bytes)),
             None => Outcome::NotShared,
         });

@@ -2,21 +2,24 @@
 //! miss, one run of the body.
 //!
 //! Shape after moka's `value_initializer`: the first caller of a key becomes the leader and holds
-//! a [`Lead`] guard; the others follow a `watch` channel. The leader publishes the entry's encoded
+//! a [`Lead`] guard; the others wait on the flight's slot. The leader publishes the entry's encoded
 //! bytes (each follower decodes its own copy, so results need no `Clone`), or says the result is
 //! not shareable (an `Err`, an uncached `None`). A leader that panics or whose future is dropped
-//! never publishes: its guard's `Drop` removes the entry and closes the channel, and the followers
+//! never publishes: its guard's `Drop` removes the entry and marks the flight abandoned, and the followers
 //! race to become the next leader. Entries leave the table when their flight ends, so the table
 //! holds only keys being computed right now.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 const SHARDS: usize = 16;
+/// Counters bumped when a flight ends, by key hash: a caller that missed compares its stamp
+/// before leading (see [`Flights::ended_since`]).
+const STAMPS: usize = 1024;
 
 /// What a flight ended with.
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub(crate) enum Outcome {
     /// The result cannot be shared (`Err`, uncached `None`, encoding failed): followers run the
     /// body themselves.
     NotShared,
+    /// The leader panicked or its future was dropped.
+    Abandoned,
 }
 
 /// A follower's view of the flight it joined.
@@ -38,9 +43,37 @@ pub(crate) enum Wait {
     Abandoned,
 }
 
-#[derive(Default)]
+/// One flight: its outcome once known, and the followers' wake-up.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    outcome: Mutex<Outcome>,
+    done: Notify,
+}
+
+type Table = HashMap<Arc<str>, Arc<Slot>, foldhash::fast::RandomState>;
+
 pub(crate) struct Flights {
-    shards: [Mutex<HashMap<Arc<str>, watch::Receiver<Outcome>>>; SHARDS],
+    shards: [Mutex<Table>; SHARDS],
+    /// Picks a key's shard and stamp (the tables hash with their own seeds).
+    pick: foldhash::fast::FixedState,
+    ended: Box<[AtomicU64]>,
+}
+
+impl Default for Flights {
+    fn default() -> Self {
+        Flights {
+            shards: Default::default(),
+            pick: foldhash::fast::FixedState::default(),
+            ended: (0..STAMPS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// Which flights had ended for a key's stamp slot when a caller started its read.
+#[derive(Clone, Copy)]
+pub(crate) struct Stamp {
+    slot: usize,
+    seen: u64,
 }
 
 impl std::fmt::Debug for Flights {
@@ -53,51 +86,70 @@ impl std::fmt::Debug for Flights {
 
 pub(crate) enum Role<'a> {
     Leader(Lead<'a>),
-    Follower(watch::Receiver<Outcome>),
+    Follower(Arc<Slot>),
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl Flights {
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Arc<str>, watch::Receiver<Outcome>>> {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+    fn shard(&self, key: &str) -> &Mutex<Table> {
+        &self.shards[(self.pick.hash_one(key) as usize) % SHARDS]
+    }
+
+    fn stamp_slot(&self, key: &str) -> usize {
+        ((self.pick.hash_one(key) >> 16) as usize) % STAMPS
+    }
+
+    /// Taken before a read that may miss.
+    pub(crate) fn stamp(&self, key: &str) -> Stamp {
+        let slot = self.stamp_slot(key);
+        Stamp {
+            slot,
+            seen: self.ended[slot].load(Ordering::SeqCst),
+        }
+    }
+
+    /// Whether a flight of the stamp's slot ended since the stamp was taken: its value may be
+    /// in Redis now although our read (sent before it was written) missed it. False positives
+    /// (another key of the same slot) cost one extra read.
+    pub(crate) fn ended_since(&self, stamp: Stamp) -> bool {
+        self.ended[stamp.slot].load(Ordering::SeqCst) != stamp.seen
     }
 
     /// Joins the flight for `key`, leading it if there is none.
     pub(crate) fn join<'a>(&'a self, key: &str) -> Role<'a> {
-        let mut map = match self.shard(key).lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut map = locked(self.shard(key));
         // Followers look up by `&str`: only a new flight allocates its key, once, shared by the
         // table and the leader's guard.
-        if let Some(rx) = map.get(key) {
-            return Role::Follower(rx.clone());
+        if let Some(slot) = map.get(key) {
+            return Role::Follower(Arc::clone(slot));
         }
         let key: Arc<str> = Arc::from(key);
-        let (tx, rx) = watch::channel(Outcome::Pending);
-        map.insert(Arc::clone(&key), rx);
+        let slot = Arc::new(Slot {
+            outcome: Mutex::new(Outcome::Pending),
+            done: Notify::new(),
+        });
+        map.insert(Arc::clone(&key), Arc::clone(&slot));
         Role::Leader(Lead {
             flights: self,
             key,
-            tx: Some(tx),
+            slot,
+            ended: false,
         })
     }
 
     /// Keys currently in flight.
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
-            .sum()
+        self.shards.iter().map(|s| locked(s).len()).sum()
     }
 
     fn remove(&self, key: &str) {
-        let mut map = match self.shard(key).lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.remove(key);
+        locked(self.shard(key)).remove(key);
     }
 }
 
@@ -105,39 +157,61 @@ impl Flights {
 pub(crate) struct Lead<'a> {
     flights: &'a Flights,
     key: Arc<str>,
-    tx: Option<watch::Sender<Outcome>>,
+    slot: Arc<Slot>,
+    ended: bool,
 }
 
 impl Lead<'_> {
     /// Publishes the outcome and ends the flight.
-    pub(crate) fn finish(mut self, outcome: Outcome) {
+    pub(crate) fn finish(self, outcome: Outcome) {
+        self.finish_with(|| outcome);
+    }
+
+    /// Ends the flight, building the outcome only if someone is waiting for it (most flights
+    /// have no follower: a hit then costs no copy of the entry and no wake-up).
+    pub(crate) fn finish_with(mut self, outcome: impl FnOnce() -> Outcome) {
+        self.end(outcome);
+    }
+
+    fn end(&mut self, outcome: impl FnOnce() -> Outcome) {
+        self.ended = true;
+        // Stamp before leaving the table: a caller that does not find this flight any more
+        // sees the stamp moved and reads again instead of computing.
+        let slot = self.flights.stamp_slot(&self.key);
+        self.flights.ended[slot].fetch_add(1, Ordering::SeqCst);
         // Remove first, so callers arriving now start a new flight (and read Redis) instead of
-        // joining one that is over.
+        // joining one that is over. Followers only get the slot under the shard lock, so once it
+        // is out of the table the count of other holders can only fall.
         self.flights.remove(&self.key);
-        if let Some(tx) = self.tx.take() {
-            tx.send_replace(outcome);
+        if Arc::strong_count(&self.slot) > 1 {
+            *locked(&self.slot.outcome) = outcome();
+            self.slot.done.notify_waiters();
         }
     }
 }
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        if self.tx.is_some() {
-            self.flights.remove(&self.key);
-            // Dropping the sender closes the channel: followers see `Abandoned`.
-            self.tx.take();
+        if !self.ended {
+            self.end(|| Outcome::Abandoned);
         }
     }
 }
 
-/// Waits for the leader of the flight `rx` belongs to.
-pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>) -> Wait {
-    match rx.wait_for(|o| !matches!(o, Outcome::Pending)).await {
-        Ok(o) => match &*o {
-            Outcome::Shared(bytes) => Wait::Shared(Arc::clone(bytes)),
-            Outcome::NotShared | Outcome::Pending => Wait::NotShared,
-        },
-        Err(_) => Wait::Abandoned,
+/// Waits for the leader of the flight `slot` belongs to.
+pub(crate) async fn wait(slot: Arc<Slot>) -> Wait {
+    loop {
+        let notified = slot.done.notified();
+        tokio::pin!(notified);
+        // Registered before the outcome is read: a `notify_waiters` after the read wakes us.
+        notified.as_mut().enable();
+        match &*locked(&slot.outcome) {
+            Outcome::Pending => {}
+            Outcome::Shared(bytes) => return Wait::Shared(Arc::clone(bytes)),
+            Outcome::NotShared => return Wait::NotShared,
+            Outcome::Abandoned => return Wait::Abandoned,
+        }
+        notified.await;
     }
 }
 

@@ -155,7 +155,9 @@ impl Store {
         let client = open_client(config)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.op_timeout))
+            // No response timeout in redis-rs: every operation runs under our own timeout (which
+            // also bounds waiting for a reconnect); a second timer per command would only cost.
+            .set_response_timeout(None)
             // Fail a reconnect attempt fast; the breaker decides when to try again, so a dead
             // server costs a probe per cooldown instead of a retry loop per call.
             .set_number_of_retries(0);
@@ -317,18 +319,22 @@ impl Store {
                 return Err(e);
             }
         };
-        let limit = limit.saturating_sub(started.elapsed());
-        if limit < Duration::from_millis(1) {
+        // `limit` counts from `started`: one deadline for the connection, the command and a retry.
+        let deadline = tokio::time::Instant::from_std(started) + limit;
+        if limit.saturating_sub(started.elapsed()) < Duration::from_millis(1) {
             let e = Error::Timeout(total);
             self.failed(&e);
             return Err(e);
         }
-        let started = std::time::Instant::now();
-        let mut result = tokio::time::timeout(limit, op(conn.clone())).await;
+        let mut result = tokio::time::timeout_at(deadline, op(conn)).await;
         if let Ok(Err(e)) = &result {
-            let left = limit.saturating_sub(started.elapsed());
-            if (e.is_io_error() || e.is_connection_dropped()) && left >= Duration::from_millis(1) {
-                result = tokio::time::timeout(left, op(conn)).await;
+            if (e.is_io_error() || e.is_connection_dropped())
+                && deadline.saturating_duration_since(tokio::time::Instant::now())
+                    >= Duration::from_millis(1)
+            {
+                if let Some(conn) = self.cached_connection() {
+                    result = tokio::time::timeout_at(deadline, op(conn)).await;
+                }
             }
         }
         if self.cluster.is_some() && needs_topology_refresh(&result) {
@@ -515,7 +521,11 @@ impl Budget {
     }
 
     pub(crate) fn spend(&mut self, since: std::time::Instant) {
-        self.left = self.left.saturating_sub(since.elapsed());
+        self.spent(since.elapsed());
+    }
+
+    pub(crate) fn spent(&mut self, took: Duration) {
+        self.left = self.left.saturating_sub(took);
     }
 }
 
