@@ -208,7 +208,7 @@ where
             if let Some(bytes) = near.get(&key.key) {
                 if let Ok((r, _)) = decode::<S, R>(&bytes, usize::MAX) {
                     spec.count(CallOutcome::Hit);
-                    stats.local_hits.fetch_add(1, Ordering::Relaxed);
+                    stats.mine().local_hits.fetch_add(1, Ordering::Relaxed);
                     return r;
                 }
                 near.invalidate(key.key.as_bytes());
@@ -249,7 +249,7 @@ where
                 Wait::Shared(bytes) => {
                     if let Ok((r, _)) = decode::<S, R>(&bytes, usize::MAX) {
                         spec.count(CallOutcome::Hit);
-                        stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                        stats.mine().coalesced.fetch_add(1, Ordering::Relaxed);
                         return r;
                     }
                     spec.count(CallOutcome::Miss);
@@ -667,7 +667,7 @@ where
         let _guard = guard;
         let started = Instant::now();
         let r = make().await;
-        spec.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        spec.stats.mine().refreshes.fetch_add(1, Ordering::Relaxed);
         if let Some(entry) = encode_entry::<S, R>(spec, key.inner, &r, started.elapsed()) {
             let mut budget = Budget::new(key.inner.store.op_timeout());
             // A failed write is logged by the store; the result is returned either way.

@@ -120,9 +120,55 @@ pub fn stats_for(companion: &Spec) -> FnStats {
         .unwrap_or_default()
 }
 
-/// Outcome counters of one function (relaxed atomics: nothing on the hit path waits for them).
-#[derive(Debug, Default)]
+/// Stripes of [`Stats`]: threads spread their increments over them, so that two cores counting
+/// hits of one hot function do not fight over one cache line.
+const STAT_STRIPES: usize = 4;
+
+/// Outcome counters of one function: relaxed atomics, striped per thread (nothing on the hit path
+/// waits for them or shares a cache line with another core's); a snapshot sums the stripes.
+#[derive(Debug)]
 pub(crate) struct Stats {
+    stripes: [Counters; STAT_STRIPES],
+}
+
+impl Stats {
+    const fn new() -> Stats {
+        Stats {
+            stripes: [const { Counters::new() }; STAT_STRIPES],
+        }
+    }
+
+    /// This thread's stripe.
+    #[inline]
+    pub(crate) fn mine(&self) -> &Counters {
+        use std::cell::Cell;
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        thread_local! {
+            static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        let i = STRIPE
+            .try_with(|s| {
+                if s.get() == usize::MAX {
+                    s.set(NEXT.fetch_add(1, Ordering::Relaxed) % STAT_STRIPES);
+                }
+                s.get()
+            })
+            .unwrap_or(0);
+        &self.stripes[i]
+    }
+
+    fn sum(&self, field: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        self.stripes
+            .iter()
+            .map(|c| field(c).load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add)
+    }
+}
+
+/// One stripe of a function's counters, alone on its cache lines.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) bypass: AtomicU64,
@@ -132,6 +178,22 @@ pub(crate) struct Stats {
     pub(crate) stale: AtomicU64,
     pub(crate) refreshes: AtomicU64,
     pub(crate) local_hits: AtomicU64,
+}
+
+impl Counters {
+    const fn new() -> Counters {
+        Counters {
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            bypass: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            skipped_too_large: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
+            local_hits: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A snapshot of one function's outcome counters.
@@ -197,17 +259,7 @@ impl Spec {
             codec: None,
             cache,
             head: OnceLock::new(),
-            stats: Stats {
-                hits: AtomicU64::new(0),
-                misses: AtomicU64::new(0),
-                bypass: AtomicU64::new(0),
-                errors: AtomicU64::new(0),
-                skipped_too_large: AtomicU64::new(0),
-                coalesced: AtomicU64::new(0),
-                stale: AtomicU64::new(0),
-                refreshes: AtomicU64::new(0),
-                local_hits: AtomicU64::new(0),
-            },
+            stats: Stats::new(),
             key_errors: OnceLock::new(),
             registered: AtomicBool::new(false),
             single_flight: true,
@@ -296,15 +348,15 @@ impl Spec {
     pub fn stats(&self) -> FnStats {
         let s = &self.stats;
         FnStats {
-            hits: s.hits.load(Ordering::Relaxed),
-            misses: s.misses.load(Ordering::Relaxed),
-            bypass: s.bypass.load(Ordering::Relaxed),
-            errors: s.errors.load(Ordering::Relaxed),
-            skipped_too_large: s.skipped_too_large.load(Ordering::Relaxed),
-            coalesced: s.coalesced.load(Ordering::Relaxed),
-            stale: s.stale.load(Ordering::Relaxed),
-            refreshes: s.refreshes.load(Ordering::Relaxed),
-            local_hits: s.local_hits.load(Ordering::Relaxed),
+            hits: s.sum(|c| &c.hits),
+            misses: s.sum(|c| &c.misses),
+            bypass: s.sum(|c| &c.bypass),
+            errors: s.sum(|c| &c.errors),
+            skipped_too_large: s.sum(|c| &c.skipped_too_large),
+            coalesced: s.sum(|c| &c.coalesced),
+            stale: s.sum(|c| &c.stale),
+            refreshes: s.sum(|c| &c.refreshes),
+            local_hits: s.sum(|c| &c.local_hits),
         }
     }
 

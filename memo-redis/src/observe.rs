@@ -111,7 +111,7 @@ fn fn_label(spec: &Spec) -> String {
 impl Spec {
     /// Counts the outcome of one call everywhere it is reported.
     pub(crate) fn count(&self, outcome: CallOutcome) {
-        let s = &self.stats;
+        let s = self.stats.mine();
         let counter = match outcome {
             CallOutcome::Hit => &s.hits,
             CallOutcome::Miss => &s.misses,
@@ -152,7 +152,10 @@ impl Spec {
     }
 
     pub(crate) fn count_too_large(&self, size: usize) {
-        self.stats.skipped_too_large.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .mine()
+            .skipped_too_large
+            .fetch_add(1, Ordering::Relaxed);
         self.warn_limited(
             &format!("{size} bytes"),
             "memo-redis: result larger than max_value_bytes returned but not cached",
