@@ -47,7 +47,7 @@ impl CallOutcome {
 
 /// The span every cached call runs in (level DEBUG: free when not enabled).
 pub(crate) fn call_span(spec: &Spec) -> tracing::Span {
-    tracing::debug_span!(
+    tracing::trace_span!(
         "memo_redis.call",
         module = spec.module,
         function = spec.name,

@@ -22,7 +22,7 @@ impl std::io::Write for Buf {
     }
 }
 
-/// One global tracing subscriber (span closes at DEBUG) and one global metrics recorder for this
+/// One global tracing subscriber (span closes at TRACE) and one global metrics recorder for this
 /// binary, installed before any cached call.
 fn setup() -> (Buf, &'static Snapshotter) {
     static SETUP: OnceLock<(Buf, Snapshotter)> = OnceLock::new();
@@ -30,7 +30,7 @@ fn setup() -> (Buf, &'static Snapshotter) {
         let buf = Buf::default();
         let writer = buf.clone();
         tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
+            .with_max_level(tracing::Level::TRACE)
             .with_span_events(FmtSpan::CLOSE)
             .with_ansi(false)
             .with_writer(move || writer.clone())
