@@ -216,6 +216,19 @@ impl Cache {
 }
 
 /// A snapshot of a cache's near cache, from [`Cache::near_cache`].
+///
+/// ```no_run
+/// # async fn run() {
+/// #[memo_redis::redis_cache(ttl = "5m", local = "30s")]
+/// async fn flags(tenant: u64) -> Vec<String> {
+///     vec![tenant.to_string()]
+/// }
+/// flags(1).await;
+/// if let Some(state) = memo_redis::global().near_cache() {
+///     println!("near cache live: {}, {} entries, {} bytes", state.live, state.entries, state.bytes);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NearCacheState {

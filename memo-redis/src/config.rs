@@ -221,6 +221,12 @@ impl Config {
 
     /// The bound of the in-process near cache shared by this cache's `local = ...` functions
     /// (keys plus encoded values, in bytes).
+    ///
+    /// ```
+    /// let config = memo_redis::Config::builder().build()?;
+    /// assert_eq!(config.local_max_bytes(), 64 * 1024 * 1024);
+    /// # Ok::<(), memo_redis::ConfigError>(())
+    /// ```
     pub fn local_max_bytes(&self) -> usize {
         self.local_max_bytes
     }
@@ -422,7 +428,14 @@ impl ConfigBuilder {
         self
     }
     /// `REDIS_LOCAL_MAX_BYTES`: bound of the near cache (keys plus encoded values) shared by this
-    /// cache's `local = ...` functions (default 64 MiB).
+    /// cache's `local = ...` functions (default 64 MiB). Zero is rejected by `build`.
+    ///
+    /// ```
+    /// let config = memo_redis::Config::builder().local_max_bytes(8 << 20).build()?;
+    /// assert_eq!(config.local_max_bytes(), 8 << 20);
+    /// assert!(memo_redis::Config::builder().local_max_bytes(0).build().is_err());
+    /// # Ok::<(), memo_redis::ConfigError>(())
+    /// ```
     pub fn local_max_bytes(mut self, n: usize) -> Self {
         self.local_max_bytes = Some(n);
         self
