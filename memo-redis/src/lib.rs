@@ -74,8 +74,9 @@
 //! `ttl`, `prefix`, `key = "user:{id}"` (readable template), `key_fn`, `cache_none`, `version`,
 //! `codec`, `cache = STATIC` (a named [`Cache`]), `name`, `shape`, `tags = [...]`, and the
 //! stampede/freshness options `single_flight`, `lock`, `stale`, `early_refresh`, `sliding`,
-//! `jitter`, `none_ttl` — each with its default in the README's attribute table and
-//! `docs/guide.md`.
+//! `jitter`, `none_ttl`, and `local = "30s"` (a near cache in process memory, kept coherent by
+//! Redis server-assisted client tracking; `docs/near-cache.md`) — each with its default in the
+//! README's attribute table and `docs/guide.md`.
 //!
 //! # Configuration
 //!
