@@ -61,6 +61,8 @@ pub(crate) struct Near {
     /// The tracking task has been started (and not ended).
     running: AtomicBool,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Why tracking cannot start (e.g. an ACL user without `CLIENT`), at most once per interval.
+    start_errors: crate::log::RateLimited,
 }
 
 /// State observed before a Redis read, checked before and after storing its result locally.
@@ -93,6 +95,7 @@ impl Near {
             healthy: AtomicBool::new(false),
             running: AtomicBool::new(false),
             task: Mutex::new(None),
+            start_errors: crate::log::RateLimited::new(),
         }
     }
 
@@ -269,6 +272,14 @@ impl Drop for Running {
     }
 }
 
+/// Why the tracking connection could not be set up.
+enum Failed {
+    /// Redis unreachable or slow: the store's own warnings cover it.
+    Connect(Error),
+    /// Redis answered but refused `CLIENT TRACKING` (ACL, RESP3 unsupported): worth a warning.
+    Refused(Error),
+}
+
 async fn connect(
     inner: &Inner,
 ) -> Result<
@@ -276,7 +287,7 @@ async fn connect(
         redis::aio::MultiplexedConnection,
         tokio::sync::mpsc::UnboundedReceiver<PushInfo>,
     ),
-    Error,
+    Failed,
 > {
     let info = inner.config.connection.clone();
     let settings = info
@@ -285,7 +296,7 @@ async fn connect(
         .set_protocol(ProtocolVersion::RESP3);
     let mut config = inner.config.clone();
     config.connection = info.set_redis_settings(settings);
-    let client = crate::store::open_client(&config)?;
+    let client = crate::store::open_client(&config).map_err(Failed::Refused)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let conn_config = AsyncConnectionConfig::new()
         .set_push_sender(tx)
@@ -296,7 +307,15 @@ async fn connect(
         client.get_multiplexed_async_connection_with_config(&conn_config),
     )
     .await
-    .map_err(|_| Error::Timeout(inner.config.connect_timeout))??;
+    .map_err(|_| Failed::Connect(Error::Timeout(inner.config.connect_timeout)))?
+    .map_err(|e| {
+        // A server that answers but rejects the RESP3 handshake or the credentials.
+        if e.code().is_some() {
+            Failed::Refused(e.into())
+        } else {
+            Failed::Connect(e.into())
+        }
+    })?;
     let prefix = format!("{}:", inner.config.namespace);
     tokio::time::timeout(
         inner.config.op_timeout,
@@ -309,7 +328,8 @@ async fn connect(
             .query_async::<()>(&mut conn),
     )
     .await
-    .map_err(|_| Error::Timeout(inner.config.op_timeout))??;
+    .map_err(|_| Failed::Connect(Error::Timeout(inner.config.op_timeout)))?
+    .map_err(|e| Failed::Refused(e.into()))?;
     Ok((conn, rx))
 }
 
@@ -352,8 +372,19 @@ async fn track(inner: Arc<Inner>) {
                 near.go_dark();
                 tracing::debug!("near cache: tracking connection lost; local tier flushed");
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "near cache: could not start tracking");
+            Err(Failed::Connect(e)) => {
+                tracing::debug!(error = %e, "near cache: tracking connection not up");
+            }
+            Err(Failed::Refused(e)) => {
+                // The functions still work through Redis; say why their near cache is dark.
+                near.start_errors.hit(|suppressed| {
+                    tracing::warn!(
+                        url = %inner.config.redacted_url(),
+                        error = %e,
+                        suppressed,
+                        "memo-redis: near cache unavailable (could not enable CLIENT TRACKING); `local` functions use Redis only until it works"
+                    );
+                });
             }
         }
         tokio::time::sleep(backoff).await;

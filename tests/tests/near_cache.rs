@@ -274,3 +274,59 @@ async fn on_a_cluster_local_is_ignored_and_calls_use_redis() {
     assert_eq!((stats.hits, stats.local_hits), (4, 0), "{stats:?}");
     assert!(E.near_cache().is_none());
 }
+
+static F: Cache = Cache::from_env();
+static RUNS_F: AtomicU32 = AtomicU32::new(0);
+
+#[redis_cache(cache = F, ttl = 300, local = true)]
+async fn no_tracking(id: u32) -> u32 {
+    RUNS_F.fetch_add(1, SeqCst);
+    id + 1
+}
+
+/// An ACL user that may not run `CLIENT`: tracking cannot be enabled, one warning says so, the
+/// tier stays dark, and the function memoizes through Redis as without `local`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_refused_by_acl_warns_and_falls_back_to_redis() {
+    let logs = common::capture_logs();
+    let server = RedisServer::start();
+    let mut admin = server.conn().await;
+    let () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER",
+                "app",
+                "on",
+                ">app-pass",
+                "~*",
+                "&*",
+                "+@all",
+                "-client",
+            ][..],
+        )
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    F.install(
+        Config::builder()
+            .url(format!("redis://app:app-pass@127.0.0.1:{}/", server.port()))
+            .namespace("near-acl")
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while logs.count("near cache unavailable") == 0 {
+        assert!(Instant::now() < deadline, "no warning: {}", logs.text());
+        assert_eq!(no_tracking(1).await, 2);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(no_tracking(1).await, 2);
+    }
+    assert_eq!(RUNS_F.load(SeqCst), 1, "memoized through Redis");
+    let stats = common::stats_of("no_tracking");
+    assert_eq!(stats.local_hits, 0, "{stats:?}");
+    assert!(!F.near_cache().unwrap().live);
+    assert!(!logs.text().contains("app-pass"), "no password in the logs");
+}
