@@ -207,7 +207,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let etag = header(&hit, "etag").to_string();
-    println!("   ETag: {etag}  Age: {}", header(&hit, "age"));
+    println!(
+        "   ETag: {etag}  Cache-Control: {}",
+        header(&hit, "cache-control")
+    );
     show(
         addr,
         "GET with If-None-Match: <etag>",

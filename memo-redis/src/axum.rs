@@ -28,7 +28,7 @@
 //!
 //! | `X-Cache` | meaning |
 //! |---|---|
-//! | `HIT` | served from Redis; `ETag`, `Age` and `Cache-Control: max-age=<remaining ttl>` added |
+//! | `HIT` | served from Redis; `ETag` and `Cache-Control: max-age=<remaining ttl>` added (no `Age`: the max-age already counts it) |
 //! | `MISS` | the handler ran; if the response was cacheable it was stored and carries `ETag` and `Cache-Control: max-age=<ttl>` |
 //! | `BYPASS` | Redis could not be used (unreachable, timed out, breaker open, invalid configuration): the handler's response, untouched |
 //!
@@ -823,7 +823,8 @@ fn hit(
     if let Some(v) = max_age(remaining_secs) {
         headers.insert(header::CACHE_CONTROL, v);
     }
-    headers.insert(header::AGE, HeaderValue::from(age_ms / 1000));
+    // No `Age`: downstream caches subtract it from `max-age` (RFC 9111 §4.2.3), and max-age is
+    // already the remaining lifetime, so sending both would halve the freshness they grant.
     mark(&mut headers, HIT);
     if etag.to_str().is_ok_and(|e| if_none_match(request, e)) {
         return Some(not_modified(&headers));
@@ -847,7 +848,6 @@ fn not_modified(headers: &HeaderMap) -> Response<Body> {
     for name in [
         header::ETAG,
         header::CACHE_CONTROL,
-        header::AGE,
         header::VARY,
         header::CONTENT_LOCATION,
         header::EXPIRES,
