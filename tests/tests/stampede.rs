@@ -14,14 +14,36 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{eventually, install, install_url, stats_of};
-use memo_redis::{redis_cache, Cache};
+use common::{eventually, install, stats_of};
+use memo_redis::{redis_cache, Cache, Config};
 use memo_redis_tests::RedisServer;
 use tokio::sync::Barrier;
 use tokio::task::JoinError;
 
 /// Upper bound of every "wait until" loop.
 const DEADLINE: Duration = Duration::from_secs(5);
+/// Upper bound for child test processes to start, connect and finish (an unoptimised binary
+/// started four times at once on a loaded 2-core machine).
+const CHILD_DEADLINE: Duration = Duration::from_secs(30);
+/// Operation timeout for the tests that count exact outcomes under heavy concurrency (a thousand
+/// tasks, or four processes of a hundred): one read timing out on a loaded machine would run the
+/// body again and break the count without anything being wrong with single-flight or the lock.
+/// Timeouts themselves are tested in `fail_open.rs`.
+const PATIENT_OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Installs a configuration pointing `cache` at `url` with [`PATIENT_OP_TIMEOUT`].
+fn install_patient(cache: &'static Cache, url: &str) {
+    cache
+        .install(
+            Config::builder()
+                .url(url)
+                .namespace("t")
+                .op_timeout(PATIENT_OP_TIMEOUT)
+                .build()
+                .expect("valid config"),
+        )
+        .expect("cache installed once");
+}
 
 tokio::task_local! {
     /// Which caller a body run belongs to (unset in tasks the caller did not scope).
@@ -83,7 +105,7 @@ where
 async fn thousand_concurrent_cold_calls_run_the_body_once() {
     let server = RedisServer::start();
     static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
+    install_patient(&CACHE, &server.url());
     static SLOW_RUNS: AtomicU32 = AtomicU32::new(0);
     static FAST_RUNS: AtomicU32 = AtomicU32::new(0);
     #[redis_cache(cache = CACHE, ttl = 60)]
@@ -293,10 +315,15 @@ async fn timed_out_leader_hands_the_flight_to_a_follower() {
         x * 2
     }
 
-    // The caller gives up after 500 ms: its future, and with it the flight's lead, is dropped.
+    // The caller gives up (a timeout): its future, and with it the flight's lead, is dropped
+    // mid-body. The deadline is the moment every follower has joined the flight (bounded by
+    // `gate`), not a fixed delay that a slow machine could overrun before they join.
     let leader = tokio::spawn(async {
-        let r = tokio::time::timeout(Duration::from_millis(500), slow_once(21)).await;
-        (r.is_err(), JOINED.load(SeqCst))
+        let gave_up = tokio::select! {
+            _ = slow_once(21) => false,
+            () = gate(&JOINED, N) => true,
+        };
+        (gave_up, JOINED.load(SeqCst))
     });
     eventually(DEADLINE, "the leader runs the body", || async {
         RUNS.load(SeqCst) == 1
@@ -322,10 +349,16 @@ async fn single_flight_false_runs_every_concurrent_body() {
     install(&CACHE, &server);
     const N: usize = 50;
     static RUNS: AtomicU32 = AtomicU32::new(0);
+    static RUNNING: AtomicUsize = AtomicUsize::new(0);
     #[redis_cache(cache = CACHE, ttl = 60, single_flight = false)]
     async fn unshared(x: u64) -> u64 {
         RUNS.fetch_add(1, SeqCst);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Nothing is stored until a body returns, so every call that read before that runs
+        // its own body: wait (bounded) for a second one instead of hoping a fixed sleep is long
+        // enough for the others to read. With single-flight this waits out the deadline and
+        // the count below is 1.
+        RUNNING.fetch_add(1, SeqCst);
+        gate(&RUNNING, 2).await;
         x * 2
     }
 
@@ -361,7 +394,7 @@ async fn lock_child() {
         return;
     };
     static CACHE: Cache = Cache::from_env();
-    install_url(&CACHE, &url);
+    install_patient(&CACHE, &url);
     static URL: OnceLock<String> = OnceLock::new();
     URL.set(url.clone()).expect("set once");
 
@@ -402,7 +435,7 @@ async fn lock_child() {
         .query_async(&mut c)
         .await
         .expect("INCR ready");
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + CHILD_DEADLINE;
     loop {
         let go: bool = redis::cmd("EXISTS")
             .arg(GO_KEY)
@@ -460,7 +493,7 @@ async fn run_children(server: &RedisServer, mode: &str) -> i64 {
         .collect();
 
     let mut c = server.conn().await;
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + CHILD_DEADLINE;
     loop {
         let ready: Option<usize> = redis::cmd("GET")
             .arg(READY_KEY)
@@ -485,7 +518,7 @@ async fn run_children(server: &RedisServer, mode: &str) -> i64 {
         .expect("SET go");
 
     for child in children {
-        let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        let out = tokio::time::timeout(CHILD_DEADLINE, child.wait_with_output())
             .await
             .expect("child finishes in time")
             .expect("child output");

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant, SystemTime};
 
 use backend::Backend;
-use common::install;
 use memo_redis::{redis_cache, Cache, Config, Error};
 use memo_redis_tests::RedisServer;
 use serde::{Deserialize, Serialize};
@@ -31,6 +30,12 @@ fn session(user: u64) -> Session {
 /// The tag list keys of handle key `key` (`{ns}:tags:{slot tag}{ns}:{key}`), for assertions.
 async fn tag_lists(b: &Backend, key: &str) -> Vec<String> {
     b.keys(&format!("{}:tags:*{}", b.ns(), b.key(key))).await
+}
+
+/// Milliseconds since `t`, rounded up: the most a TTL set after `t` can have dropped by (PTTL
+/// lower bounds are taken from a measured instant, not from an assumed scheduling delay).
+fn ms_since(t: Instant) -> i64 {
+    i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX) + 1
 }
 
 /// Every test up to `interop_with_a_cached_function`, instantiated per backend.
@@ -78,18 +83,24 @@ macro_rules! suite {
                 b.install(&CACHE);
 
                 assert_eq!(CACHE.get::<Session>("s:1").await.unwrap(), None);
+                let set_at = Instant::now();
                 CACHE
                     .set("s:1", &session(1), Some(Duration::from_secs(5)))
                     .await
                     .unwrap();
                 assert_eq!(CACHE.get::<Session>("s:1").await.unwrap(), Some(session(1)));
                 let ms = b.pttl(&b.key("s:1")).await;
+                let floor = 5_000 - ms_since(set_at);
                 assert!(
-                    ms > 4_000 && ms <= 5_000,
-                    "PTTL {ms} must be in (4000, 5000]"
+                    ms >= floor && ms <= 5_000,
+                    "PTTL {ms} must be in [{floor}, 5000]"
                 );
                 let left = CACHE.ttl("s:1").await.unwrap().expect("exists");
-                assert!(left > Duration::from_secs(4) && left <= Duration::from_secs(5));
+                let floor = Duration::from_secs(5).saturating_sub(set_at.elapsed());
+                assert!(
+                    left + Duration::from_millis(1) >= floor && left <= Duration::from_secs(5),
+                    "ttl {left:?} must be in [{floor:?}, 5 s]"
+                );
 
                 // `None`: the cache's default TTL (3600 s in the test configuration).
                 CACHE.set("s:2", &session(2), None).await.unwrap();
@@ -195,6 +206,7 @@ macro_rules! suite {
                 static RUNS: AtomicU32 = AtomicU32::new(0);
 
                 let mut tasks = Vec::new();
+                let started = Instant::now();
                 for _ in 0..100 {
                     tasks.push(tokio::spawn(async {
                         CACHE
@@ -212,9 +224,10 @@ macro_rules! suite {
                 assert_eq!(RUNS.load(SeqCst), 1, "one closure run for 100 callers");
                 assert_eq!(CACHE.in_flight(), 0);
                 let ms = b.pttl(&b.key("report")).await;
+                let floor = 60_000 - ms_since(started);
                 assert!(
-                    ms > 59_000 && ms <= 60_000,
-                    "stored with the ttl, PTTL {ms}"
+                    ms >= floor && ms <= 60_000,
+                    "stored with the ttl, PTTL {ms} (at least {floor})"
                 );
 
                 // Stored: the next call is a hit.
@@ -300,15 +313,17 @@ macro_rules! suite {
                     .unwrap();
                 let before = b.pttl(&b.key("sess")).await;
                 assert!(before <= 2_000);
+                let extended_at = Instant::now();
                 let got = CACHE
                     .get_and_extend::<Session>("sess", Duration::from_secs(600))
                     .await
                     .unwrap();
                 assert_eq!(got, Some(session(5)));
                 let after = b.pttl(&b.key("sess")).await;
+                let floor = 600_000 - ms_since(extended_at);
                 assert!(
-                    after > 599_000 && after <= 600_000,
-                    "PTTL reset upward: {before} -> {after}"
+                    after >= floor && after <= 600_000,
+                    "PTTL reset upward: {before} -> {after} (at least {floor})"
                 );
             }
 
@@ -317,6 +332,7 @@ macro_rules! suite {
                 let b = Backend::$backend("expire_at_sets_an_absolute_expiry");
                 static CACHE: Cache = Cache::from_env();
                 b.install(&CACHE);
+                let chosen = Instant::now();
                 let at = SystemTime::now() + Duration::from_secs(30);
                 assert!(!CACHE.expire_at("none", at).await.unwrap());
 
@@ -326,7 +342,10 @@ macro_rules! suite {
                     .unwrap();
                 assert!(CACHE.expire_at("daily", at).await.unwrap());
                 let ms = b.pttl(&b.key("daily")).await;
-                assert!(ms > 28_000 && ms <= 30_000, "PTTL {ms}");
+                // `at` is absolute: the PTTL is what is left of 30 s since it was chosen (the
+                // extra millisecond: sub-millisecond parts of `at` are rounded).
+                let floor = 30_000 - ms_since(chosen) - 1;
+                assert!(ms >= floor && ms <= 30_000, "PTTL {ms} (at least {floor})");
 
                 // A time in the past deletes the entry.
                 assert!(CACHE
@@ -342,6 +361,7 @@ macro_rules! suite {
                 static CACHE: Cache = Cache::from_env();
                 b.install(&CACHE);
                 let ttl = Some(Duration::from_secs(60));
+                let started = Instant::now();
                 CACHE
                     .set_with_tags("a", &1u32, ttl, &["user:42"])
                     .await
@@ -355,9 +375,12 @@ macro_rules! suite {
                     .await
                     .unwrap();
                 let tag_ttl = b.pttl(&b.key("tag:user:42")).await;
+                // Scores are wall-clock ms (PEXPIREAT): allow their rounding on top of the
+                // time elapsed.
+                let floor = 60_000 - ms_since(started) - 2;
                 assert!(
-                    tag_ttl > 59_000 && tag_ttl <= 61_000,
-                    "the tag set expires with its newest member: {tag_ttl}"
+                    tag_ttl >= floor && tag_ttl <= 61_000,
+                    "the tag set expires with its newest member: {tag_ttl} (at least {floor})"
                 );
 
                 assert_eq!(CACHE.delete_group("user:42").await.unwrap(), 2);
@@ -446,22 +469,22 @@ macro_rules! suite {
                 let b = Backend::$backend("a_sliding_entry_stays_in_its_group");
                 static CACHE: Cache = Cache::from_env();
                 b.install(&CACHE);
+                // Long enough that the extension below lands before it on a loaded machine; the
+                // waits are measured from the write, so they always pass the original expiry.
+                const SHORT: Duration = Duration::from_secs(1);
+                let written = Instant::now();
                 CACHE
-                    .set_with_tags(
-                        "sess:1",
-                        &session(7),
-                        Some(Duration::from_millis(300)),
-                        &["user:7"],
-                    )
+                    .set_with_tags("sess:1", &session(7), Some(SHORT), &["user:7"])
                     .await
                     .unwrap();
+                let extended_at = Instant::now();
                 CACHE
                     .get_and_extend::<Session>("sess:1", Duration::from_secs(60))
                     .await
                     .unwrap()
                     .expect("present");
                 // Past the original expiry: another write prunes the tag set, which must keep sess:1.
-                tokio::time::sleep(Duration::from_millis(450)).await;
+                tokio::time::sleep_until((written + SHORT + Duration::from_millis(150)).into()).await;
                 CACHE
                     .set_with_tags(
                         "sess:2",
@@ -477,25 +500,25 @@ macro_rules! suite {
                     "the tag set lives as long as its extended member"
                 );
                 let ms = b.pttl(&b.key("tag:user:7")).await;
-                assert!(ms > 58_000, "tag set PTTL follows the extension: {ms}");
+                let floor = 60_000 - ms_since(extended_at) - 2;
+                assert!(
+                    ms >= floor,
+                    "tag set PTTL follows the extension: {ms} (at least {floor})"
+                );
                 assert_eq!(CACHE.delete_group("user:7").await.unwrap(), 1);
                 assert!(!CACHE.has("sess:1").await.unwrap());
 
                 // expire_at moves the bookkeeping too.
+                let written = Instant::now();
                 CACHE
-                    .set_with_tags(
-                        "sess:3",
-                        &session(8),
-                        Some(Duration::from_millis(300)),
-                        &["user:8"],
-                    )
+                    .set_with_tags("sess:3", &session(8), Some(SHORT), &["user:8"])
                     .await
                     .unwrap();
                 assert!(CACHE
                     .expire_at("sess:3", SystemTime::now() + Duration::from_secs(60))
                     .await
                     .unwrap());
-                tokio::time::sleep(Duration::from_millis(450)).await;
+                tokio::time::sleep_until((written + SHORT + Duration::from_millis(150)).into()).await;
                 assert!(b.exists(&b.key("tag:user:8")).await);
                 assert_eq!(CACHE.delete_group("user:8").await.unwrap(), 1);
             }
@@ -562,9 +585,21 @@ suite!(cluster);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_explicit_methods_fail_and_fail_open_variants_do_not() {
+    const OP_TIMEOUT: Duration = Duration::from_millis(300);
     let server = RedisServer::start();
     static CACHE: Cache = Cache::from_env();
-    install(&CACHE, &server);
+    CACHE
+        .install(
+            Config::builder()
+                .url(server.url())
+                .namespace("t")
+                .op_timeout(OP_TIMEOUT)
+                // No probe while the open breaker is asserted below, however slow the machine.
+                .breaker_cooldown(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
     CACHE.set("k", &1u32, None).await.unwrap();
     assert!(CACHE.set_or_log("k", &2u32, None).await);
     assert_eq!(CACHE.get_or_none::<u32>("k").await, Some(2));
@@ -611,7 +646,13 @@ async fn redis_down_explicit_methods_fail_and_fail_open_variants_do_not() {
             .unwrap(),
         98
     );
-    assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+    // No I/O: together the five calls stay well under what a single bounded wait on Redis (one
+    // operation timeout) would cost; scheduling noise on a loaded machine is not a failure.
+    assert!(
+        t.elapsed() < OP_TIMEOUT,
+        "five bypassed calls took {:?}",
+        t.elapsed()
+    );
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "every failure was bounded: {:?}",
