@@ -378,6 +378,8 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let peek_name = format_ident!("{}_peek", name_str, span = name.span());
     let refresh_name = format_ident!("{}_refresh", name_str, span = name.span());
     let invalidate_all_name = format_ident!("{}_invalidate_all", name_str, span = name.span());
+    let stats_name = format_ident!("{}_stats", name_str, span = name.span());
+    let doc_stats = format!("Companion of `{name_str}`: its counters in this process (hits, misses, bypass, errors…); zeros until it is first called.");
     let doc_invalidate_all = format!("Companion of `{name_str}`: deletes its entries for every argument tuple (SCAN + UNLINK), leaving other functions' entries; returns how many were deleted.");
     let mut refresh_sig = sig.clone();
     refresh_sig.ident = refresh_name;
@@ -430,6 +432,14 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         #vis async fn #invalidate_all_name(#recv) -> ::core::result::Result<u64, ::memo_redis::Error> {
             #spec
             ::memo_redis::__private::invalidate_all(&__MEMO_REDIS_SPEC, #self_ty).await
+        }
+
+        #(#cfgs)*
+        #[doc = #doc_stats]
+        #[allow(dead_code)]
+        #vis fn #stats_name(#recv) -> ::memo_redis::FnStats {
+            #spec
+            ::memo_redis::__private::stats_for(&__MEMO_REDIS_SPEC, #self_ty)
         }
 
         #(#cfgs)*

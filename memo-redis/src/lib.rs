@@ -65,6 +65,7 @@
 //! | `f_peek(&args).await -> Result<Option<R>, Error>` | what a hit would return, without running the body |
 //! | `f_refresh(args).await -> R` | runs the body and stores the result (write-through) |
 //! | `f_invalidate_all().await -> Result<u64, Error>` | deletes the function's entries for every argument tuple |
+//! | `f_stats() -> FnStats` | the function's counters in this process (hits, misses, bypass, errors…) |
 //!
 //! Companions take references to the key arguments only (skipped arguments are left out), except
 //! `f_refresh`, which takes the function's own parameters because it runs the body.
