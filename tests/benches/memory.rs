@@ -19,31 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use memo_redis::{redis_cache, Cache, Config, FnStats};
+use memo_redis::{redis_cache, Cache, Config};
 use memo_redis_tests::RedisServer;
-use serde::{Deserialize, Serialize};
+
+mod common;
+use common::{profile, Profile};
 
 /// Concurrent tasks pushing keys.
 const TASKS: u64 = 64;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Profile {
-    id: u64,
-    name: String,
-    email: String,
-    tags: Vec<String>,
-    score: f64,
-}
-
-fn profile(id: u64) -> Profile {
-    Profile {
-        id,
-        name: format!("Ada Lovelace #{id}"),
-        email: format!("ada.lovelace.{id}@example.com"),
-        tags: vec!["admin".into(), "beta".into(), "early-adopter".into()],
-        score: 4.25,
-    }
-}
 
 static MEM: Cache = Cache::from_env();
 
@@ -77,29 +60,12 @@ impl Which {
 
 /// `(VmRSS, VmHWM)` in KiB.
 fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let field = |name| memo_redis_tests::proc_status_kib(name).unwrap_or(0);
+    (field("VmRSS"), field("VmHWM"))
 }
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn stats(name: &str) -> FnStats {
-    let suffix = format!("::{name}");
-    memo_redis::stats()
-        .into_iter()
-        .find(|f| f.function.ends_with(&suffix))
-        .map(|f| f.stats)
-        .unwrap_or_default()
 }
 
 struct Checkpoint {
@@ -236,8 +202,8 @@ fn main() {
             field(&mem, "used_memory_human:"),
         )
     });
-    let s = stats("mem_profile");
-    let ns = stats("near_profile");
+    let s = mem_profile_stats();
+    let ns = near_profile_stats();
     let tier = MEM_NEAR.near_cache();
     let in_flight = MEM.in_flight() + MEM_NEAR.in_flight();
     let (_, hwm) = rss_kib();

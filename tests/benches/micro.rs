@@ -25,33 +25,16 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use memo_redis::__private::{bench, digest_key, Plain, Spec, Ttl, NO_SELF};
 use memo_redis::{envelope, redis_cache, Cache, CodecKind, Config};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+mod common;
+use common::{profile, Profile};
 
 static MICRO: Cache = Cache::lazy(|| {
     Config::builder()
         .url(memo_redis_tests::free_port_url())
         .build()
 });
-
-/// A typical 5-field cached record: ~80 bytes of bincode.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Profile {
-    id: u64,
-    name: String,
-    email: String,
-    tags: Vec<String>,
-    score: f64,
-}
-
-fn profile(id: u64) -> Profile {
-    Profile {
-        id,
-        name: format!("Ada Lovelace #{id}"),
-        email: format!("ada.lovelace.{id}@example.com"),
-        tags: vec!["admin".into(), "beta".into(), "early-adopter".into()],
-        score: 4.25,
-    }
-}
 
 /// A small struct argument (a query filter).
 #[derive(Debug, Clone, Serialize)]

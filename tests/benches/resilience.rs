@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use memo_redis::{redis_cache, Cache, Config, FnStats};
-use memo_redis_tests::{free_port_url, Blackhole, RedisServer};
+use memo_redis_tests::{cpu_model, free_port_url, loadavg, Blackhole, RedisServer};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
@@ -139,16 +139,6 @@ fn runtime() -> Runtime {
         .expect("current-thread runtime")
 }
 
-/// The counters of the cached function whose identity ends with `::name`.
-fn stats_of(name: &str) -> FnStats {
-    let suffix = format!("::{name}");
-    memo_redis::stats()
-        .into_iter()
-        .find(|f| f.function.ends_with(&suffix))
-        .map(|f| f.stats)
-        .unwrap_or_default()
-}
-
 fn delta(after: FnStats, before: FnStats) -> FnStats {
     let mut d = after;
     d.hits -= before.hits;
@@ -182,24 +172,6 @@ fn fmt_dur(d: Duration) -> String {
     } else {
         format!("{:.1} ms", ns as f64 / 1e6)
     }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 // --- 1. breaker-open bypass -------------------------------------------------------------------
@@ -254,7 +226,7 @@ fn bench_bypass(plan: &Plan) -> BypassResult {
     run_direct(&rt);
     run_cached(&rt);
 
-    let before = stats_of("bypassed");
+    let before = bypassed_stats();
     let (mut direct_ns, mut cached_ns) = (Vec::new(), Vec::new());
     for batch in 0..plan.bypass_batches {
         // Alternate which side goes first so drift does not favour one.
@@ -266,7 +238,7 @@ fn bench_bypass(plan: &Plan) -> BypassResult {
             direct_ns.push(run_direct(&rt));
         }
     }
-    let d = delta(stats_of("bypassed"), before);
+    let d = delta(bypassed_stats(), before);
     let calls = n * plan.bypass_batches as u64;
     BypassResult {
         direct_ns,
@@ -302,7 +274,7 @@ fn bench_hole_sequential() -> HoleResult {
         .install(hole_config(hole.url()))
         .expect("install HOLE_SEQ");
     let rt = runtime();
-    let before = stats_of("hole_seq");
+    let before = hole_seq_stats();
     let started = Instant::now();
     let latencies = rt.block_on(async {
         let mut out = Vec::with_capacity(HOLE_CALLS);
@@ -318,7 +290,7 @@ fn bench_hole_sequential() -> HoleResult {
     HoleResult {
         label: format!("sequential, {HOLE_CALLS} calls"),
         latencies,
-        stats: delta(stats_of("hole_seq"), before),
+        stats: delta(hole_seq_stats(), before),
         wall,
         accepted: hole.accepted(),
     }
@@ -330,7 +302,7 @@ fn bench_hole_concurrent() -> HoleResult {
         .install(hole_config(hole.url()))
         .expect("install HOLE_CONC");
     let rt = runtime();
-    let before = stats_of("hole_conc");
+    let before = hole_conc_stats();
     let started = Instant::now();
     let latencies = rt.block_on(async {
         let tasks: Vec<_> = (0..HOLE_TASKS as u64)
@@ -358,7 +330,7 @@ fn bench_hole_concurrent() -> HoleResult {
     HoleResult {
         label: format!("{HOLE_TASKS} concurrent tasks × {HOLE_CALLS} calls"),
         latencies,
-        stats: delta(stats_of("hole_conc"), before),
+        stats: delta(hole_conc_stats(), before),
         wall,
         accepted: hole.accepted(),
     }
@@ -423,7 +395,7 @@ fn bench_hits(plan: &Plan, server: &RedisServer) -> HitResult {
                 .expect("raw GET");
         }
 
-        let before = stats_of("live_profile");
+        let before = live_profile_stats();
         let per_round = plan.hit_calls / plan.hit_rounds;
         let mut ours = Vec::with_capacity(plan.hit_calls);
         let mut raws = Vec::with_capacity(plan.hit_calls);
@@ -446,7 +418,7 @@ fn bench_hits(plan: &Plan, server: &RedisServer) -> HitResult {
                 }
             }
         }
-        let d = delta(stats_of("live_profile"), before);
+        let d = delta(live_profile_stats(), before);
         HitResult {
             all_hits: d.hits == ours.len() as u64 && d.calls() == d.hits,
             ours,

@@ -33,11 +33,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use cached::macros::concurrent_cached;
-use memo_redis::{redis_cache, Cache, Config, FnStats};
-use memo_redis_tests::{free_port_url, RedisServer};
+use memo_redis::{redis_cache, Cache, Config};
+use memo_redis_tests::{cpu_model, free_port_url, loadavg, RedisServer};
 use redis::aio::ConnectionManager;
-use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
+
+mod common;
+use common::{profile, Profile};
 
 const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
 /// Concurrencies of the miss comparison.
@@ -81,26 +83,6 @@ impl Plan {
 }
 
 // --- the value and the contenders -----------------------------------------------------------
-
-/// A typical 5-field cached record (~80 bytes of bincode; the same as in `micro.rs`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Profile {
-    id: u64,
-    name: String,
-    email: String,
-    tags: Vec<String>,
-    score: f64,
-}
-
-fn profile(id: u64) -> Profile {
-    Profile {
-        id,
-        name: format!("Ada Lovelace #{id}"),
-        email: format!("ada.lovelace.{id}@example.com"),
-        tags: vec!["admin".into(), "beta".into(), "early-adopter".into()],
-        score: 4.25,
-    }
-}
 
 /// Body runs of the hit contenders: must not move while hits are measured.
 static BODY_RUNS: AtomicU64 = AtomicU64::new(0);
@@ -408,15 +390,6 @@ fn run_cells(
 
 // --- helpers ----------------------------------------------------------------------------------
 
-fn stats_of(name: &str) -> FnStats {
-    let suffix = format!("::{name}");
-    memo_redis::stats()
-        .into_iter()
-        .find(|f| f.function.ends_with(&suffix))
-        .map(|f| f.stats)
-        .unwrap_or_default()
-}
-
 /// CPU time consumed by this process so far (every thread, user + system).
 fn process_cpu() -> Duration {
     let mut ts = libc::timespec {
@@ -489,24 +462,6 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 // --- bypass -----------------------------------------------------------------------------------
 
 /// Median ns/call of (direct, bypassed) over alternating batches on a current-thread runtime.
@@ -547,7 +502,7 @@ fn bench_bypass(plan: &Plan) -> (f64, f64, bool) {
     };
     run(false);
     run(true);
-    let before = stats_of("bypassed");
+    let before = bypassed_stats();
     let (mut d, mut c) = (Vec::new(), Vec::new());
     for batch in 0..plan.bypass_batches {
         let first = batch % 2 == 0;
@@ -560,7 +515,7 @@ fn bench_bypass(plan: &Plan) -> (f64, f64, bool) {
             }
         }
     }
-    let after = stats_of("bypassed");
+    let after = bypassed_stats();
     let calls = n * plan.bypass_batches as u64;
     let all_bypassed = after.bypass - before.bypass == calls && DEAD.breaker_open();
     d.sort_by(f64::total_cmp);
@@ -854,11 +809,11 @@ fn main() {
     run_cells(&rt, &ctx, &warm, MISS_CONTENDERS, &[16]);
 
     let runs_before = BODY_RUNS.load(Ordering::Relaxed);
-    let memo_before = stats_of("memo_profile");
-    let near_before = stats_of("near_profile");
+    let memo_before = memo_profile_stats();
+    let near_before = near_profile_stats();
     let mut hit_cells = run_cells(&rt, &ctx, &plan, HIT_CONTENDERS, &CONCURRENCY);
     let near_hits = {
-        let after = stats_of("near_profile");
+        let after = near_profile_stats();
         (
             after.local_hits - near_before.local_hits,
             after.hits - near_before.hits,
@@ -867,7 +822,7 @@ fn main() {
     };
     let near_state = NEAR.near_cache();
     let memo_hits = {
-        let after = stats_of("memo_profile");
+        let after = memo_profile_stats();
         (
             after.hits - memo_before.hits,
             after.calls() - memo_before.calls(),
@@ -876,10 +831,10 @@ fn main() {
     };
     let body_runs = BODY_RUNS.load(Ordering::Relaxed) - runs_before;
 
-    let miss_before = stats_of("miss_profile");
+    let miss_before = miss_profile_stats();
     let mut miss_cells = run_cells(&rt, &ctx, &plan, MISS_CONTENDERS, &MISS_CONCURRENCY);
     let miss_stats = {
-        let after = stats_of("miss_profile");
+        let after = miss_profile_stats();
         (
             after.misses - miss_before.misses,
             after.calls() - miss_before.calls(),

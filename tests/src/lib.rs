@@ -120,6 +120,42 @@ pub fn free_port_url() -> String {
     format!("redis://127.0.0.1:{}/", free_port())
 }
 
+/// A `kB` field of `/proc/self/status` (`"VmRSS"`, `"VmHWM"`…) in KiB; `None` where the
+/// file or the field is missing (not Linux).
+///
+/// ```
+/// if let Some(rss) = memo_redis_tests::proc_status_kib("VmRSS") {
+///     assert!(rss > 0);
+/// }
+/// ```
+pub fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// The CPU model from `/proc/cpuinfo`, for benchmark reports (`"unknown"` elsewhere).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The 1, 5 and 15 minute load averages from `/proc/loadavg`, for benchmark reports.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Builder for a [`RedisServer`] with extra `redis-server` arguments.
 ///
 /// Extra arguments are appended after the harness's own ones, so they can

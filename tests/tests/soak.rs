@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use memo_redis::{redis_cache, Cache, Config, FnStats};
+use memo_redis::{redis_cache, Cache, Config};
 use memo_redis_tests::RedisServer;
 
 const TASKS: u64 = 64;
@@ -39,29 +39,9 @@ fn value_of(k: u64) -> String {
     format!("{k}:{h:016x}:{}", "z".repeat((h % 200) as usize))
 }
 
-/// The process's resident set size in bytes (`VmRSS` in `/proc/self/status`).
-fn vm_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("a VmRSS line");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unparsable {line:?}"));
-    kib * 1024
-}
-
-/// The counters of the cached function named `name` (its identity ends with `::name`).
-fn stats_of(name: &str) -> FnStats {
-    let suffix = format!("::{name}");
-    memo_redis::stats()
-        .into_iter()
-        .find(|f| f.function.ends_with(&suffix))
-        .map(|f| f.stats)
-        .unwrap_or_default()
+/// The process's resident set size in bytes.
+fn vm_rss_bytes() -> u64 {
+    memo_redis_tests::proc_status_kib("VmRSS").expect("VmRSS in /proc/self/status") * 1024
 }
 
 /// What one calling task saw.
@@ -93,7 +73,7 @@ async fn soak_with_three_kills() {
         value_of(k)
     }
 
-    let rss_before = vm_rss();
+    let rss_before = vm_rss_bytes();
     let started = Instant::now();
     let deadline = started + RUN;
     let wrong = Arc::new(AtomicU64::new(0));
@@ -143,7 +123,7 @@ async fn soak_with_three_kills() {
                 tokio::task::spawn_blocking(move || s.restart())
                     .await
                     .expect("restart");
-                hits_at_restart.push((started.elapsed(), stats_of("soaked").hits));
+                hits_at_restart.push((started.elapsed(), soaked_stats().hits));
             }
             hits_at_restart
         })
@@ -164,9 +144,9 @@ async fn soak_with_three_kills() {
     }
     let restarts = chaos.await.expect("the chaos task panicked");
     let elapsed = started.elapsed();
-    let rss_after = vm_rss();
+    let rss_after = vm_rss_bytes();
     let runs = RUNS.load(SeqCst);
-    let s = stats_of("soaked");
+    let s = soaked_stats();
     let wrong = wrong.load(SeqCst);
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     eprintln!(

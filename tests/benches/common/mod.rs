@@ -1,0 +1,24 @@
+//! What the benchmarks share (`mod common;` in each bench target; not a target itself).
+
+use serde::{Deserialize, Serialize};
+
+/// A typical 5-field cached record: ~80 bytes of bincode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: u64,
+    pub name: String,
+    pub email: String,
+    pub tags: Vec<String>,
+    pub score: f64,
+}
+
+/// The record for `id` (a pure function of it).
+pub fn profile(id: u64) -> Profile {
+    Profile {
+        id,
+        name: format!("Ada Lovelace #{id}"),
+        email: format!("ada.lovelace.{id}@example.com"),
+        tags: vec!["admin".into(), "beta".into(), "early-adopter".into()],
+        score: 4.25,
+    }
+}
