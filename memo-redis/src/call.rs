@@ -590,7 +590,7 @@ async fn cross_process<S: Shape<R>, R>(
     let lock_key = format!("{}:lock", key.key);
     let token = format!("{:032x}", fastrand::u128(..));
     match inner.store.try_lock(&lock_key, &token, lease).await {
-        Ok(true) => return Locked::Acquired(lock_key, token),
+        Ok(true) => return recheck::<S, R>(key, lock_key, token).await,
         Ok(false) => {}
         Err(_) => return Locked::GaveUp,
     }
@@ -613,7 +613,7 @@ async fn cross_process<S: Shape<R>, R>(
                 // The holder may have given up (an `Err` result is not stored): take over as
                 // soon as the lock is free instead of waiting out the whole lease.
                 match inner.store.try_lock(&lock_key, &token, lease).await {
-                    Ok(true) => return Locked::Acquired(lock_key, token),
+                    Ok(true) => return recheck::<S, R>(key, lock_key, token).await,
                     Ok(false) => {}
                     Err(_) => return Locked::GaveUp,
                 }
@@ -621,6 +621,20 @@ async fn cross_process<S: Shape<R>, R>(
             Err(_) => return Locked::GaveUp,
         }
     }
+}
+
+/// We hold the lock, but our miss may be older than it: the previous holder can have stored
+/// the value and released the lock between our read and our `SET NX`. Holders store before they
+/// release, so one more read now sees such a value; then the body does not run again.
+async fn recheck<S: Shape<R>, R>(key: &Key, lock_key: String, token: String) -> Locked<R> {
+    let inner = key.inner;
+    if let Ok(Some(bytes)) = inner.store.get(&key.key, inner.store.op_timeout()).await {
+        if let Ok((r, _)) = decode::<S, R>(&bytes, inner.config.max_value_bytes) {
+            let _ = inner.store.unlock(&lock_key, &token).await;
+            return Locked::Value(r, bytes);
+        }
+    }
+    Locked::Acquired(lock_key, token)
 }
 
 /// Keys being refreshed in the background right now, per process.
