@@ -71,6 +71,9 @@ pub(crate) struct Ticket {
     stripe: usize,
     seen: u64,
     generation: u64,
+    /// Taken before the read is sent: a lifetime derived from the reply (its `PTTL`) counts
+    /// from here, so a local copy never outlives the Redis key by the read's round trip.
+    taken: Instant,
 }
 
 /// FNV-1a: cheap, and the same for a key as `&str` and as the bytes Redis pushes back.
@@ -124,6 +127,7 @@ impl Near {
             stripe,
             seen: self.stripes[stripe].load(Ordering::SeqCst),
             generation: self.generation.load(Ordering::SeqCst),
+            taken: Instant::now(),
         })
     }
 
@@ -133,16 +137,19 @@ impl Near {
             && self.stripes[t.stripe].load(Ordering::SeqCst) == t.seen
     }
 
-    /// Stores what a read taken under `ticket` returned, for at most `life`, unless an
-    /// invalidation or a flush came in between (checked again after the insert, so one that
-    /// races the insert removes the entry).
+    /// Stores what a read taken under `ticket` returned, for at most `life` counted from the
+    /// ticket (before the read was sent), unless an invalidation or a flush came in between
+    /// (checked again after the insert, so one that races the insert removes the entry).
     pub(crate) fn fill(&self, ticket: Ticket, key: &str, bytes: Arc<[u8]>, life: Duration) {
         if life.is_zero() || !self.unchanged(&ticket) {
             return;
         }
-        let Some(expires) = Instant::now().checked_add(life) else {
+        let Some(expires) = ticket.taken.checked_add(life) else {
             return;
         };
+        if expires <= Instant::now() {
+            return;
+        }
         self.entries.insert(key.into(), Local { bytes, expires });
         if !self.unchanged(&ticket) {
             self.entries.remove(key);
