@@ -1,6 +1,7 @@
 //! Outcome accounting against real servers, read through `memo_redis::stats()`: every call ends
-//! as exactly one of hit, miss, bypass or error (`error` = the read failed; a failed write after a
-//! miss is still a miss), and `skipped_too_large` counts results returned but not stored.
+//! as exactly one of hit, miss, bypass or error (`error` = the read failed, or the write of the
+//! body's result after a miss failed or was refused), and `skipped_too_large` counts results
+//! returned but not stored.
 
 mod common;
 
