@@ -31,19 +31,10 @@ async fn monthly_report(customer: u64, month: &str) -> Option<Report> {
     })
 }
 
-/// (hits, misses, bypass + errors) of `monthly_report` so far.
+/// (hits, misses, bypass + errors) of `monthly_report` so far, from its `_stats()` companion.
 fn outcomes() -> (u64, u64, u64) {
-    memo_redis::stats()
-        .into_iter()
-        .find(|f| f.function.ends_with("::monthly_report"))
-        .map(|f| {
-            (
-                f.stats.hits,
-                f.stats.misses,
-                f.stats.bypass + f.stats.errors,
-            )
-        })
-        .unwrap_or_default()
+    let s = monthly_report_stats();
+    (s.hits, s.misses, s.bypass + s.errors)
 }
 
 async fn timed_call(label: &str) -> Option<Report> {
@@ -54,7 +45,7 @@ async fn timed_call(label: &str) -> Option<Report> {
     let took = start.elapsed();
     let ran = BODY_RUNS.load(Ordering::SeqCst) > runs_before;
     let after = outcomes();
-    // The outcome memo-redis counted for this call (see `memo_redis::stats()`).
+    // The outcome memo-redis counted for this call (see `monthly_report_stats()`).
     let outcome = match (after.0 - before.0, after.1 - before.1, after.2 - before.2) {
         (1, _, _) => "HIT  (from redis)",
         (_, 1, _) => "MISS (body ran)",

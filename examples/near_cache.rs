@@ -39,11 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::hint::black_box(price(7).await);
     }
     let took = started.elapsed();
-    let stats = memo_redis::stats()
-        .into_iter()
-        .find(|f| f.function.ends_with("::price"))
-        .map(|f| f.stats)
-        .unwrap_or_default();
+    let stats = price_stats(); // the `f_stats()` companion: this function's counters
     println!(
         "{n} more calls in {took:?} ({:.0} ns each); local hits so far: {}, body runs: {}",
         took.as_nanos() as f64 / f64::from(n),

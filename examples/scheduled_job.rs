@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use memo_redis::{redis_cache, Config, FnStats, StatsTable};
+use memo_redis::{redis_cache, Config, StatsTable};
 use memo_redis_examples::{init_logging, DemoRedis};
 use serde::{Deserialize, Serialize};
 
@@ -44,15 +44,6 @@ async fn exchange_rate(currency: String) -> Option<Rate> {
     Some(Rate { currency, per_eur })
 }
 
-/// This function's counters, from the process-wide `memo_redis::stats()`.
-fn rate_stats() -> FnStats {
-    memo_redis::stats()
-        .into_iter()
-        .find(|f| f.function.ends_with("::exchange_rate"))
-        .map(|f| f.stats)
-        .unwrap_or_default()
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_logging();
@@ -82,9 +73,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut basket = 0.0;
         for c in CURRENCIES {
             // Calls run one after the other, so the change in the counters is this call's outcome.
-            let before = rate_stats();
+            let before = exchange_rate_stats();
             let rate = exchange_rate(c.to_string()).await;
-            let after = rate_stats();
+            let after = exchange_rate_stats();
             let outcome = if after.hits > before.hits {
                 "hit "
             } else if after.misses > before.misses {
