@@ -115,10 +115,7 @@ async fn phase(which: Which, keys: u64, marks: &[u64], name: &str, out: &mut Vec
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let smoke = args.iter().any(|a| a == "--smoke")
-        || std::env::var("MEMO_BENCH_SMOKE").is_ok_and(|v| v == "1")
-        || !args.iter().any(|a| a == "--bench");
+    let smoke = common::smoke();
     let keys: u64 = std::env::var("MEMO_BENCH_KEYS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -27,6 +27,8 @@ use memo_redis_tests::{cpu_model, free_port_url, loadavg, Blackhole, RedisServer
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
+mod common;
+
 /// Blackhole scenario settings (also printed next to the results).
 const HOLE_TIMEOUT: Duration = Duration::from_millis(100);
 const HOLE_THRESHOLD: u32 = 5;
@@ -46,10 +48,7 @@ struct Plan {
 
 impl Plan {
     fn from_env() -> Plan {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let smoke = args.iter().any(|a| a == "--smoke")
-            || std::env::var("MEMO_BENCH_SMOKE").is_ok_and(|v| v == "1")
-            || !args.iter().any(|a| a == "--bench");
+        let smoke = common::smoke();
         if smoke {
             Plan {
                 smoke,

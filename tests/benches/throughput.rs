@@ -58,10 +58,7 @@ struct Plan {
 
 impl Plan {
     fn from_env() -> Plan {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let smoke = args.iter().any(|a| a == "--smoke")
-            || std::env::var("MEMO_BENCH_SMOKE").is_ok_and(|v| v == "1")
-            || !args.iter().any(|a| a == "--bench");
+        let smoke = common::smoke();
         if smoke {
             Plan {
                 smoke,
