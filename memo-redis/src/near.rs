@@ -12,6 +12,13 @@
 //! was stored (the ticket check, done on both sides of the insert), so an invalidation that
 //! overtakes a read can never leave the older value behind.
 //!
+//! Entries are served only while the tier is *in sync*: the tracking task proves at every
+//! heartbeat that it has applied every invalidation Redis sent before the `PING` was sent (they
+//! precede the `PONG` on the connection). When that proof is older than heartbeat + operation
+//! timeout (a link that died silently, or a tracking task that cannot run: a runtime not being
+//! polled, a caller spinning on local hits without yielding) nothing is served locally, so the
+//! old value of a key written meanwhile is never served past that bound either.
+//!
 //! Bounds: the tier is weighted by key + value bytes (`REDIS_LOCAL_MAX_BYTES`); each entry lives
 //! at most the function's `local` cap, the Redis key's remaining `PTTL` and its fresh TTL.
 
@@ -60,6 +67,13 @@ pub(crate) struct Near {
     healthy: AtomicBool,
     /// The tracking task has been started (and not ended).
     running: AtomicBool,
+    /// Time origin of `synced`.
+    origin: Instant,
+    /// Nanoseconds after `origin` of the last sync point: every invalidation Redis sent for a
+    /// write it processed before then has been applied. 0: none since the tier last went dark.
+    synced: AtomicU64,
+    /// How old the last sync point may be while entries are served (heartbeat + op timeout).
+    max_lag: Duration,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Why tracking cannot start (e.g. an ACL user without `CLIENT`), at most once per interval.
     start_errors: crate::log::RateLimited,
@@ -87,7 +101,7 @@ fn stripe_of(key: &[u8]) -> usize {
 }
 
 impl Near {
-    pub(crate) fn new(max_bytes: usize) -> Near {
+    pub(crate) fn new(max_bytes: usize, max_lag: Duration) -> Near {
         let max_bytes = max_bytes.max(1) as u64;
         // quick_cache sizes its tables from an item estimate; 256 B per entry is typical.
         let estimate = usize::try_from((max_bytes / 256).clamp(16, 1 << 20)).unwrap_or(1 << 20);
@@ -97,6 +111,9 @@ impl Near {
             generation: AtomicU64::new(0),
             healthy: AtomicBool::new(false),
             running: AtomicBool::new(false),
+            origin: Instant::now(),
+            synced: AtomicU64::new(0),
+            max_lag,
             task: Mutex::new(None),
             start_errors: crate::log::RateLimited::new(),
         }
@@ -109,11 +126,32 @@ impl Near {
             return None;
         }
         let local = self.entries.get(key)?;
-        if local.expires <= Instant::now() {
+        let now = Instant::now();
+        if !self.in_sync(now) {
+            return None;
+        }
+        if local.expires <= now {
             let _ = self.entries.remove_if(key, |l| l.expires <= Instant::now());
             return None;
         }
         Some(local.bytes)
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Every invalidation Redis sent for writes it processed before `at` has been applied.
+    fn mark_synced(&self, at: Instant) {
+        self.synced.store(self.nanos(at).max(1), Ordering::Release);
+    }
+
+    /// The last sync point is recent enough for entries to be served at `now`: a write not yet
+    /// applied happened after it, so it is at most `max_lag` old.
+    fn in_sync(&self, now: Instant) -> bool {
+        let synced = self.synced.load(Ordering::Acquire);
+        let lag = u64::try_from(self.max_lag.as_nanos()).unwrap_or(u64::MAX);
+        synced != 0 && self.nanos(now) <= synced.saturating_add(lag)
     }
 
     /// Taken right before the Redis read whose result may be stored locally; `None` when the
@@ -180,13 +218,14 @@ impl Near {
         self.entries.weight()
     }
 
-    /// Whether entries are being served (the tracking connection is up).
+    /// Whether entries are being served (the tracking connection is up and in sync).
     pub(crate) fn is_live(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.healthy.load(Ordering::Acquire) && self.in_sync(Instant::now())
     }
 
     fn go_dark(&self) {
         self.healthy.store(false, Ordering::SeqCst);
+        self.synced.store(0, Ordering::Release);
         self.flush();
     }
 
@@ -234,9 +273,12 @@ impl Inner {
             self.warn_near_cluster();
             return None;
         }
-        let near = self
-            .near
-            .get_or_init(|| Near::new(self.config.local_max_bytes));
+        let near = self.near.get_or_init(|| {
+            Near::new(
+                self.config.local_max_bytes,
+                HEARTBEAT.saturating_add(self.config.op_timeout),
+            )
+        });
         if !near.running.load(Ordering::Acquire) && !near.running.swap(true, Ordering::AcqRel) {
             match tokio::runtime::Handle::try_current() {
                 Ok(handle) => {
@@ -352,19 +394,22 @@ async fn track(inner: Arc<Inner>) {
         match connect(&inner).await {
             Ok((mut conn, mut rx)) => {
                 backoff = Duration::from_millis(50);
-                // Anything stored before tracking was on is not covered by it.
+                // Anything stored before tracking was on is not covered by it. Entries are filled
+                // only by reads sent from now on, which see every earlier write: a sync point.
                 near.flush();
+                near.mark_synced(Instant::now());
                 near.healthy.store(true, Ordering::SeqCst);
                 let mut heartbeat = tokio::time::interval(HEARTBEAT);
                 heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 heartbeat.tick().await;
-                loop {
+                'link: loop {
                     tokio::select! {
                         push = rx.recv() => match push {
                             Some(push) => if !near.handle(push) { break },
                             None => break,
                         },
                         _ = heartbeat.tick() => {
+                            let sent = Instant::now();
                             let ping = tokio::time::timeout(
                                 inner.config.op_timeout,
                                 redis::cmd("PING").query_async::<()>(&mut conn),
@@ -373,6 +418,18 @@ async fn track(inner: Arc<Inner>) {
                             if !matches!(ping, Ok(Ok(()))) {
                                 break;
                             }
+                            // Redis sends the invalidations of a write processed before the
+                            // `PING` arrived ahead of the `PONG`, and the connection queues
+                            // pushes in order before resolving a reply: apply them all, then
+                            // vouch for every write before `sent`.
+                            loop {
+                                match rx.try_recv() {
+                                    Ok(push) => if !near.handle(push) { break 'link },
+                                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                                    Err(_) => break 'link,
+                                }
+                            }
+                            near.mark_synced(sent);
                         }
                     }
                 }
@@ -403,10 +460,33 @@ async fn track(inner: Arc<Inner>) {
 mod tests {
     use super::*;
 
-    fn live() -> Near {
-        let n = Near::new(1 << 20);
+    fn live_with(max_bytes: usize) -> Near {
+        let n = Near::new(max_bytes, Duration::from_secs(60));
+        n.mark_synced(Instant::now());
         n.healthy.store(true, Ordering::SeqCst);
         n
+    }
+
+    fn live() -> Near {
+        live_with(1 << 20)
+    }
+
+    #[test]
+    fn nothing_is_served_when_the_last_sync_point_is_older_than_the_bound() {
+        let n = Near::new(1 << 20, Duration::from_millis(20));
+        n.mark_synced(Instant::now());
+        n.healthy.store(true, Ordering::SeqCst);
+        let t = n.ticket("ns:a").unwrap();
+        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
+        assert_eq!(n.get("ns:a").as_deref(), Some(&b"v"[..]));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(
+            n.get("ns:a").is_none(),
+            "invalidations unapplied for too long"
+        );
+        assert!(!n.is_live());
+        n.mark_synced(Instant::now());
+        assert_eq!(n.get("ns:a").as_deref(), Some(&b"v"[..]), "in sync again");
     }
 
     #[test]
@@ -457,8 +537,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert!(n.get("ns:a").is_none());
 
-        let small = Near::new(64 * 1024);
-        small.healthy.store(true, Ordering::SeqCst);
+        let small = live_with(64 * 1024);
         for i in 0..10_000 {
             let key = format!("ns:{i}");
             let t = small.ticket(&key).unwrap();
