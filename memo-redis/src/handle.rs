@@ -426,7 +426,13 @@ impl Cache {
             .min(MAX_TTL_MS.saturating_mul(2));
         let mut invocation = EXPIRE_AT.key(&full);
         invocation.key(tag_list_key(inner, &full)).arg(at_ms);
-        let (existed, list): (u64, Option<Vec<u8>>) = inner.store.invoke(&invocation).await?;
+        let reply = inner
+            .store
+            .invoke::<(u64, Option<Vec<u8>>)>(&invocation)
+            .await;
+        // A near-cache copy may assume a longer life than the new expiry: drop it now.
+        inner.forget_local(&full);
+        let (existed, list) = reply?;
         if let Some(list) = list {
             let now = now_ms();
             if at_ms > now {
@@ -851,8 +857,11 @@ async fn write(
         None => invocation.arg(""),
     };
     invocation.arg(list);
-    let old: Option<Vec<u8>> = inner.store.invoke(&invocation).await?;
-    if let Some(old) = old {
+    let old = inner.store.invoke::<Option<Vec<u8>>>(&invocation).await;
+    // This process's near-cache copy goes at once (also when the reply was lost: the write may
+    // have happened), not when Redis's invalidation push arrives.
+    inner.forget_local(full);
+    if let Some(old) = old? {
         leave_groups(inner, full, &decode_tags(&old), tags).await?;
     }
     if !tags.is_empty() {

@@ -473,13 +473,14 @@ mod tests {
 
     #[test]
     fn nothing_is_served_when_the_last_sync_point_is_older_than_the_bound() {
-        let n = Near::new(1 << 20, Duration::from_millis(20));
+        // Generous against a stall between two lines on a loaded machine.
+        let n = Near::new(1 << 20, Duration::from_millis(200));
         n.mark_synced(Instant::now());
         n.healthy.store(true, Ordering::SeqCst);
         let t = n.ticket("ns:a").unwrap();
         n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
         assert_eq!(n.get("ns:a").as_deref(), Some(&b"v"[..]));
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(250));
         assert!(
             n.get("ns:a").is_none(),
             "invalidations unapplied for too long"

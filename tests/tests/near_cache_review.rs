@@ -195,9 +195,6 @@ async fn via_handle(id: u32) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: Cache::set/set_with_tags (memo-redis/src/handle.rs `write`) does not drop this \
-            process's local copy, so a call right after the set can serve the old value until \
-            Redis's push arrives; fix: call inner.forget_local(full) after the SET script returns"]
 async fn a_call_right_after_this_process_sets_the_key_never_returns_the_previous_value() {
     let server = RedisServer::start();
     SET_C.install(config(&server)).unwrap();
