@@ -3,11 +3,14 @@
 //! return the body's correct result within the operation timeout (plus a margin), and the cache
 //! must come back by itself once Redis does.
 
+mod common;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fill_until_oom;
 use memo_redis::{redis_cache, Cache, Config};
 use memo_redis_tests::{free_port_url, Blackhole, RedisServer};
 
@@ -334,33 +337,8 @@ async fn out_of_memory_noeviction() {
     // About 3 MiB of data, then a 1 MiB limit: megabytes over it. A server filled only to just
     // over the limit could make room again when memory is freed later (a client's query buffer
     // shrinking, on the server's own schedule), and then store what the test says it cannot.
+    fill_until_oom(&server).await;
     let mut conn = server.conn().await;
-    let junk = vec![b'j'; 64 * 1024];
-    for i in 0..48 {
-        let () = redis::cmd("SET")
-            .arg(format!("junk:{i}"))
-            .arg(&junk)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("1mb")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let r: redis::RedisResult<()> = redis::cmd("SET")
-        .arg("one-more")
-        .arg("x")
-        .query_async(&mut conn)
-        .await;
-    assert_eq!(
-        r.as_ref().err().and_then(|e| e.code()),
-        Some("OOM"),
-        "the server never ran out of memory: {r:?}"
-    );
 
     let mut slowest = Duration::ZERO;
     for i in 0..30u64 {

@@ -7,6 +7,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use common::{wait_near_live, warm_local};
 use memo_redis::{redis_cache, Cache, Config};
 use memo_redis_tests::RedisServer;
 
@@ -20,18 +21,6 @@ fn config(server: &RedisServer) -> Config {
         .op_timeout(Duration::from_millis(500))
         .build()
         .expect("valid config")
-}
-
-/// Waits (bounded) until the tracking connection of `cache` is up.
-async fn wait_live(cache: &'static Cache, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !cache.near_cache().is_some_and(|n| n.live) {
-        assert!(
-            Instant::now() < deadline,
-            "near cache not live after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Calls `f` until it returns `want` (bounded by `within`), and returns how long after `since`
@@ -56,22 +45,6 @@ where
             "still served {got:?} after {within:?} (wanted {want:?})"
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Calls `f` until one call is served from the near cache (bounded). A read right after our own
-/// write may not be kept locally: that write's invalidation can arrive after the read started,
-/// and the tier then refuses the copy (by design); the next read keeps it.
-async fn warm<F, Fut, T>(name: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let before = common::stats_of(name).local_hits;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while common::stats_of(name).local_hits == before {
-        assert!(Instant::now() < deadline, "{name}: no local hit after 5 s");
-        f().await;
     }
 }
 
@@ -101,8 +74,8 @@ async fn another_process_write_delete_and_expiry_reach_the_local_copy_within_the
 
     // Miss (stores), Redis hit (kept locally), then local hits that never reach Redis.
     assert_eq!(profile_a(1).await, "1-v1");
-    wait_live(&A, Duration::from_secs(5)).await;
-    warm("profile", || profile_a(1)).await;
+    wait_near_live(&A, Duration::from_secs(5)).await;
+    warm_local("profile", || profile_a(1)).await;
     let before = common::stats_of("profile");
     for _ in 0..100 {
         assert_eq!(profile_a(1).await, "1-v1");
@@ -125,7 +98,7 @@ async fn another_process_write_delete_and_expiry_reach_the_local_copy_within_the
 
     // 2. A raw client deletes the key: A stops serving its copy and recomputes.
     // Warm A's local copy of v2 first (a Redis hit fills it).
-    warm("profile", || profile_a(1)).await;
+    warm_local("profile", || profile_a(1)).await;
     assert_eq!(profile_a(1).await, "1-v2");
     VERSION.store(3, SeqCst);
     let key = profile_a_key(&1).unwrap();
@@ -144,7 +117,7 @@ async fn another_process_write_delete_and_expiry_reach_the_local_copy_within_the
     assert_eq!(RUNS_A.load(SeqCst), 2, "the deleted value was recomputed");
 
     // 3. The key expires in Redis (a raw PEXPIRE, far shorter than A's 60 s local cap).
-    warm("profile", || profile_a(1)).await;
+    warm_local("profile", || profile_a(1)).await;
     assert_eq!(profile_a(1).await, "1-v3");
     VERSION.store(4, SeqCst);
     let _: () = redis::cmd("PEXPIRE")
@@ -178,8 +151,8 @@ async fn a_redis_restart_empties_the_tier_and_companions_act_locally_at_once() {
     C.install(config(&server)).unwrap();
 
     report(1).await;
-    wait_live(&C, Duration::from_secs(5)).await;
-    warm("report", || report(1)).await;
+    wait_near_live(&C, Duration::from_secs(5)).await;
+    warm_local("report", || report(1)).await;
     assert_eq!(C.near_cache().unwrap().entries, 1);
 
     // `evict` forgets the local copy in this process at once, before Redis's push arrives.
@@ -191,7 +164,7 @@ async fn a_redis_restart_empties_the_tier_and_companions_act_locally_at_once() {
     // Fill the tier with a few entries, then kill Redis: the tier goes dark and empties.
     for id in 2..6 {
         report(id).await;
-        warm("report", || report(id)).await;
+        warm_local("report", || report(id)).await;
     }
     assert!(C.near_cache().unwrap().entries >= 4);
     server.kill();
@@ -207,7 +180,7 @@ async fn a_redis_restart_empties_the_tier_and_companions_act_locally_at_once() {
     assert_eq!(RUNS_C.load(SeqCst), runs + 1);
 
     server.restart();
-    wait_live(&C, Duration::from_secs(10)).await;
+    wait_near_live(&C, Duration::from_secs(10)).await;
     assert_eq!(
         C.near_cache().unwrap().entries,
         0,
@@ -234,8 +207,8 @@ async fn a_local_copy_never_outlives_the_redis_ttl() {
     let server = RedisServer::start();
     D.install(config(&server)).unwrap();
     short_lived(1).await;
-    wait_live(&D, Duration::from_secs(5)).await;
-    warm("short_lived", || short_lived(1)).await;
+    wait_near_live(&D, Duration::from_secs(5)).await;
+    warm_local("short_lived", || short_lived(1)).await;
     let key = short_lived_key(&1).unwrap();
     let pttl = common::pttl(&server, &key).await;
     assert!(pttl > 0);

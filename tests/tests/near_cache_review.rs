@@ -7,6 +7,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use common::{wait_near_live, warm_local};
 use memo_redis::{redis_cache, Cache, Config};
 use memo_redis_tests::RedisServer;
 
@@ -34,30 +35,6 @@ fn current_thread() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-/// Waits (bounded) until the tracking connection of `cache` is up.
-async fn wait_live(cache: &'static Cache) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cache.near_cache().is_some_and(|n| n.live) {
-        assert!(Instant::now() < deadline, "near cache not live after 5 s");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Calls `f` (yielding between calls) until one call is a local hit of `name`, bounded.
-async fn warm<F, Fut, T>(name: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let before = common::stats_of(name).local_hits;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while common::stats_of(name).local_hits == before {
-        assert!(Instant::now() < deadline, "{name}: no local hit after 5 s");
-        f().await;
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -89,8 +66,8 @@ fn an_unpolled_runtime_does_not_serve_an_overwritten_copy_on_its_next_call() {
     let rt = current_thread();
     rt.block_on(async {
         assert_eq!(idle_a(1).await, "1-v1");
-        wait_live(&IDLE_A).await;
-        warm("idle", || idle_a(1)).await;
+        wait_near_live(&IDLE_A, Duration::from_secs(5)).await;
+        warm_local("idle", || idle_a(1)).await;
         assert_eq!(idle_a(1).await, "1-v1");
     });
 
@@ -141,8 +118,8 @@ fn a_caller_spinning_on_local_hits_stops_getting_an_overwritten_copy_within_the_
     let rt = current_thread();
     rt.block_on(async {
         assert_eq!(spin_a(1).await, "1-v1");
-        wait_live(&SPIN_A).await;
-        warm("spin", || spin_a(1)).await;
+        wait_near_live(&SPIN_A, Duration::from_secs(5)).await;
+        warm_local("spin", || spin_a(1)).await;
     });
 
     let mut served_stale_for = Duration::ZERO;
@@ -176,7 +153,7 @@ fn a_caller_spinning_on_local_hits_stops_getting_an_overwritten_copy_within_the_
 
     // The tier recovers once the tracking task runs again: local hits resume.
     rt.block_on(async {
-        warm("spin", || spin_a(1)).await;
+        warm_local("spin", || spin_a(1)).await;
         assert_eq!(spin_a(1).await, "1-v2");
     });
 }
@@ -201,11 +178,11 @@ async fn a_call_right_after_this_process_sets_the_key_never_returns_the_previous
     let key = via_handle_key(&1).unwrap();
 
     via_handle(1).await;
-    wait_live(&SET_C).await;
+    wait_near_live(&SET_C, Duration::from_secs(5)).await;
     let mut stale = Vec::new();
     let trials = 200;
     for i in 1..=trials {
-        warm("set", || via_handle(1)).await;
+        warm_local("set", || via_handle(1)).await;
         let new = format!("1-set-{i}");
         SET_C.set(&key, &new, None).await.unwrap();
         let got = via_handle(1).await;

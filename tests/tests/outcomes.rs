@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use common::stats_of;
+use common::{fill_until_oom, stats_of};
 use memo_redis::{redis_cache, Cache, CodecKind, Config, FnStats};
 use memo_redis_tests::RedisServer;
 
@@ -171,40 +171,6 @@ async fn killed_server_errors_until_the_breaker_opens_then_bypass() {
     );
 }
 
-/// Leaves a `noeviction` server with `maxmemory 1mb` and about 3 MiB of data: every write fails
-/// with `OOM`. Filling first and lowering the limit afterwards leaves megabytes of margin, so
-/// memory freed later (a client's query buffer shrinking) cannot make room again, as it could
-/// with a server filled to just over the limit.
-async fn fill(server: &RedisServer) {
-    let mut conn = server.conn().await;
-    let junk = vec![b'j'; 64 * 1024];
-    for i in 0..48 {
-        let () = redis::cmd("SET")
-            .arg(format!("junk:{i}"))
-            .arg(&junk)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("1mb")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let r: redis::RedisResult<()> = redis::cmd("SET")
-        .arg("one-more")
-        .arg("x")
-        .query_async(&mut conn)
-        .await;
-    assert_eq!(
-        r.as_ref().err().and_then(|e| e.code()),
-        Some("OOM"),
-        "the server is full: {r:?}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_server_write_failures_are_errors() {
     // `maxmemory 1mb` is set by `fill`, once the data is in.
@@ -223,7 +189,7 @@ async fn full_server_write_failures_are_errors() {
     }
 
     assert_eq!(oom_fn(0).await, "value-0"); // stored while there is room
-    fill(&server).await;
+    fill_until_oom(&server).await;
 
     const CALLS: u64 = 10;
     for x in 1..=CALLS {
@@ -319,7 +285,7 @@ async fn full_server_concurrent_misses_keep_hits() {
         format!("value-{x}")
     }
     assert_eq!(oom_concurrent(0).await, "value-0"); // stored while there is room
-    fill(&server).await;
+    fill_until_oom(&server).await;
 
     let tasks: Vec<_> = (0..16u64)
         .map(|t| {

@@ -162,3 +162,67 @@ pub fn stats_of(name: &str) -> memo_redis::FnStats {
     assert!(found.next().is_none(), "{name} is ambiguous: {all:?}");
     entry.stats
 }
+
+/// Leaves a `noeviction` server with `maxmemory 1mb` and about 3 MiB of data: every write fails
+/// with `OOM`. Filling first and lowering the limit afterwards leaves megabytes of margin, so
+/// memory freed later (a client's query buffer shrinking) cannot make room again, as it could
+/// with a server filled to just over the limit.
+pub async fn fill_until_oom(server: &RedisServer) {
+    let mut conn = server.conn().await;
+    let junk = vec![b'j'; 64 * 1024];
+    for i in 0..48 {
+        let () = redis::cmd("SET")
+            .arg(format!("junk:{i}"))
+            .arg(&junk)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1mb")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let r: redis::RedisResult<()> = redis::cmd("SET")
+        .arg("one-more")
+        .arg("x")
+        .query_async(&mut conn)
+        .await;
+    assert_eq!(
+        r.as_ref().err().and_then(|e| e.code()),
+        Some("OOM"),
+        "the server is full: {r:?}"
+    );
+}
+
+/// Waits (bounded) until the near cache of `cache` is live (tracking connection up, in sync).
+pub async fn wait_near_live(cache: &'static Cache, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !cache.near_cache().is_some_and(|n| n.live) {
+        assert!(
+            Instant::now() < deadline,
+            "near cache not live after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Calls `f` (yielding between calls, so the tracking task can run on any runtime) until one
+/// call is served from the near cache, bounded. A read right after our own write may not be
+/// kept locally: that write's invalidation can arrive after the read started, and the tier then
+/// refuses the copy (by design); the next read keeps it.
+pub async fn warm_local<F, Fut, T>(name: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let before = stats_of(name).local_hits;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats_of(name).local_hits == before {
+        assert!(Instant::now() < deadline, "{name}: no local hit after 5 s");
+        f().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
