@@ -185,3 +185,9 @@ pub fn global() -> &'static Cache {
 pub async fn shutdown() -> bool {
     __private::GLOBAL.shutdown(Duration::from_secs(5)).await
 }
+
+/// The README's Rust snippets, compiled by `cargo test --doc` so the Quickstart stays a program
+/// that builds as written. (`cfg(doctest)`: the README lives outside the packaged crate.)
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
