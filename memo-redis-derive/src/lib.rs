@@ -12,7 +12,10 @@ mod valid;
 
 use proc_macro::TokenStream;
 
-/// Memoizes an `async fn` in Redis. See the `memo-redis` crate docs for every argument.
+// The whole attribute reference, shown by IDE hovers and docs.rs. Its examples use `memo_redis`,
+// which this crate cannot depend on, so they are compiled by memo-redis's doctests instead (its
+// `lib.rs` includes this file under `cfg(doctest)`); this crate's own doctests are off.
+#[doc = include_str!("attribute.md")]
 #[proc_macro_attribute]
 pub fn redis_cache(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(args.into(), item.into()).into()

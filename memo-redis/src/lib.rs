@@ -76,8 +76,11 @@
 //! `codec`, `cache = STATIC` (a named [`Cache`]), `name`, `shape`, `tags = [...]`, and the
 //! stampede/freshness options `single_flight`, `lock`, `stale`, `early_refresh`, `sliding`,
 //! `jitter`, `none_ttl`, and `local = "30s"` (a near cache in process memory, kept coherent by
-//! Redis server-assisted client tracking; `docs/near-cache.md`) — each with its default in the
-//! README's attribute table and `docs/guide.md`.
+//! Redis server-assisted client tracking). Each argument, its default and an example:
+//! [`redis_cache`](macro@redis_cache) (the attribute's own documentation, also shown by IDE hovers).
+//! Guides in the repository: `docs/guide.md` (start here), `docs/keys-and-failures.md`,
+//! `docs/stampedes-and-freshness.md`, `docs/near-cache.md`, `docs/invalidation.md`,
+//! `docs/when-redis-fails.md`, `docs/observability.md`, `docs/typed-handle.md`.
 //!
 //! # Configuration
 //!
@@ -90,7 +93,7 @@
 //!
 //! # Observability
 //!
-//! Each call runs in a DEBUG `tracing` span `memo_redis.call` recording its outcome (hit, miss,
+//! Each call runs in a TRACE `tracing` span `memo_redis.call` recording its outcome (hit, miss,
 //! stale, bypass, error); counters are readable with [`stats`] / [`StatsTable`], and with the
 //! default `metrics` feature they are reported through the `metrics` facade.
 //!
@@ -191,3 +194,9 @@ pub async fn shutdown() -> bool {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The `#[redis_cache]` reference (`memo-redis-derive/src/attribute.md`, the attribute's own
+/// rustdoc), compiled here because its examples need this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../memo-redis-derive/src/attribute.md")]
+pub struct AttributeDoctests;
