@@ -45,7 +45,7 @@ impl CallOutcome {
     }
 }
 
-/// The span every cached call runs in (level DEBUG: free when not enabled).
+/// The span every cached call runs in (level TRACE: free when not enabled).
 pub(crate) fn call_span(spec: &Spec) -> tracing::Span {
     tracing::trace_span!(
         "memo_redis.call",
