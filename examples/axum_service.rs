@@ -7,6 +7,8 @@
 //!   `memo_redis::axum::ResponseCacheLayer` (`X-Cache: MISS` / `HIT` / `BYPASS`, `ETag`,
 //!   `304 Not Modified`).
 //!
+//! * `GET /health` reports whether Redis is reachable (`memo_redis::health()`): 200 or 503.
+//!
 //! The server listens on 127.0.0.1:0, sends a few raw HTTP/1.1 requests to itself, prints what
 //! came back, stops Redis (when it started it) to show fail-open, and exits.
 //!
@@ -93,8 +95,21 @@ fn reports_layer() -> ResponseCacheLayer {
     ResponseCacheLayer::new(Duration::from_secs(60)).prefix("reports")
 }
 
+/// `GET /health`: 200 when Redis answers and the cached calls use it, 503 otherwise (the service
+/// itself still works: memo-redis is fail-open), with the probe's one-line report as the body.
+async fn health() -> (StatusCode, String) {
+    let health = memo_redis::health().await;
+    let status = if health.is_healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, format!("{health}\n"))
+}
+
 fn app() -> Router {
     Router::new()
+        .route("/health", get(health))
         .route(
             "/users/{id}",
             get(get_user).put(put_user).delete(delete_user),
@@ -230,6 +245,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
 
+    println!("\n-- health (memo_redis::health(): PING + INFO server, bounded by the op timeout)");
+    show(addr, "GET /health", "GET", "/health", &[], "").await?;
+
     println!("\n-- #[redis_cache] function behind /users/{{id}}");
     show(addr, "GET /users/1", "GET", "/users/1", &[], "").await?;
     show(addr, "GET /users/1 again", "GET", "/users/1", &[], "").await?;
@@ -298,6 +316,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
             db(|t| t.insert(1, "Ada".to_string()));
             show(addr, "GET /users/1", "GET", "/users/1", &[], "").await?;
+            show(addr, "GET /health", "GET", "/health", &[], "").await?;
         }
         None => println!("\n(REDIS_URL set: not stopping a server this example did not start)"),
     }

@@ -117,6 +117,7 @@ mod error;
 mod events;
 mod flight;
 mod handle;
+mod health;
 mod invalidate;
 pub mod key;
 mod log;
@@ -141,6 +142,7 @@ pub use crate::config::{
 };
 pub use crate::error::{ConfigError, Error};
 pub use crate::events::Event;
+pub use crate::health::{health, Health};
 pub use crate::invalidate::invalidate_pattern;
 pub use crate::memo::{stats, FnStats, FunctionStats};
 pub use crate::observe::StatsTable;
