@@ -473,6 +473,7 @@ impl ConfigBuilder {
                 (first, redact_node_list(url))
             }
             Some(url) => {
+                check_url_shape(url)?;
                 let info = url
                     .as_str()
                     .into_connection_info()
@@ -639,6 +640,7 @@ fn parse_cluster_nodes(url: &str) -> Result<Vec<ConnectionInfo>, ConfigError> {
         } else {
             format!("{scheme}{auth}{part}")
         };
+        check_url_shape(&full)?;
         let info = full
             .as_str()
             .into_connection_info()
@@ -716,24 +718,134 @@ fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// A duration variable: seconds as a number (`0.25`, `3`: the historical form), or the
+/// attribute's units (`250ms`, `90s`, `5m`, `1h30m`, `2d`).
 fn parse_secs(name: &'static str, v: &str) -> Result<Duration, ConfigError> {
-    let secs: f64 = v
-        .trim()
-        .parse()
-        .map_err(|_| invalid(name, v, "expected seconds, e.g. `0.25`"))?;
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| invalid(name, v, "expected a non-negative, finite number of seconds"))
+    let t = v.trim();
+    if t.starts_with('-') {
+        return Err(invalid(name, v, "must not be negative"));
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| invalid(name, v, "expected a finite number of seconds"));
+    }
+    parse_units(t).map_err(|why| {
+        invalid(
+            name,
+            v,
+            &format!("{why}; expected seconds (`0.25`) or a duration such as `250ms`, `90s`, `5m`, `1h30m`"),
+        )
+    })
 }
 
+/// `REDIS_DEFAULT_TTL`: whole seconds or units as for [`parse_secs`]; `0` or `never` = no expiry.
 fn parse_ttl_secs(name: &'static str, v: &str) -> Result<Option<Duration>, ConfigError> {
     let t = v.trim();
     if t.starts_with('-') {
         return Err(invalid(name, v, "must not be negative; 0 means no expiry"));
     }
-    let secs: u64 = t
-        .parse()
-        .map_err(|_| invalid(name, v, "expected whole seconds; 0 means no expiry"))?;
-    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+    if t.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    let ttl = match t.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => parse_units(t).map_err(|why| {
+            invalid(
+                name,
+                v,
+                &format!("{why}; expected whole seconds (`300`), a duration such as `5m` or `1h30m`, or `never` (also `0`)"),
+            )
+        })?,
+    };
+    Ok((!ttl.is_zero()).then_some(ttl))
+}
+
+/// `90s`, `5m`, `1h30m`, `1500ms`, `2d`: the grammar of the attribute's durations
+/// (`memo-redis-derive`'s `parse_duration_ms`, which a proc-macro crate cannot share at run time;
+/// the unit tests below hold both to the same examples).
+fn parse_units(s: &str) -> Result<Duration, String> {
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("expected a number at `{rest}`"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| "number too large".to_string())?;
+        rest = &rest[digits..];
+        let unit_len = rest.chars().take_while(char::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let factor: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => return Err(format!("missing unit after `{n}`")),
+            other => return Err(format!("unknown unit `{other}`")),
+        };
+        total_ms = n
+            .checked_mul(factor)
+            .and_then(|ms| total_ms.checked_add(ms))
+            .ok_or_else(|| "duration too large".to_string())?;
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
+/// The mistakes people make in `REDIS_URL`, each with its fix, before redis-rs's own parser
+/// (whose messages, e.g. "InvalidClientConfig", do not say what to change).
+fn check_url_shape(url: &str) -> Result<(), ConfigError> {
+    let t = url.trim();
+    let error = |reason: &str| ConfigError::Url {
+        url: redact_url(t),
+        reason: reason.to_string(),
+    };
+    let Some(scheme_end) = t.find("://") else {
+        return Err(error(
+            "missing scheme; write `redis://host:port` (or `rediss://` for TLS, `unix://` for a socket)",
+        ));
+    };
+    let scheme = t[..scheme_end].to_ascii_lowercase();
+    match scheme.as_str() {
+        "redis" | "valkey" => {}
+        "rediss" | "valkeys" if !tls_supported() => {
+            return Err(error(
+                "`rediss://` (TLS) needs memo-redis's `tls` cargo feature: \
+                 memo-redis = { version = \"0.1\", features = [\"tls\"] }",
+            ))
+        }
+        "rediss" | "valkeys" | "unix" | "redis+unix" | "valkey+unix" => {}
+        "http" | "https" | "tcp" => {
+            return Err(error(&format!(
+                "`{scheme}://` is not a Redis scheme; write `redis://` (or `rediss://` for TLS)"
+            )))
+        }
+        other => {
+            return Err(error(&format!(
+                "unknown scheme `{other}://`; write `redis://` (or `rediss://` for TLS)"
+            )))
+        }
+    }
+    if scheme.ends_with("unix") {
+        return Ok(());
+    }
+    let rest = &t[scheme_end + 3..];
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let host_port = authority
+        .rfind('@')
+        .map_or(authority, |at| &authority[at + 1..]);
+    if host_port.is_empty() || host_port.starts_with(':') {
+        return Err(error(
+            "missing host; write `redis://host:port`, e.g. `redis://127.0.0.1:6379`",
+        ));
+    }
+    Ok(())
 }
 
 /// Replaces the password part of a URL by `***`.
@@ -788,10 +900,12 @@ mod tests {
             ("REDIS_PORT", "abc", "invalid REDIS_PORT `abc`: expected a non-negative whole number"),
             ("REDIS_DB", "-1", "invalid REDIS_DB `-1`: must not be negative"),
             ("REDIS_DEFAULT_TTL", "-5", "invalid REDIS_DEFAULT_TTL `-5`: must not be negative; 0 means no expiry"),
-            ("REDIS_DEFAULT_TTL", "1.5", "invalid REDIS_DEFAULT_TTL `1.5`: expected whole seconds; 0 means no expiry"),
+            ("REDIS_DEFAULT_TTL", "1.5", "invalid REDIS_DEFAULT_TTL `1.5`: missing unit after `1`; expected whole seconds (`300`), a duration such as `5m` or `1h30m`, or `never` (also `0`)"),
+            ("REDIS_DEFAULT_TTL", "5 minutes", "invalid REDIS_DEFAULT_TTL `5 minutes`: missing unit after `5`; expected whole seconds (`300`), a duration such as `5m` or `1h30m`, or `never` (also `0`)"),
             ("REDIS_SOCKET_TIMEOUT", "0", "invalid REDIS_SOCKET_TIMEOUT `0`: must be greater than zero"),
-            ("REDIS_SOCKET_TIMEOUT", "-1", "invalid REDIS_SOCKET_TIMEOUT `-1`: expected a non-negative, finite number of seconds"),
-            ("REDIS_SOCKET_CONNECT_TIMEOUT", "x", "invalid REDIS_SOCKET_CONNECT_TIMEOUT `x`: expected seconds, e.g. `0.25`"),
+            ("REDIS_SOCKET_TIMEOUT", "-1", "invalid REDIS_SOCKET_TIMEOUT `-1`: must not be negative"),
+            ("REDIS_SOCKET_TIMEOUT", "250mss", "invalid REDIS_SOCKET_TIMEOUT `250mss`: unknown unit `mss`; expected seconds (`0.25`) or a duration such as `250ms`, `90s`, `5m`, `1h30m`"),
+            ("REDIS_SOCKET_CONNECT_TIMEOUT", "x", "invalid REDIS_SOCKET_CONNECT_TIMEOUT `x`: expected a number at `x`; expected seconds (`0.25`) or a duration such as `250ms`, `90s`, `5m`, `1h30m`"),
             ("REDIS_SSL", "maybe", "invalid REDIS_SSL `maybe`: expected true or false"),
             ("REDIS_PREFIX", "a:b", "invalid REDIS_PREFIX `a:b`: must not contain `:`; use letters, digits, `_`, `-`, `.` or `/`"),
             ("REDIS_MAX_CONNECTIONS", "0", "invalid REDIS_MAX_CONNECTIONS `0`: must be at least 1"),
@@ -803,7 +917,7 @@ mod tests {
             ("REDIS_BREAKER_THRESHOLD", "0", "invalid REDIS_BREAKER_THRESHOLD `0`: must be at least 1"),
             ("REDIS_BREAKER_THRESHOLD", "many", "invalid REDIS_BREAKER_THRESHOLD `many`: expected a non-negative whole number"),
             ("REDIS_BREAKER_COOLDOWN", "0", "invalid REDIS_BREAKER_COOLDOWN `0`: must be greater than zero"),
-            ("REDIS_BREAKER_COOLDOWN", "inf", "invalid REDIS_BREAKER_COOLDOWN `inf`: expected a non-negative, finite number of seconds"),
+            ("REDIS_BREAKER_COOLDOWN", "inf", "invalid REDIS_BREAKER_COOLDOWN `inf`: expected a finite number of seconds"),
             ("REDIS_MAX_VALUE_BYTES", "0", "invalid REDIS_MAX_VALUE_BYTES `0`: must be at least 1"),
             ("REDIS_MAX_VALUE_BYTES", "1e6", "invalid REDIS_MAX_VALUE_BYTES `1e6`: expected a non-negative whole number"),
             ("REDIS_LOCAL_MAX_BYTES", "0", "invalid REDIS_LOCAL_MAX_BYTES `0`: must be at least 1"),
@@ -825,6 +939,94 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("only database 0"), "{err}");
+    }
+
+    #[test]
+    fn durations_accept_the_attribute_units() {
+        let c = from(&[
+            ("REDIS_DEFAULT_TTL", "5m"),
+            ("REDIS_SOCKET_TIMEOUT", "250ms"),
+            ("REDIS_SOCKET_CONNECT_TIMEOUT", "2s"),
+            ("REDIS_BREAKER_COOLDOWN", "1m30s"),
+        ])
+        .unwrap();
+        assert_eq!(c.default_ttl(), Some(Duration::from_secs(300)));
+        assert_eq!(c.op_timeout(), Duration::from_millis(250));
+        assert_eq!(c.connect_timeout(), Duration::from_secs(2));
+        assert_eq!(c.breaker_cooldown, Duration::from_secs(90));
+        // The historical forms still mean what they meant.
+        let c = from(&[
+            ("REDIS_DEFAULT_TTL", "3600"),
+            ("REDIS_SOCKET_TIMEOUT", "0.25"),
+        ])
+        .unwrap();
+        assert_eq!(c.default_ttl(), Some(Duration::from_secs(3600)));
+        assert_eq!(c.op_timeout(), Duration::from_millis(250));
+        for never in ["0", "never", "NEVER", "0s"] {
+            let c = from(&[("REDIS_DEFAULT_TTL", never)]).unwrap();
+            assert_eq!(c.default_ttl(), None, "{never}");
+        }
+        // The attribute's examples (memo-redis-derive's parse_duration_ms tests).
+        assert_eq!(parse_units("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_units("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_units("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_units("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_units("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(parse_units("5").is_err());
+        assert!(parse_units("5 minutes").is_err());
+        assert!(parse_units("m").is_err());
+    }
+
+    #[test]
+    fn url_mistakes_name_the_fix() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "http://127.0.0.1:6379",
+                "`http://` is not a Redis scheme; write `redis://`",
+            ),
+            (
+                "https://cache.example.com",
+                "`https://` is not a Redis scheme",
+            ),
+            (
+                "127.0.0.1:6390",
+                "missing scheme; write `redis://host:port`",
+            ),
+            ("memcached://h:1", "unknown scheme `memcached://`"),
+            ("redis://", "missing host"),
+            ("redis://:6379", "missing host"),
+            ("redis://:pw@:6379/0", "missing host"),
+        ];
+        for (url, want) in cases {
+            let err = from(&[("REDIS_URL", url)]).unwrap_err().to_string();
+            assert!(err.contains(want), "{url}: {err}");
+            assert!(
+                !err.contains("secret") && !err.contains(":pw@"),
+                "{url}: {err}"
+            );
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let err = from(&[("REDIS_URL", "rediss://h:6380")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("`tls` cargo feature"), "{err}");
+        }
+        let err = from(&[
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_URL", "redis://h1:7000,http://h2:7001"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not a Redis scheme"), "{err}");
+        for ok in [
+            "redis://127.0.0.1:6379/2",
+            "valkey://h:1",
+            "unix:///run/redis.sock",
+            "redis://u:p@h",
+        ] {
+            assert!(from(&[("REDIS_URL", ok)]).is_ok(), "{ok}");
+        }
     }
 
     #[test]
