@@ -11,6 +11,10 @@ async fn global_cache_from_environment() {
     let server = RedisServer::start();
     std::env::set_var("REDIS_URL", server.url());
     std::env::set_var("REDIS_PREFIX", "envtest");
+    // Durations in the attribute's units (issue 19): a TTL for functions without `ttl`, and the
+    // operation timeout.
+    std::env::set_var("REDIS_DEFAULT_TTL", "5m");
+    std::env::set_var("REDIS_SOCKET_TIMEOUT", "750ms");
 
     static RUNS: AtomicU32 = AtomicU32::new(0);
     #[redis_cache(ttl = 60)]
@@ -26,9 +30,35 @@ async fn global_cache_from_environment() {
 
     let config = memo_redis::global().config().expect("valid configuration");
     assert_eq!(config.namespace(), "envtest");
+    assert_eq!(config.op_timeout(), std::time::Duration::from_millis(750));
+    assert_eq!(
+        config.default_ttl(),
+        Some(std::time::Duration::from_secs(300))
+    );
+
+    // A function without `ttl` gets REDIS_DEFAULT_TTL=5m on the real server.
+    #[redis_cache]
+    async fn default_ttl(x: u32) -> u32 {
+        x + 1
+    }
+    assert_eq!(default_ttl(1).await, 2);
+    let mut c = server.conn().await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(default_ttl_key(&1).unwrap())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(
+        (290_000..=300_000).contains(&pttl),
+        "PTTL {pttl} ms, want ≈ 5 min"
+    );
     let key = from_env_key(&5).unwrap();
     assert!(key.starts_with("envtest:"), "{key}");
-    assert_eq!(server.keys("envtest:*").await, vec![key]);
+    let mut keys = server.keys("envtest:*").await;
+    keys.sort();
+    let mut want = vec![key, default_ttl_key(&1).unwrap()];
+    want.sort();
+    assert_eq!(keys, want);
 
     assert!(memo_redis::shutdown().await);
     // A call after shutdown reconnects and still hits.
