@@ -17,7 +17,7 @@ use common::install;
 use http_client::{request, serve, Reply};
 use memo_redis::axum::ResponseCacheLayer;
 use memo_redis::Cache;
-use memo_redis_tests::RedisServer;
+use memo_redis_tests::{Nginx, RedisServer};
 
 #[derive(Clone, Default)]
 struct Runs(Arc<AtomicUsize>);
@@ -508,4 +508,124 @@ async fn bypassed_responses_carry_the_same_privacy_headers() {
     // Unkeyed credentials never reach Redis at all.
     let r = get_as(addr, "/page", &[("Cookie", "session=alice")]).await;
     assert_eq!(r.x_cache(), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real shared cache in front: nginx `proxy_cache` with its defaults (it stores what the
+// upstream's headers allow, honours `Vary`, never stores `private`).
+
+async fn via(nginx: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    request(nginx, "GET", path, headers).await
+}
+
+fn proxy_cache(r: &Reply) -> &str {
+    r.header("x-proxy-cache").unwrap_or("-")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_in_front_never_serves_a_page_to_another_user() {
+    let server = RedisServer::start();
+    static CACHE: Cache = Cache::from_env();
+    install(&CACHE, &server);
+    let runs = Runs::default();
+    let base = || ResponseCacheLayer::new(Duration::from_secs(60)).cache(&CACHE);
+    let mut router = Router::new();
+    for (i, shape) in SHAPES.iter().enumerate() {
+        router = router.nest(&format!("/s{i}"), app(&runs, (shape.layer)(base())));
+    }
+    let router = router
+        .nest("/lang", app(&runs, base().vary_by_header("accept-language")))
+        .nest("/plain", app(&runs, base().vary_by_header("x-user-id")));
+    let upstream = serve(router).await;
+    let nginx = tokio::task::spawn_blocking(move || Nginx::proxy_cache(upstream))
+        .await
+        .expect("nginx started");
+    let addr = nginx.addr();
+    let log = || format!("nginx access log:\n{}", nginx.access_log());
+
+    // Per-user pages, with freshness declared by the handler (`/page/max-age`: nginx would
+    // store it if it were shareable) and without (`/page`).
+    for (i, shape) in SHAPES.iter().enumerate() {
+        for page in ["/page/max-age", "/page"] {
+            let path = format!("/s{i}{page}");
+            let name = format!("{} {path}", shape.name);
+            let alice = via(addr, &path, &[shape.alice]).await;
+            let bob = via(addr, &path, &[shape.bob]).await;
+            let alice2 = via(addr, &path, &[shape.alice]).await;
+            let bob2 = via(addr, &path, &[shape.bob]).await;
+            for (r, shows, layer) in [
+                (&alice, shape.shows[0], "MISS"),
+                (&bob, shape.shows[1], "MISS"),
+                (&alice2, shape.shows[0], "HIT"),
+                (&bob2, shape.shows[1], "HIT"),
+            ] {
+                assert_eq!(r.status, 200, "{name}: {r:?}");
+                assert!(r.text().contains(shows), "{name}: {r:?}\n{}", log());
+                assert_eq!(r.x_cache(), Some(layer), "{name}: {r:?}");
+                // `private`: nginx never stores it, so never serves it to anyone.
+                assert_eq!(proxy_cache(r), "MISS", "{name}: {r:?}\n{}", log());
+                assert_eq!(r.tokens("cache-control")[0], "private", "{name}: {r:?}");
+                assert_eq!(r.tokens("vary"), [shape.vary], "{name}: {r:?}");
+            }
+            assert_eq!((alice2.body == alice.body, bob2.body == bob.body), (true, true));
+            // Revalidation through nginx: with `proxy_cache` on, nginx strips `If-None-Match`
+            // from the request it sends upstream and (nothing stored) relays the full answer, so
+            // alice gets her own page again (a 200, not a 304), and bob his.
+            let etag = alice.header("etag").expect("etag");
+            let again = via(addr, &path, &[shape.alice, ("If-None-Match", etag)]).await;
+            assert_eq!((again.status, &again.body), (200, &alice.body), "{name}: {again:?}");
+            assert_eq!(again.header("etag"), Some(etag), "{name}");
+            let bob3 = via(addr, &path, &[shape.bob, ("If-None-Match", etag)]).await;
+            assert_eq!((bob3.status, &bob3.body), (200, &bob.body), "{name}: {bob3:?}");
+            assert_eq!(proxy_cache(&bob3), "MISS", "{name}");
+        }
+    }
+    assert_eq!(runs.get(), SHAPES.len() * 2 * 2, "one handler run per user and page");
+
+    // A shareable page varying by language: nginx stores one variant per language and serves
+    // each only to its own language.
+    let before = runs.get();
+    let lang = |l: &'static str| [("Accept-Language", l)];
+    let en = via(addr, "/lang/page/max-age", &lang("en")).await;
+    let de = via(addr, "/lang/page/max-age", &lang("de")).await;
+    assert_eq!((proxy_cache(&en), proxy_cache(&de)), ("MISS", "MISS"), "{}", log());
+    assert_eq!(en.tokens("vary"), ["accept-language"]);
+    assert_eq!(en.tokens("cache-control"), ["max-age=30"], "not private: {en:?}");
+    let en2 = via(addr, "/lang/page/max-age", &lang("en")).await;
+    let de2 = via(addr, "/lang/page/max-age", &lang("de")).await;
+    assert_eq!((proxy_cache(&en2), proxy_cache(&de2)), ("HIT", "HIT"), "{}", log());
+    assert!(en2.text().contains("accept-language=en"), "{en2:?}");
+    assert!(de2.text().contains("accept-language=de"), "{de2:?}");
+    let en_etag = en.header("etag").expect("etag");
+    let de_with_en = via(
+        addr,
+        "/lang/page/max-age",
+        &[("Accept-Language", "de"), ("If-None-Match", en_etag)],
+    )
+    .await;
+    assert_eq!((de_with_en.status, &de_with_en.body), (200, &de.body));
+    let en_with_en = via(
+        addr,
+        "/lang/page/max-age",
+        &[("Accept-Language", "en"), ("If-None-Match", en_etag)],
+    )
+    .await;
+    assert_eq!((en_with_en.status, proxy_cache(&en_with_en)), (304, "HIT"));
+    assert_eq!(runs.get(), before + 2);
+
+    // A handler that declared no freshness: the layer caches it, but adds no max-age, so
+    // nginx (no `proxy_cache_valid`) does not store it.
+    let first = via(addr, "/lang/page", &lang("en")).await;
+    let second = via(addr, "/lang/page", &lang("en")).await;
+    assert_eq!((first.x_cache(), second.x_cache()), (Some("MISS"), Some("HIT")));
+    assert_eq!((proxy_cache(&first), proxy_cache(&second)), ("MISS", "MISS"));
+    assert_eq!(second.header("cache-control"), None);
+
+    // Cookies the layer was not told about: passed through by the layer; a handler that
+    // declares nothing is not stored by nginx either.
+    for (cookie, shows) in [("session=alice", "session=alice"), ("session=bob", "session=bob")] {
+        let r = via(addr, "/plain/page", &[("Cookie", cookie)]).await;
+        assert_eq!((r.status, r.x_cache(), proxy_cache(&r)), (200, None, "MISS"));
+        assert!(r.text().contains(shows), "{r:?}");
+    }
 }
