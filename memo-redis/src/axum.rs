@@ -652,7 +652,11 @@ impl Settings {
     /// Whether the key holds something identifying a user, so that responses must not be
     /// stored by shared caches downstream.
     fn personal(&self) -> bool {
-        !self.cookies.is_empty() || self.vary.iter().any(|v| !NOT_PERSONAL.contains(&v.as_str()))
+        !self.cookies.is_empty()
+            || self
+                .vary
+                .iter()
+                .any(|v| !NOT_PERSONAL.contains(&v.as_str()))
     }
 
     /// Sets the downstream headers of a response the layer stores or serves (`HIT`, a `MISS`
@@ -704,7 +708,11 @@ impl Settings {
         if let (false, Some(max)) = (fresh, self.downstream_max_age) {
             cache_control.push(format!("max-age={}", max.as_secs().min(remaining_secs)));
         }
-        if personal && !cache_control.iter().any(|d| d.eq_ignore_ascii_case("private")) {
+        if personal
+            && !cache_control
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case("private"))
+        {
             cache_control.insert(0, "private".to_string());
         }
         match HeaderValue::try_from(cache_control.join(", ")) {
@@ -1260,7 +1268,10 @@ mod tests {
         let l = layer().vary_by_cookie("session");
         let a = key(&l, "/a", &[("cookie", "session=a; _ga=1")]);
         assert_eq!(a, key(&l, "/a", &[("cookie", "_ga=2;session=a")]));
-        assert_eq!(a, key(&l, "/a", &[("cookie", "_ga=2"), ("cookie", "session=a")]));
+        assert_eq!(
+            a,
+            key(&l, "/a", &[("cookie", "_ga=2"), ("cookie", "session=a")])
+        );
         assert_ne!(a, key(&l, "/a", &[("cookie", "session=b; _ga=1")]));
         assert_ne!(a, key(&l, "/a", &[("cookie", "xsession=a")]));
         assert_ne!(a, key(&l, "/a", &[("cookie", "Session=a")]));
@@ -1272,8 +1283,7 @@ mod tests {
         // (method, path, query, varied headers) as before.
         let mut expected = "ns:http:".to_string();
         let varied: Vec<(&str, Vec<&[u8]>)> = vec![("x-user-id", vec![b"1".as_slice()])];
-        push_digest(&mut expected, &("GET", "/a", Vec::<&str>::new(), varied))
-            .unwrap_or_default();
+        push_digest(&mut expected, &("GET", "/a", Vec::<&str>::new(), varied)).unwrap_or_default();
         let l = layer().vary_by_header("x-user-id");
         assert_eq!(key(&l, "/a", &[("x-user-id", "1")]), expected);
     }
@@ -1292,7 +1302,9 @@ mod tests {
         let plain = layer().vary_by_header("x-user-id");
         assert!(plain.settings.credentials_unkeyed(&cookie));
         assert!(plain.settings.credentials_unkeyed(&auth));
-        assert!(!plain.settings.credentials_unkeyed(&headers(&[("x-user-id", "1")])));
+        assert!(!plain
+            .settings
+            .credentials_unkeyed(&headers(&[("x-user-id", "1")])));
         let by_cookie = layer().vary_by_cookie("session");
         assert!(!by_cookie.settings.credentials_unkeyed(&cookie));
         assert!(by_cookie.settings.credentials_unkeyed(&auth));
@@ -1338,15 +1350,24 @@ mod tests {
         );
         // A per-user header: private, public and s-maxage dropped; age never below zero.
         let user = layer().vary_by_header("accept").vary_by_header("x-user-id");
-        assert_eq!(out(&user, &[], 0, 7), (s("accept, x-user-id"), s("private")));
+        assert_eq!(
+            out(&user, &[], 0, 7),
+            (s("accept, x-user-id"), s("private"))
+        );
         assert_eq!(
             out(
                 &user,
-                &[("cache-control", "public, s-maxage=60, max-age=5, no-transform")],
+                &[(
+                    "cache-control",
+                    "public, s-maxage=60, max-age=5, no-transform"
+                )],
                 9,
                 7
             ),
-            (s("accept, x-user-id"), s("private, max-age=0, no-transform"))
+            (
+                s("accept, x-user-id"),
+                s("private, max-age=0, no-transform")
+            )
         );
         // Cookies appear as `Vary: cookie` once, whichever way they are keyed.
         let cookie = layer().vary_by_cookie("session").vary_by_cookie("lang");
@@ -1370,7 +1391,12 @@ mod tests {
             (None, s("max-age=50"))
         );
         assert_eq!(
-            out(&opt_in, &[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")], 0, 8),
+            out(
+                &opt_in,
+                &[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")],
+                0,
+                8
+            ),
             (None, None)
         );
         let private = user.clone().downstream_max_age(Duration::from_secs(60));

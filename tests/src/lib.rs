@@ -1772,8 +1772,7 @@ impl Nginx {
             return false;
         }
         let reply = String::from_utf8_lossy(&reply);
-        reply.starts_with("HTTP/1.1 200")
-            && reply.ends_with(self.dir.to_string_lossy().as_ref())
+        reply.starts_with("HTTP/1.1 200") && reply.ends_with(self.dir.to_string_lossy().as_ref())
     }
 }
 

@@ -42,7 +42,8 @@ fn header(headers: &HeaderMap, name: &str) -> String {
 /// `/page`: a page naming whatever identifies the user (cookie, credentials, x-user-id), with
 /// the caching headers the route's name asks for:
 /// `/page` none, `/page/max-age` `Cache-Control: max-age=30`, `/page/public`
-/// `public, max-age=30`, `/page/private` `private, max-age=30`, `/page/set-cookie` a
+/// `public, max-age=30`, `/page/private` `private, max-age=30`, `/page/no-cache` `no-cache`,
+/// `/page/set-cookie` a
 /// `Set-Cookie`. Every run is counted.
 fn app(runs: &Runs, layer: ResponseCacheLayer) -> Router {
     let page = |cache_control: Option<&'static str>, set_cookie: bool| {
@@ -76,7 +77,11 @@ fn app(runs: &Runs, layer: ResponseCacheLayer) -> Router {
         .route("/page", get(page(None, false)))
         .route("/page/max-age", get(page(Some("max-age=30"), false)))
         .route("/page/public", get(page(Some("public, max-age=30"), false)))
-        .route("/page/private", get(page(Some("private, max-age=30"), false)))
+        .route(
+            "/page/private",
+            get(page(Some("private, max-age=30"), false)),
+        )
+        .route("/page/no-cache", get(page(Some("no-cache"), false)))
         .route("/page/set-cookie", get(page(Some("max-age=30"), true)))
         .layer(layer)
 }
@@ -183,7 +188,11 @@ const SHAPES: &[Shape] = &[
         alice: ("Cookie", "session=alice"),
         bob: ("Cookie", "session=bob"),
         carol: ("Cookie", "session=carol"),
-        shows: ["cookie=session=alice", "cookie=session=bob", "cookie=session=carol"],
+        shows: [
+            "cookie=session=alice",
+            "cookie=session=bob",
+            "cookie=session=carol",
+        ],
         vary: "cookie",
     },
     Shape {
@@ -221,7 +230,12 @@ const SHAPES: &[Shape] = &[
 
 /// Asserts the downstream headers of a per-user response.
 fn assert_private(r: &Reply, shape: &Shape, what: &str) {
-    assert_eq!(r.tokens("vary"), [shape.vary], "{}: {what}: {r:?}", shape.name);
+    assert_eq!(
+        r.tokens("vary"),
+        [shape.vary],
+        "{}: {what}: {r:?}",
+        shape.name
+    );
     assert_eq!(
         r.tokens("cache-control"),
         ["private"],
@@ -251,7 +265,11 @@ async fn two_users_never_get_each_others_page_hit_miss_or_304() {
         };
 
         let alice = as_(shape.alice, &[]).await;
-        assert_eq!((alice.status, alice.x_cache()), (200, Some("MISS")), "{name}");
+        assert_eq!(
+            (alice.status, alice.x_cache()),
+            (200, Some("MISS")),
+            "{name}"
+        );
         assert!(alice.text().contains(shape.shows[0]), "{name}: {alice:?}");
         assert_private(&alice, shape, "alice's miss");
         let bob = as_(shape.bob, &[]).await;
@@ -278,8 +296,13 @@ async fn two_users_never_get_each_others_page_hit_miss_or_304() {
         assert_ne!(Some(alice_etag), bob.header("etag"), "{name}");
         let revalidated = as_(shape.alice, &[]).await;
         assert_eq!(revalidated.header("etag"), Some(alice_etag), "{name}");
-        let not_modified = get_as(addr, "/page", &[shape.alice, ("If-None-Match", alice_etag)]).await;
-        assert_eq!((not_modified.status, not_modified.x_cache()), (304, Some("HIT")), "{name}");
+        let not_modified =
+            get_as(addr, "/page", &[shape.alice, ("If-None-Match", alice_etag)]).await;
+        assert_eq!(
+            (not_modified.status, not_modified.x_cache()),
+            (304, Some("HIT")),
+            "{name}"
+        );
         assert!(not_modified.body.is_empty());
         assert_private(&not_modified, shape, "alice's 304");
         // Bob presenting alice's ETag (a hit for him) gets his own page, not a 304.
@@ -293,7 +316,11 @@ async fn two_users_never_get_each_others_page_hit_miss_or_304() {
         assert_eq!(bob_with_alices.body, bob.body, "{name}");
         // Carol presenting alice's ETag on a miss: her own fresh page.
         let carol = get_as(addr, "/page", &[shape.carol, ("If-None-Match", alice_etag)]).await;
-        assert_eq!((carol.status, carol.x_cache()), (200, Some("MISS")), "{name}");
+        assert_eq!(
+            (carol.status, carol.x_cache()),
+            (200, Some("MISS")),
+            "{name}"
+        );
         assert!(carol.text().contains(shape.shows[2]), "{name}: {carol:?}");
         assert_private(&carol, shape, "carol's miss");
 
@@ -301,7 +328,9 @@ async fn two_users_never_get_each_others_page_hit_miss_or_304() {
         let anonymous = get_as(addr, "/page", &[]).await;
         assert_eq!(anonymous.x_cache(), Some("MISS"), "{name}");
         assert!(
-            anonymous.text().contains("cookie=- authorization=- x-user-id=-"),
+            anonymous
+                .text()
+                .contains("cookie=- authorization=- x-user-id=-"),
             "{name}: {anonymous:?}"
         );
         assert_eq!(runs.get(), 4, "{name}");
@@ -327,22 +356,35 @@ async fn a_named_cookie_ignores_other_cookies_and_keeps_other_credentials_out() 
         &[("Cookie", "_ga=3"), ("Cookie", "session=alice")][..],
     ] {
         let r = get_as(addr, "/page", cookies).await;
-        assert_eq!((r.x_cache(), &r.body), (Some("HIT"), &first.body), "{cookies:?}");
+        assert_eq!(
+            (r.x_cache(), &r.body),
+            (Some("HIT"), &first.body),
+            "{cookies:?}"
+        );
     }
     // No session cookie: the anonymous entry, shared whatever else the request carries.
     let anonymous = get_as(addr, "/page", &[("Cookie", "_ga=1")]).await;
     assert_eq!(anonymous.x_cache(), Some("MISS"));
     assert!(!anonymous.text().contains("alice"), "{anonymous:?}");
     let no_cookie = get_as(addr, "/page", &[]).await;
-    assert_eq!((no_cookie.x_cache(), &no_cookie.body), (Some("HIT"), &anonymous.body));
+    assert_eq!(
+        (no_cookie.x_cache(), &no_cookie.body),
+        (Some("HIT"), &anonymous.body)
+    );
     // A cookie whose name merely contains `session`: not alice.
     let other = get_as(addr, "/page", &[("Cookie", "xsession=alice")]).await;
-    assert_eq!((other.x_cache(), &other.body), (Some("HIT"), &anonymous.body));
+    assert_eq!(
+        (other.x_cache(), &other.body),
+        (Some("HIT"), &anonymous.body)
+    );
     // Credentials the key does not cover still pass through.
     let auth = get_as(
         addr,
         "/page",
-        &[("Cookie", "session=alice"), ("Authorization", "Bearer alice")],
+        &[
+            ("Cookie", "session=alice"),
+            ("Authorization", "Bearer alice"),
+        ],
     )
     .await;
     assert_eq!(auth.x_cache(), None);
@@ -351,7 +393,10 @@ async fn a_named_cookie_ignores_other_cookies_and_keeps_other_credentials_out() 
     // A response setting a cookie is never stored, even on a keyed request.
     for _ in 0..2 {
         let r = get_as(addr, "/page/set-cookie", &[("Cookie", "session=alice")]).await;
-        assert_eq!((r.x_cache(), r.header("set-cookie")), (Some("MISS"), Some("seen=1")));
+        assert_eq!(
+            (r.x_cache(), r.header("set-cookie")),
+            (Some("MISS"), Some("seen=1"))
+        );
     }
     assert_eq!(runs.get(), 5);
 }
@@ -376,7 +421,11 @@ async fn the_handlers_cache_control_is_respected_and_never_widened() {
     for path in ["/page/public", "/page/max-age"] {
         let miss = get_as(addr, path, &user).await;
         assert_eq!(miss.x_cache(), Some("MISS"), "{path}");
-        assert_eq!(miss.tokens("cache-control"), ["private", "max-age=30"], "{path}");
+        assert_eq!(
+            miss.tokens("cache-control"),
+            ["private", "max-age=30"],
+            "{path}"
+        );
         let hit = get_as(addr, path, &user).await;
         assert_eq!(hit.x_cache(), Some("HIT"), "{path}");
         assert_eq!(hit.tokens("cache-control")[0], "private", "{path}: {hit:?}");
@@ -387,6 +436,7 @@ async fn the_handlers_cache_control_is_respected_and_never_widened() {
     // `private` and `Set-Cookie` from the handler: never stored, sent as the handler made them.
     for (path, header, value) in [
         ("/page/private", "cache-control", "private, max-age=30"),
+        ("/page/no-cache", "cache-control", "no-cache"),
         ("/page/set-cookie", "set-cookie", "seen=1"),
     ] {
         for _ in 0..2 {
@@ -394,9 +444,10 @@ async fn the_handlers_cache_control_is_respected_and_never_widened() {
             assert_eq!(r.x_cache(), Some("MISS"), "{path}");
             assert_eq!(r.header(header), Some(value), "{path}");
             assert_eq!(r.header("etag"), None, "{path}: not stored");
+            assert_eq!(r.header("vary"), None, "{path}: untouched");
         }
     }
-    assert_eq!(runs.get(), 6);
+    assert_eq!(runs.get(), 8);
 
     // Keyed by a representation header only: the handler's headers as declared, plus Vary.
     let runs = Runs::default();
@@ -413,13 +464,22 @@ async fn the_handlers_cache_control_is_respected_and_never_widened() {
     assert_eq!(miss.tokens("cache-control"), ["public", "max-age=30"]);
     assert_eq!(miss.tokens("vary"), ["accept-language"]);
     let hit = get_as(addr, "/page/public", &de).await;
-    assert_eq!((hit.x_cache(), hit.tokens("cache-control")[0].as_str()), (Some("HIT"), "public"));
+    assert_eq!(
+        (hit.x_cache(), hit.tokens("cache-control")[0].as_str()),
+        (Some("HIT"), "public")
+    );
     assert!(hit.max_age() <= 30);
     let plain = get_as(addr, "/page", &de).await;
-    assert_eq!((plain.x_cache(), plain.header("cache-control")), (Some("MISS"), None));
+    assert_eq!(
+        (plain.x_cache(), plain.header("cache-control")),
+        (Some("MISS"), None)
+    );
     assert_eq!(plain.tokens("vary"), ["accept-language"]);
     let plain = get_as(addr, "/page", &de).await;
-    assert_eq!((plain.x_cache(), plain.header("cache-control")), (Some("HIT"), None));
+    assert_eq!(
+        (plain.x_cache(), plain.header("cache-control")),
+        (Some("HIT"), None)
+    );
     assert_eq!(runs.get(), 2);
 }
 
@@ -459,7 +519,10 @@ async fn downstream_max_age_is_opt_in_and_never_overrides_the_handler() {
     .await;
     assert_eq!(get_as(short, "/page", &[]).await.max_age(), 5);
     let hit = get_as(short, "/page", &[]).await;
-    assert!(hit.x_cache() == Some("HIT") && hit.max_age() <= 5, "{hit:?}");
+    assert!(
+        hit.x_cache() == Some("HIT") && hit.max_age() <= 5,
+        "{hit:?}"
+    );
     // Per user: private as well.
     let personal = serve(app(
         &runs,
@@ -534,7 +597,10 @@ async fn nginx_in_front_never_serves_a_page_to_another_user() {
         router = router.nest(&format!("/s{i}"), app(&runs, (shape.layer)(base())));
     }
     let router = router
-        .nest("/lang", app(&runs, base().vary_by_header("accept-language")))
+        .nest(
+            "/lang",
+            app(&runs, base().vary_by_header("accept-language")),
+        )
         .nest("/plain", app(&runs, base().vary_by_header("x-user-id")));
     let upstream = serve(router).await;
     let nginx = tokio::task::spawn_blocking(move || Nginx::proxy_cache(upstream))
@@ -567,20 +633,35 @@ async fn nginx_in_front_never_serves_a_page_to_another_user() {
                 assert_eq!(r.tokens("cache-control")[0], "private", "{name}: {r:?}");
                 assert_eq!(r.tokens("vary"), [shape.vary], "{name}: {r:?}");
             }
-            assert_eq!((alice2.body == alice.body, bob2.body == bob.body), (true, true));
+            assert_eq!(
+                (alice2.body == alice.body, bob2.body == bob.body),
+                (true, true)
+            );
             // Revalidation through nginx: with `proxy_cache` on, nginx strips `If-None-Match`
             // from the request it sends upstream and (nothing stored) relays the full answer, so
             // alice gets her own page again (a 200, not a 304), and bob his.
             let etag = alice.header("etag").expect("etag");
             let again = via(addr, &path, &[shape.alice, ("If-None-Match", etag)]).await;
-            assert_eq!((again.status, &again.body), (200, &alice.body), "{name}: {again:?}");
+            assert_eq!(
+                (again.status, &again.body),
+                (200, &alice.body),
+                "{name}: {again:?}"
+            );
             assert_eq!(again.header("etag"), Some(etag), "{name}");
             let bob3 = via(addr, &path, &[shape.bob, ("If-None-Match", etag)]).await;
-            assert_eq!((bob3.status, &bob3.body), (200, &bob.body), "{name}: {bob3:?}");
+            assert_eq!(
+                (bob3.status, &bob3.body),
+                (200, &bob.body),
+                "{name}: {bob3:?}"
+            );
             assert_eq!(proxy_cache(&bob3), "MISS", "{name}");
         }
     }
-    assert_eq!(runs.get(), SHAPES.len() * 2 * 2, "one handler run per user and page");
+    assert_eq!(
+        runs.get(),
+        SHAPES.len() * 2 * 2,
+        "one handler run per user and page"
+    );
 
     // A shareable page varying by language: nginx stores one variant per language and serves
     // each only to its own language.
@@ -588,12 +669,26 @@ async fn nginx_in_front_never_serves_a_page_to_another_user() {
     let lang = |l: &'static str| [("Accept-Language", l)];
     let en = via(addr, "/lang/page/max-age", &lang("en")).await;
     let de = via(addr, "/lang/page/max-age", &lang("de")).await;
-    assert_eq!((proxy_cache(&en), proxy_cache(&de)), ("MISS", "MISS"), "{}", log());
+    assert_eq!(
+        (proxy_cache(&en), proxy_cache(&de)),
+        ("MISS", "MISS"),
+        "{}",
+        log()
+    );
     assert_eq!(en.tokens("vary"), ["accept-language"]);
-    assert_eq!(en.tokens("cache-control"), ["max-age=30"], "not private: {en:?}");
+    assert_eq!(
+        en.tokens("cache-control"),
+        ["max-age=30"],
+        "not private: {en:?}"
+    );
     let en2 = via(addr, "/lang/page/max-age", &lang("en")).await;
     let de2 = via(addr, "/lang/page/max-age", &lang("de")).await;
-    assert_eq!((proxy_cache(&en2), proxy_cache(&de2)), ("HIT", "HIT"), "{}", log());
+    assert_eq!(
+        (proxy_cache(&en2), proxy_cache(&de2)),
+        ("HIT", "HIT"),
+        "{}",
+        log()
+    );
     assert!(en2.text().contains("accept-language=en"), "{en2:?}");
     assert!(de2.text().contains("accept-language=de"), "{de2:?}");
     let en_etag = en.header("etag").expect("etag");
@@ -617,15 +712,27 @@ async fn nginx_in_front_never_serves_a_page_to_another_user() {
     // nginx (no `proxy_cache_valid`) does not store it.
     let first = via(addr, "/lang/page", &lang("en")).await;
     let second = via(addr, "/lang/page", &lang("en")).await;
-    assert_eq!((first.x_cache(), second.x_cache()), (Some("MISS"), Some("HIT")));
-    assert_eq!((proxy_cache(&first), proxy_cache(&second)), ("MISS", "MISS"));
+    assert_eq!(
+        (first.x_cache(), second.x_cache()),
+        (Some("MISS"), Some("HIT"))
+    );
+    assert_eq!(
+        (proxy_cache(&first), proxy_cache(&second)),
+        ("MISS", "MISS")
+    );
     assert_eq!(second.header("cache-control"), None);
 
     // Cookies the layer was not told about: passed through by the layer; a handler that
     // declares nothing is not stored by nginx either.
-    for (cookie, shows) in [("session=alice", "session=alice"), ("session=bob", "session=bob")] {
+    for (cookie, shows) in [
+        ("session=alice", "session=alice"),
+        ("session=bob", "session=bob"),
+    ] {
         let r = via(addr, "/plain/page", &[("Cookie", cookie)]).await;
-        assert_eq!((r.status, r.x_cache(), proxy_cache(&r)), (200, None, "MISS"));
+        assert_eq!(
+            (r.status, r.x_cache(), proxy_cache(&r)),
+            (200, None, "MISS")
+        );
         assert!(r.text().contains(shows), "{r:?}");
     }
 }
