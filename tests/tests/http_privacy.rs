@@ -145,6 +145,11 @@ async fn regression_per_user_responses_go_out_private_with_vary_and_no_invented_
         );
     }
     assert_eq!(runs.get(), 1);
+    // A HEAD that misses (the handler answers, nothing is stored) says the same.
+    let head = request(addr, "HEAD", "/page", &[("X-User-Id", "2")]).await;
+    assert_eq!(head.x_cache(), Some("MISS"));
+    assert_eq!(head.tokens("vary"), ["x-user-id"], "{head:?}");
+    assert_eq!(head.tokens("cache-control"), ["private"], "{head:?}");
 }
 
 /// A route keyed by nothing personal whose handler declared no caching: the layer caches it but
