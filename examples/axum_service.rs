@@ -5,7 +5,11 @@
 //!   calls `load_user_evict`.
 //! * `GET /reports/{month}` is cached as a whole HTTP response by
 //!   `memo_redis::axum::ResponseCacheLayer` (`X-Cache: MISS` / `HIT` / `BYPASS`, `ETag`,
-//!   `304 Not Modified`).
+//!   `304 Not Modified`, `downstream_max_age` letting browsers keep it too).
+//! * `GET /me` is a per-user page cached per `session` cookie (`vary_by_cookie`): each user gets
+//!   their own entry, other cookies do not split it, and it goes out `Vary: cookie`,
+//!   `Cache-Control: private`. A cookie sent to `/reports` (which is not keyed by cookies) makes
+//!   the request pass through uncached.
 //!
 //! * `GET /health` reports whether Redis is reachable (`memo_redis::health()`): 200 or 503.
 //!
@@ -92,7 +96,29 @@ async fn report(Path(month): Path<String>) -> String {
 }
 
 fn reports_layer() -> ResponseCacheLayer {
-    ResponseCacheLayer::new(Duration::from_secs(60)).prefix("reports")
+    // The handler sets no Cache-Control; without `downstream_max_age` the layer would add none.
+    ResponseCacheLayer::new(Duration::from_secs(60))
+        .prefix("reports")
+        .downstream_max_age(Duration::from_secs(60))
+}
+
+/// A per-user page: depends on the `session` cookie only.
+async fn me(headers: HeaderMap) -> String {
+    let session = headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix("session="))
+        .unwrap_or("anonymous")
+        .to_string();
+    format!("the account page of {session}\n")
+}
+
+fn me_layer() -> ResponseCacheLayer {
+    ResponseCacheLayer::new(Duration::from_secs(60))
+        .prefix("me")
+        .vary_by_cookie("session")
 }
 
 /// `GET /health`: 200 when Redis answers and the cached calls use it, 503 otherwise (the service
@@ -114,8 +140,9 @@ fn app() -> Router {
             "/users/{id}",
             get(get_user).put(put_user).delete(delete_user),
         )
-        // Only the reports route goes through the response cache.
+        // Only these routes go through the response cache.
         .route("/reports/{month}", get(report).layer(reports_layer()))
+        .route("/me", get(me).layer(me_layer()))
 }
 
 /// One raw HTTP/1.1 exchange: (status line, headers, body).
@@ -158,7 +185,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
         .map_or("-", |(_, v)| v.as_str())
 }
 
-/// Sends a request and prints one line: status, X-Cache, Cache-Control, time, body.
+/// Sends a request and prints one line: status, X-Cache, Cache-Control, Vary, time, body.
 async fn show(
     addr: SocketAddr,
     label: &str,
@@ -172,9 +199,10 @@ async fn show(
     let took = started.elapsed().as_secs_f64() * 1e3;
     let status = status.split(' ').skip(1).collect::<Vec<_>>().join(" ");
     println!(
-        "{label:<38} {status:<17} X-Cache: {:<6} Cache-Control: {:<11} {took:>7.1} ms  {}",
+        "{label:<38} {status:<17} X-Cache: {:<6} Cache-Control: {:<20} Vary: {:<6} {took:>7.1} ms  {}",
         header(&headers, "x-cache"),
         header(&headers, "cache-control"),
+        header(&headers, "vary"),
         text.trim()
     );
     Ok(headers)
@@ -196,6 +224,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = reports_layer()
         .evict(&Uri::from_static("/reports/2026-11"), &HeaderMap::new())
         .await;
+    for session in ["session=alice", "session=bob"] {
+        let mut headers = HeaderMap::new();
+        headers.insert("cookie", session.parse()?);
+        let _ = me_layer().evict(&Uri::from_static("/me"), &headers).await;
+    }
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -244,6 +277,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "",
     )
     .await?;
+
+    show(
+        addr,
+        "GET /reports/2026-11 with a cookie",
+        "GET",
+        "/reports/2026-11",
+        &[("Cookie", "session=alice")],
+        "",
+    )
+    .await?;
+
+    println!("\n-- per-user page (ResponseCacheLayer::vary_by_cookie(\"session\") on /me)");
+    for (label, cookie) in [
+        ("GET /me as alice", "session=alice; _ga=1"),
+        ("GET /me as bob", "session=bob; _ga=1"),
+        ("GET /me as alice again", "session=alice; _ga=1"),
+        ("GET /me as alice, other _ga cookie", "_ga=2; session=alice"),
+        ("GET /me as bob again", "session=bob"),
+    ] {
+        show(addr, label, "GET", "/me", &[("Cookie", cookie)], "").await?;
+    }
 
     println!("\n-- health (memo_redis::health(): PING + INFO server, bounded by the op timeout)");
     show(addr, "GET /health", "GET", "/health", &[], "").await?;

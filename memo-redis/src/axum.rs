@@ -19,7 +19,7 @@
 //!     .layer(
 //!         ResponseCacheLayer::new(Duration::from_secs(60))
 //!             .prefix("reports")
-//!             .vary_by_header("x-user-id")
+//!             .vary_by_header("x-user-id") // goes out `Vary: x-user-id`, `private`
 //!             .exclude_path("/reports/live"),
 //!     );
 //! ```
@@ -28,16 +28,29 @@
 //!
 //! | `X-Cache` | meaning |
 //! |---|---|
-//! | `HIT` | served from Redis; `ETag` and `Cache-Control: max-age=<remaining ttl>` added (no `Age`: the max-age already counts it) |
-//! | `MISS` | the handler ran; if the response was cacheable it was stored and carries `ETag` and `Cache-Control: max-age=<ttl>` |
-//! | `BYPASS` | Redis could not be used (unreachable, timed out, breaker open, invalid configuration): the handler's response, untouched |
+//! | `HIT` | served from Redis, with `ETag` and the downstream headers below (the handler's `max-age` reduced by the entry's age; no `Age`) |
+//! | `MISS` | the handler ran; if the response was cacheable it was stored and carries `ETag` and the downstream headers |
+//! | `BYPASS` | Redis could not be used (unreachable, timed out, breaker open, invalid configuration): the handler's response, with the downstream headers if it was cacheable |
 //!
-//! Requests the layer does not cache at all (other methods, excluded paths, requests with an
-//! `Authorization` header unless it is a varied header) pass through untouched, without
-//! `X-Cache`. See `docs/http-response-caching.md` for the full rules.
+//! **Privacy.** No response reaches a user it was not made for:
+//!
+//! * requests carrying `Cookie` or `Authorization` pass through uncached unless the key covers
+//!   them ([`vary_by_header("cookie")`](ResponseCacheLayer::vary_by_header),
+//!   `vary_by_header("authorization")` or [`vary_by_cookie`](ResponseCacheLayer::vary_by_cookie));
+//! * responses with `Set-Cookie` or `Cache-Control: private`, `no-store` or `no-cache` are
+//!   never stored;
+//! * downstream headers are honest: every stored or served response carries
+//!   `Vary: <varied headers>` merged with the handler's, `Cache-Control: private` when the key
+//!   holds a user's data, and a `max-age` only if the handler declared one (or
+//!   [`downstream_max_age`](ResponseCacheLayer::downstream_max_age) allows it).
+//!
+//! Requests the layer does not cache at all (other methods, excluded paths, credentials the key
+//! does not cover) pass through untouched, without `X-Cache`. See
+//! `docs/http-response-caching.md` for the full rules.
 //!
 //! [axum]: https://docs.rs/axum/0.8
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -94,7 +107,8 @@ fn x_cache_name() -> HeaderName {
 }
 
 /// Response headers never stored with an entry: hop-by-hop headers, framing (recomputed from the
-/// stored body) and the headers the layer sets itself on every hit.
+/// stored body) and the headers the layer sets itself on every hit. The handler's
+/// `Cache-Control` is stored: hits replay it (see `Settings::downstream`).
 const NOT_STORED: &[&str] = &[
     "connection",
     "keep-alive",
@@ -107,9 +121,20 @@ const NOT_STORED: &[&str] = &[
     "content-length",
     "date",
     "age",
-    "cache-control",
     "etag",
     X_CACHE,
+];
+
+/// Varied request headers that select a representation rather than identify a user: a
+/// response keyed only on these is not made `private`. Any other varied header (`cookie`,
+/// `authorization`, `x-user-id`, ...) is taken to identify a user.
+const NOT_PERSONAL: &[&str] = &[
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "host",
+    "origin",
 ];
 
 type StatusFilter = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
@@ -123,6 +148,10 @@ struct Settings {
     excluded: Vec<String>,
     /// Lowercased, sorted, deduplicated.
     vary: Vec<String>,
+    /// Cookie names keyed by [`ResponseCacheLayer::vary_by_cookie`]; sorted, deduplicated.
+    cookies: Vec<String>,
+    /// [`ResponseCacheLayer::downstream_max_age`].
+    downstream_max_age: Option<Duration>,
     max_body_bytes: usize,
     cache_status: StatusFilter,
     evict_on_write: bool,
@@ -138,9 +167,17 @@ struct Settings {
 ///   (default: `200` only), whose body is at most [`max_body_bytes`](Self::max_body_bytes), that
 ///   carry no `Set-Cookie`, no `Cache-Control: no-store`, `private` or `no-cache`, and no `Vary`
 ///   on a header the key does not include. `HEAD` is answered from a stored `GET` entry.
+/// * **Credentials:** requests with `Cookie` or `Authorization` pass through uncached unless
+///   the key covers them ([`vary_by_header`](Self::vary_by_header),
+///   [`vary_by_cookie`](Self::vary_by_cookie)).
 /// * **Key:** `{namespace}:{prefix}:{digest}`, the digest being SHA-256 (128 bits, 32 hex
-///   digits) over the path, the query parameters sorted by name and the values of the
-///   [varied headers](Self::vary_by_header).
+///   digits) over the path, the query parameters sorted by name, the values of the
+///   [varied headers](Self::vary_by_header) and of the [varied cookies](Self::vary_by_cookie).
+/// * **Downstream headers** (hits, stored misses, bypasses of cacheable responses alike):
+///   `Vary` lists the varied headers (merged with the handler's); `Cache-Control` is the
+///   handler's, its `max-age` reduced by the entry's age, with `private` added (and `public`,
+///   `s-maxage` removed) when the key holds a user's data. The layer adds a `max-age` only with
+///   [`downstream_max_age`](Self::downstream_max_age).
 /// * **Conditional requests:** an `If-None-Match` matching the entry's strong `ETag` (hex
 ///   SHA-256 of the body) is answered `304 Not Modified` with an empty body.
 /// * **Writes:** `POST`, `PUT`, `PATCH` and `DELETE` are never cached; a 2xx answer to one
@@ -166,6 +203,17 @@ struct Settings {
 ///             .max_body_bytes(256 * 1024)
 ///             .cache_status(|s| s.is_success()),
 ///     );
+///
+/// // A signed-in area: cached per session cookie (analytics cookies ignored), sent downstream
+/// // as `Vary: cookie`, `Cache-Control: private, max-age=<at most 30>`.
+/// let account: Router = Router::new()
+///     .route("/account", get(|| async { "your account" }))
+///     .layer(
+///         ResponseCacheLayer::new(Duration::from_secs(30))
+///             .cache(&HTTP_CACHE)
+///             .vary_by_cookie("session")
+///             .downstream_max_age(Duration::from_secs(30)),
+///     );
 /// ```
 #[derive(Clone)]
 pub struct ResponseCacheLayer {
@@ -181,6 +229,8 @@ impl fmt::Debug for ResponseCacheLayer {
             .field("prefix", &s.prefix)
             .field("excluded", &s.excluded)
             .field("vary", &s.vary)
+            .field("cookies", &s.cookies)
+            .field("downstream_max_age", &s.downstream_max_age)
             .field("max_body_bytes", &s.max_body_bytes)
             .field("evict_on_write", &s.evict_on_write)
             .finish_non_exhaustive()
@@ -204,6 +254,8 @@ impl ResponseCacheLayer {
                 prefix: DEFAULT_PREFIX.to_string(),
                 excluded: Vec::new(),
                 vary: Vec::new(),
+                cookies: Vec::new(),
+                downstream_max_age: None,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 cache_status: Arc::new(|s| s == StatusCode::OK),
                 evict_on_write: true,
@@ -268,14 +320,25 @@ impl ResponseCacheLayer {
     /// the response depends on (`x-user-id`, `accept-language`, `cookie`…). Header names are
     /// case-insensitive; may be called several times.
     ///
-    /// Varying by `authorization` also lets requests carrying credentials be cached (per
-    /// credential); otherwise they pass through.
+    /// Every response the layer stores or serves then carries `Vary: <name>` (merged with the
+    /// handler's own `Vary`), and unless `name` only selects a representation (`accept`,
+    /// `accept-charset`, `accept-encoding`, `accept-language`, `host`, `origin`) it is taken to
+    /// identify a user: the response goes out `Cache-Control: private`, so no shared cache
+    /// downstream stores it.
+    ///
+    /// Requests carrying `Cookie` or `Authorization` pass through uncached (neither read nor
+    /// stored) unless the key covers them: `vary_by_header("authorization")` caches per
+    /// credential, `vary_by_header("cookie")` per whole `Cookie` header (see also
+    /// [`vary_by_cookie`](Self::vary_by_cookie)).
     ///
     /// ```
     /// use std::time::Duration;
     /// let layer = memo_redis::axum::ResponseCacheLayer::new(Duration::from_secs(5))
     ///     .vary_by_header("X-User-Id")
     ///     .vary_by_header("accept-language");
+    /// // One user's bearer token never gets another's page: the key holds the token.
+    /// let per_credential = memo_redis::axum::ResponseCacheLayer::new(Duration::from_secs(5))
+    ///     .vary_by_header("authorization");
     /// ```
     pub fn vary_by_header(self, name: impl AsRef<str>) -> Self {
         let name = name.as_ref().trim().to_ascii_lowercase();
@@ -285,6 +348,47 @@ impl ResponseCacheLayer {
                 s.vary.sort();
             }
         })
+    }
+
+    /// Makes the value of cookie `name` part of the key, and only that cookie: requests carrying
+    /// `Cookie` are then cached, keyed on the values of the named cookies (an absent cookie is a
+    /// value too, shared by every request without it), so analytics or consent cookies do not
+    /// split the cache. Cookie names are case-sensitive; may be called several times.
+    ///
+    /// Declare every cookie the response depends on: the layer cannot see which cookies a
+    /// handler reads. Responses go out `Vary: cookie` and `Cache-Control: private`, like
+    /// `vary_by_header("cookie")`, which keys on the whole header instead.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // `session=a; _ga=1` and `session=a; _ga=2` share an entry; `session=b` gets its own.
+    /// let layer = memo_redis::axum::ResponseCacheLayer::new(Duration::from_secs(5))
+    ///     .vary_by_cookie("session");
+    /// ```
+    pub fn vary_by_cookie(self, name: impl AsRef<str>) -> Self {
+        let name = name.as_ref().trim().to_string();
+        self.with(|s| {
+            if !s.cookies.contains(&name) {
+                s.cookies.push(name);
+                s.cookies.sort();
+            }
+        })
+    }
+
+    /// Lets downstream caches (browsers, proxies, CDNs) keep responses the layer stores for up
+    /// to `max`: responses whose handler declared no freshness of its own (no `max-age`,
+    /// `s-maxage` or `Expires`) go out with `Cache-Control: max-age=<min(max, remaining ttl)>`
+    /// (with `private` when the key holds a user's data). Off by default: the layer then never
+    /// makes a response more cacheable downstream than the handler declared.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // Entries live 5 minutes in Redis; browsers and CDNs may reuse a response for 1 minute.
+    /// let layer = memo_redis::axum::ResponseCacheLayer::new(Duration::from_secs(300))
+    ///     .downstream_max_age(Duration::from_secs(60));
+    /// ```
+    pub fn downstream_max_age(self, max: Duration) -> Self {
+        self.with(|s| s.downstream_max_age = Some(max))
     }
 
     /// Responses with a larger body are streamed to the client without being stored
@@ -505,7 +609,7 @@ impl Settings {
         // Stable: repeated parameters keep their relative order (`a=1&a=2` ≠ `a=2&a=1`).
         query.sort_by(|a, b| a.0.cmp(b.0));
         let query: Vec<&str> = query.into_iter().map(|(_, seg)| seg).collect();
-        let varied: Vec<(&str, Vec<&[u8]>)> = self
+        let mut varied: Vec<(Cow<'_, str>, Vec<&[u8]>)> = self
             .vary
             .iter()
             .map(|name| {
@@ -514,19 +618,111 @@ impl Settings {
                     .iter()
                     .map(HeaderValue::as_bytes)
                     .collect();
-                (name.as_str(), values)
+                (Cow::Borrowed(name.as_str()), values)
             })
             .collect();
+        // `cookie=<name>` cannot collide with a header name (`=` is not a token character), and
+        // layers without `vary_by_cookie` keep the keys they always had.
+        varied.extend(
+            self.cookies
+                .iter()
+                .map(|name| (Cow::Owned(format!("cookie={name}")), cookie(headers, name))),
+        );
         // HEAD is answered from GET entries: the method field is always GET.
         let mut key = format!("{namespace}:{}:", self.prefix);
         push_digest(&mut key, &("GET", uri.path(), query, varied))?;
         Ok(key)
     }
 
-    /// Requests carrying credentials are only cached when the key includes them.
+    /// Requests carrying credentials (`Authorization`, `Cookie`) are only cached when the key
+    /// includes them: otherwise one user's answer could be served to another.
     fn credentials_unkeyed(&self, headers: &HeaderMap) -> bool {
-        headers.contains_key(header::AUTHORIZATION)
-            && !self.vary.iter().any(|v| v == "authorization")
+        let keyed = |name: &str| self.vary.iter().any(|v| v == name);
+        (headers.contains_key(header::AUTHORIZATION) && !keyed("authorization"))
+            || (headers.contains_key(header::COOKIE) && !keyed("cookie") && self.cookies.is_empty())
+    }
+
+    /// The request headers the key depends on, as named in `Vary` downstream.
+    fn varied_headers(&self) -> impl Iterator<Item = &str> + '_ {
+        let cookie = (!self.cookies.is_empty() && !self.vary.iter().any(|v| v == "cookie"))
+            .then_some("cookie");
+        self.vary.iter().map(String::as_str).chain(cookie)
+    }
+
+    /// Whether the key holds something identifying a user, so that responses must not be
+    /// stored by shared caches downstream.
+    fn personal(&self) -> bool {
+        !self.cookies.is_empty()
+            || self
+                .vary
+                .iter()
+                .any(|v| !NOT_PERSONAL.contains(&v.as_str()))
+    }
+
+    /// Sets the downstream headers of a response the layer stores or serves (`HIT`, a `MISS`
+    /// that is cacheable, and the `BYPASS` of a cacheable one, so all three look alike):
+    ///
+    /// * `Vary`: the handler's tokens plus every varied header;
+    /// * `Cache-Control`: the handler's, with `max-age` / `s-maxage` reduced by the entry's
+    ///   age (`age_secs`, 0 on a miss); if it declared no freshness, `max-age=<min(downstream
+    ///   max age, remaining_secs)>` when [`ResponseCacheLayer::downstream_max_age`] is set,
+    ///   nothing otherwise; with a personal key, `private` first and `public` / `s-maxage`
+    ///   dropped.
+    fn downstream(&self, headers: &mut HeaderMap, age_secs: u64, remaining_secs: u64) {
+        let mut vary: Vec<String> = directives(headers, header::VARY).collect();
+        for name in self.varied_headers() {
+            if !vary.iter().any(|v| v == name) {
+                vary.push(name.to_string());
+            }
+        }
+        if let Ok(v) = HeaderValue::try_from(vary.join(", ")) {
+            if !vary.is_empty() {
+                headers.insert(header::VARY, v);
+            }
+        }
+
+        let personal = self.personal();
+        let mut fresh = headers.contains_key(header::EXPIRES);
+        let mut cache_control: Vec<String> = Vec::new();
+        for value in headers.get_all(header::CACHE_CONTROL) {
+            let Ok(value) = value.to_str() else {
+                // Not representable as text: dropped rather than replayed half-understood.
+                continue;
+            };
+            for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
+                let name = name.trim().to_ascii_lowercase();
+                if personal && (name == "public" || name == "s-maxage") {
+                    continue;
+                }
+                if name == "max-age" || name == "s-maxage" {
+                    fresh = true;
+                    if let Ok(secs) = arg.trim().trim_matches('"').parse::<u64>() {
+                        cache_control.push(format!("{name}={}", secs.saturating_sub(age_secs)));
+                        continue;
+                    }
+                }
+                cache_control.push(directive.to_string());
+            }
+        }
+        if let (false, Some(max)) = (fresh, self.downstream_max_age) {
+            cache_control.push(format!("max-age={}", max.as_secs().min(remaining_secs)));
+        }
+        if personal
+            && !cache_control
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case("private"))
+        {
+            cache_control.insert(0, "private".to_string());
+        }
+        match HeaderValue::try_from(cache_control.join(", ")) {
+            Ok(v) if !cache_control.is_empty() => {
+                headers.insert(header::CACHE_CONTROL, v);
+            }
+            _ => {
+                headers.remove(header::CACHE_CONTROL);
+            }
+        }
     }
 
     /// Whether a response head allows storing; checked before any body is buffered.
@@ -539,7 +735,9 @@ impl Settings {
         if forbidden {
             return false;
         }
-        if directives(&parts.headers, header::VARY).any(|v| v == "*" || !self.vary.contains(&v)) {
+        if directives(&parts.headers, header::VARY)
+            .any(|v| v == "*" || !self.varied_headers().any(|k| k == v))
+        {
             return false;
         }
         let streaming = parts
@@ -579,6 +777,20 @@ fn directives(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = Str
         .filter(|d| !d.is_empty())
 }
 
+/// The values of cookie `name` in the request's `Cookie` headers, in order (RFC 6265 §5.4:
+/// `name=value` pairs separated by `;`).
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Vec<&'h [u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
+        })
+        .collect()
+}
+
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 §13.1.2 asks) or is `*`.
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
     let ours = etag.trim_matches('"');
@@ -608,10 +820,6 @@ fn etag_of(body: &[u8]) -> String {
     s
 }
 
-fn max_age(secs: u64) -> Option<HeaderValue> {
-    HeaderValue::try_from(format!("max-age={secs}")).ok()
-}
-
 /// The URI as the client sent it: inside `Router::nest` the router strips the nest prefix from
 /// `req.uri()`, so two nested routers would otherwise share keys for `/a/x` and `/b/x`.
 fn public_uri<B>(req: &Request<B>) -> &Uri {
@@ -636,6 +844,22 @@ where
     res
 }
 
+/// The handler's answer when Redis cannot be used: a response that would have been cached gets
+/// the downstream headers a `MISS` would carry (its `Vary` and privacy hold whether or not
+/// Redis is up); anything else goes out untouched.
+fn bypass<B>(settings: &Settings, res: Response<B>) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = res.into_parts();
+    if !settings.ttl.is_zero() && settings.cacheable(&parts) {
+        parts.headers.remove(header::AGE);
+        settings.downstream(&mut parts.headers, 0, settings.ttl.as_secs());
+    }
+    passthrough(Response::from_parts(parts, body), Some(BYPASS))
+}
+
 async fn serve<S, ReqBody, ResBody>(
     settings: Arc<Settings>,
     mut inner: S,
@@ -657,11 +881,11 @@ where
     }
     let Ok(cache) = settings.cache.inner() else {
         // Invalid configuration (logged once by the cache): never use Redis.
-        return Ok(passthrough(inner.call(req).await?, Some(BYPASS)));
+        return Ok(bypass(&settings, inner.call(req).await?));
     };
     let key = match settings.key(&cache.config.namespace, public_uri(&req), req.headers()) {
         Ok(key) => key,
-        Err(_) => return Ok(passthrough(inner.call(req).await?, Some(BYPASS))),
+        Err(_) => return Ok(bypass(&settings, inner.call(req).await?)),
     };
 
     let mut budget = Budget::new(cache.store.op_timeout());
@@ -681,7 +905,7 @@ where
         // Foreign data under our key: a miss, and the entry is repaired below.
         Err(Error::WrongType) => corrupt = Some(Vec::new()),
         // Unreachable, timed out, breaker open: the handler answers; no write is attempted.
-        Err(_) => return Ok(passthrough(inner.call(req).await?, Some(BYPASS))),
+        Err(_) => return Ok(bypass(&settings, inner.call(req).await?)),
     }
 
     let mut conditional = HeaderMap::new();
@@ -692,9 +916,16 @@ where
     let res = inner.call(req).await?;
     let (parts, body) = res.into_parts();
     let body = Body::new(body);
-    if head || settings.ttl.is_zero() || !settings.cacheable(&parts) {
+    let cacheable = !settings.ttl.is_zero() && settings.cacheable(&parts);
+    if head || !cacheable {
         // A HEAD answer has no body to store; the rest is not cacheable.
         repair(cache, &key, corrupt, &budget).await;
+        let mut parts = parts;
+        if cacheable {
+            // The headers the GET answer would carry (a HEAD hit carries them too).
+            parts.headers.remove(header::AGE);
+            settings.downstream(&mut parts.headers, 0, settings.ttl.as_secs());
+        }
         return Ok(passthrough(Response::from_parts(parts, body), Some(MISS)));
     }
     let exact_len = body.size_hint().exact();
@@ -734,15 +965,12 @@ where
     }
 
     let mut parts = parts;
-    let cache_control = max_age(settings.ttl.as_secs());
     let etag = HeaderValue::try_from(etag).ok();
     if let Some(v) = &etag {
         parts.headers.insert(header::ETAG, v.clone());
     }
-    if let Some(v) = &cache_control {
-        parts.headers.insert(header::CACHE_CONTROL, v.clone());
-    }
     parts.headers.remove(header::AGE);
+    settings.downstream(&mut parts.headers, 0, settings.ttl.as_secs());
     mark(&mut parts.headers, MISS);
     let matched = etag
         .as_ref()
@@ -820,11 +1048,9 @@ fn hit(
     let ttl_ms = u64::try_from(settings.ttl.as_millis()).unwrap_or(u64::MAX);
     let remaining_secs = ttl_ms.saturating_sub(age_ms) / 1000;
     headers.insert(header::ETAG, etag.clone());
-    if let Some(v) = max_age(remaining_secs) {
-        headers.insert(header::CACHE_CONTROL, v);
-    }
-    // No `Age`: downstream caches subtract it from `max-age` (RFC 9111 §4.2.3), and max-age is
-    // already the remaining lifetime, so sending both would halve the freshness they grant.
+    // No `Age`: downstream caches subtract it from `max-age` (RFC 9111 §4.2.3), and the max-age
+    // sent is already reduced by the entry's age, so sending both would count it twice.
+    settings.downstream(&mut headers, age_ms / 1000, remaining_secs);
     mark(&mut headers, HIT);
     if etag.to_str().is_ok_and(|e| if_none_match(request, e)) {
         return Some(not_modified(&headers));
@@ -1038,6 +1264,149 @@ mod tests {
     }
 
     #[test]
+    fn named_cookies_enter_the_key_other_cookies_do_not() {
+        let l = layer().vary_by_cookie("session");
+        let a = key(&l, "/a", &[("cookie", "session=a; _ga=1")]);
+        assert_eq!(a, key(&l, "/a", &[("cookie", "_ga=2;session=a")]));
+        assert_eq!(
+            a,
+            key(&l, "/a", &[("cookie", "_ga=2"), ("cookie", "session=a")])
+        );
+        assert_ne!(a, key(&l, "/a", &[("cookie", "session=b; _ga=1")]));
+        assert_ne!(a, key(&l, "/a", &[("cookie", "xsession=a")]));
+        assert_ne!(a, key(&l, "/a", &[("cookie", "Session=a")]));
+        assert_eq!(key(&l, "/a", &[]), key(&l, "/a", &[("cookie", "_ga=1")]));
+        assert_ne!(key(&l, "/a", &[]), key(&l, "/a", &[("cookie", "session=")]));
+        // A value holding `session=a` is not the cookie `session`.
+        assert_ne!(a, key(&l, "/a", &[("cookie", "x=session=a")]));
+        // Layers without `vary_by_cookie` keep the keys they had: the digest covers exactly
+        // (method, path, query, varied headers) as before.
+        let mut expected = "ns:http:".to_string();
+        let varied: Vec<(&str, Vec<&[u8]>)> = vec![("x-user-id", vec![b"1".as_slice()])];
+        push_digest(&mut expected, &("GET", "/a", Vec::<&str>::new(), varied)).unwrap_or_default();
+        let l = layer().vary_by_header("x-user-id");
+        assert_eq!(key(&l, "/a", &[("x-user-id", "1")]), expected);
+    }
+
+    #[test]
+    fn credentials_pass_through_unless_the_key_covers_them() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (n, v) in pairs {
+                map.append(*n, HeaderValue::from_static(v));
+            }
+            map
+        };
+        let cookie = headers(&[("cookie", "session=a")]);
+        let auth = headers(&[("authorization", "Bearer a")]);
+        let plain = layer().vary_by_header("x-user-id");
+        assert!(plain.settings.credentials_unkeyed(&cookie));
+        assert!(plain.settings.credentials_unkeyed(&auth));
+        assert!(!plain
+            .settings
+            .credentials_unkeyed(&headers(&[("x-user-id", "1")])));
+        let by_cookie = layer().vary_by_cookie("session");
+        assert!(!by_cookie.settings.credentials_unkeyed(&cookie));
+        assert!(by_cookie.settings.credentials_unkeyed(&auth));
+        assert!(!layer()
+            .vary_by_header("Cookie")
+            .settings
+            .credentials_unkeyed(&cookie));
+        let by_auth = layer().vary_by_header("authorization");
+        assert!(!by_auth.settings.credentials_unkeyed(&auth));
+        assert!(by_auth.settings.credentials_unkeyed(&cookie));
+    }
+
+    #[test]
+    fn downstream_headers() {
+        let out = |l: &ResponseCacheLayer,
+                   res: &[(&'static str, &'static str)],
+                   age: u64,
+                   remaining: u64| {
+            let mut h = HeaderMap::new();
+            for (n, v) in res {
+                h.append(*n, HeaderValue::from_static(v));
+            }
+            l.settings.downstream(&mut h, age, remaining);
+            let get = |name| {
+                h.get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            (get(header::VARY), get(header::CACHE_CONTROL))
+        };
+        let s = |v: &str| Some(v.to_string());
+        // Nothing varied, nothing declared: nothing added.
+        assert_eq!(out(&layer(), &[], 3, 7), (None, None));
+        // Representation headers: Vary, not private; the handler's max-age minus the age.
+        let lang = layer().vary_by_header("accept-language");
+        assert_eq!(
+            out(&lang, &[("cache-control", "public, max-age=30")], 3, 7),
+            (s("accept-language"), s("public, max-age=27"))
+        );
+        assert_eq!(
+            out(&lang, &[("vary", "Accept-Language, Origin")], 0, 7),
+            (s("accept-language, origin"), None)
+        );
+        // A per-user header: private, public and s-maxage dropped; age never below zero.
+        let user = layer().vary_by_header("accept").vary_by_header("x-user-id");
+        assert_eq!(
+            out(&user, &[], 0, 7),
+            (s("accept, x-user-id"), s("private"))
+        );
+        assert_eq!(
+            out(
+                &user,
+                &[(
+                    "cache-control",
+                    "public, s-maxage=60, max-age=5, no-transform"
+                )],
+                9,
+                7
+            ),
+            (
+                s("accept, x-user-id"),
+                s("private, max-age=0, no-transform")
+            )
+        );
+        // Cookies appear as `Vary: cookie` once, whichever way they are keyed.
+        let cookie = layer().vary_by_cookie("session").vary_by_cookie("lang");
+        assert_eq!(out(&cookie, &[], 0, 7), (s("cookie"), s("private")));
+        let both = layer().vary_by_cookie("session").vary_by_header("cookie");
+        assert_eq!(
+            out(&both, &[("vary", "Cookie")], 0, 7),
+            (s("cookie"), s("private"))
+        );
+        // downstream_max_age: only when the handler declared no freshness, bounded by the
+        // remaining ttl.
+        let opt_in = layer().downstream_max_age(Duration::from_secs(5));
+        assert_eq!(out(&opt_in, &[], 2, 8), (None, s("max-age=5")));
+        assert_eq!(out(&opt_in, &[], 2, 3), (None, s("max-age=3")));
+        assert_eq!(
+            out(&opt_in, &[("cache-control", "no-transform")], 0, 8),
+            (None, s("no-transform, max-age=5"))
+        );
+        assert_eq!(
+            out(&opt_in, &[("cache-control", "max-age=60")], 10, 8),
+            (None, s("max-age=50"))
+        );
+        assert_eq!(
+            out(
+                &opt_in,
+                &[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")],
+                0,
+                8
+            ),
+            (None, None)
+        );
+        let private = user.clone().downstream_max_age(Duration::from_secs(60));
+        assert_eq!(
+            out(&private, &[], 0, 10),
+            (s("accept, x-user-id"), s("private, max-age=10"))
+        );
+    }
+
+    #[test]
     fn exclusions_match_whole_segments() {
         let l = layer().exclude_path("/admin").exclude_path("/static/");
         assert!(l.is_excluded("/admin") && l.is_excluded("/admin/x"));
@@ -1092,6 +1461,15 @@ mod tests {
         assert!(!head(200, &[("set-cookie", "a=b")]));
         assert!(!head(200, &[("vary", "*")]));
         assert!(!head(200, &[("vary", "cookie")]));
+        let cookie = layer().vary_by_cookie("session");
+        assert!(cookie.settings.cacheable(
+            &Response::builder()
+                .header("vary", "Cookie")
+                .body(())
+                .unwrap_or_default()
+                .into_parts()
+                .0
+        ));
         assert!(!head(200, &[("content-type", "text/event-stream")]));
         assert!(!head(200, &[("content-length", "11")]));
         assert!(head(200, &[("content-length", "10")]));

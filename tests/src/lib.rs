@@ -13,6 +13,10 @@
 //!   answers, for timeout tests.
 //! * [`free_port_url`] — a URL on which nothing listens, for
 //!   connection-refused tests.
+//! * [`Nginx`] — a private `nginx` as a caching reverse proxy
+//!   (`proxy_cache`) in front of a test's HTTP server, for tests of what a
+//!   shared cache does with the responses (binary overridable with
+//!   [`NGINX_BIN_ENV`]).
 //!
 //! The binary is `redis-server` from `PATH` unless the environment variable
 //! [`SERVER_BIN_ENV`] (`MEMO_REDIS_SERVER_BIN`) names another one.
@@ -1507,4 +1511,286 @@ impl RedisCluster {
             cluster
         })
     }
+}
+
+/// Environment variable that overrides the `nginx` binary run by [`Nginx`].
+pub const NGINX_BIN_ENV: &str = "MEMO_REDIS_NGINX_BIN";
+
+/// Binary run when [`NGINX_BIN_ENV`] is not set (tried from `PATH`, then at
+/// Debian's path, which is not on a normal user's `PATH`).
+const DEFAULT_NGINX_BINS: &[&str] = &["nginx", "/usr/sbin/nginx"];
+
+/// Name of nginx's configuration file inside its temporary directory.
+const NGINX_CONF_FILE: &str = "nginx.conf";
+/// See [`NGINX_CONF_FILE`].
+const NGINX_ERROR_LOG: &str = "error.log";
+/// See [`NGINX_CONF_FILE`].
+const NGINX_ACCESS_LOG: &str = "access.log";
+/// The location nginx answers itself with its directory, for readiness.
+const NGINX_READY_PATH: &str = "/__memo_redis_nginx_ready";
+
+/// A private `nginx` acting as a shared HTTP cache (`proxy_cache`) in front
+/// of one upstream, on a free loopback port, for tests of what a cache in
+/// front of an application does with its responses.
+///
+/// The configuration is written to a temporary directory, which also holds
+/// the pid file, the logs, the temp paths and the cache itself. nginx runs in
+/// the foreground (`daemon off`) as a single process (`master_process off`,
+/// so the process dies with the test like [`RedisServer`]'s children, and no
+/// worker switches to another user: it works as root, as CI runs, and as any
+/// other user). Dropping it kills and reaps the process.
+///
+/// The cache follows nginx's defaults, which honour the upstream's headers:
+/// there is no `proxy_cache_valid`, so only responses that declare freshness
+/// (`Cache-Control: max-age` / `s-maxage`, `Expires`) are stored; responses
+/// with `Cache-Control: private`, `no-store` or `no-cache`, `Set-Cookie` or
+/// `Vary: *` are not; `Vary` is honoured (since nginx 1.7.7: one variant per
+/// distinct value of the varied request headers). Every response carries
+/// `X-Proxy-Cache: $upstream_cache_status` (`MISS`, `HIT`, `EXPIRED`, …).
+///
+/// The binary is `nginx` (from `PATH`, else `/usr/sbin/nginx`) unless
+/// [`NGINX_BIN_ENV`] (`MEMO_REDIS_NGINX_BIN`) names another one;
+/// `scripts/ensure-nginx` installs Debian's package.
+///
+/// ```no_run
+/// use memo_redis_tests::Nginx;
+///
+/// let upstream: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+/// let nginx = Nginx::proxy_cache(upstream);
+/// println!("send requests to http://{}/", nginx.addr());
+/// ```
+#[derive(Debug)]
+pub struct Nginx {
+    child: Option<Child>,
+    port: u16,
+    upstream: SocketAddr,
+    dir: PathBuf,
+    /// Kept last so it is removed after the child is gone.
+    _tempdir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx on a free loopback port, proxying every request to
+    /// `upstream` through its cache. Port collisions are retried with fresh
+    /// ports like [`RedisServer`]'s.
+    ///
+    /// # Panics
+    ///
+    /// If nginx is not installed, does not start, or does not answer within
+    /// 10 s (the message includes its error log).
+    pub fn proxy_cache(upstream: SocketAddr) -> Self {
+        let tempdir = tempfile::Builder::new()
+            .prefix("memo-redis-nginx-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory for nginx: {e}"));
+        let dir = tempdir.path().canonicalize().unwrap_or_else(|e| {
+            panic!(
+                "cannot canonicalize temporary directory {}: {e}",
+                tempdir.path().display()
+            )
+        });
+        let mut nginx = Nginx {
+            child: None,
+            port: 0,
+            upstream,
+            dir,
+            _tempdir: tempdir,
+        };
+        let mut tried = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            nginx.port = free_port();
+            tried.push(nginx.port);
+            if let Some(child) = nginx.spawn_ready() {
+                nginx.child = Some(child);
+                return nginx;
+            }
+        }
+        panic!(
+            "nginx could not bind a free port after {START_ATTEMPTS} attempts (tried {tried:?}); \
+             error log:\n{}",
+            nginx.error_log()
+        );
+    }
+
+    /// The address nginx listens on, `127.0.0.1:P`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// The upstream it proxies to.
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// The error log so far.
+    pub fn error_log(&self) -> String {
+        read_lossy(&self.dir.join(NGINX_ERROR_LOG))
+    }
+
+    /// The access log so far: one line per request,
+    /// `<request line> <status> cache=<$upstream_cache_status>`.
+    pub fn access_log(&self) -> String {
+        read_lossy(&self.dir.join(NGINX_ACCESS_LOG))
+    }
+
+    /// The configuration written for the current port.
+    pub fn config(&self) -> String {
+        // Paths are quoted: a temporary directory may contain spaces.
+        let dir = self.dir.display();
+        let user = if is_root() { "user root;\n" } else { "" };
+        format!(
+            "# Written by memo-redis-tests (Nginx::proxy_cache).\n\
+             daemon off;\n\
+             master_process off;\n\
+             {user}\
+             pid \"{dir}/nginx.pid\";\n\
+             error_log \"{dir}/{NGINX_ERROR_LOG}\" info;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n\
+             \x20   log_format memo '$request $status cache=$upstream_cache_status';\n\
+             \x20   access_log \"{dir}/{NGINX_ACCESS_LOG}\" memo;\n\
+             \x20   client_body_temp_path \"{dir}/client_body\";\n\
+             \x20   proxy_temp_path \"{dir}/proxy_temp\";\n\
+             \x20   fastcgi_temp_path \"{dir}/fastcgi_temp\";\n\
+             \x20   uwsgi_temp_path \"{dir}/uwsgi_temp\";\n\
+             \x20   scgi_temp_path \"{dir}/scgi_temp\";\n\
+             \x20   proxy_cache_path \"{dir}/cache\" levels=1:2 keys_zone=memo_redis_test:1m max_size=64m;\n\
+             \x20   server {{\n\
+             \x20       listen 127.0.0.1:{port};\n\
+             \x20       location = {NGINX_READY_PATH} {{ return 200 \"{dir}\"; }}\n\
+             \x20       location / {{\n\
+             \x20           proxy_pass http://{upstream};\n\
+             \x20           proxy_cache memo_redis_test;\n\
+             \x20           add_header X-Proxy-Cache $upstream_cache_status always;\n\
+             \x20       }}\n\
+             \x20   }}\n\
+             }}\n",
+            port = self.port,
+            upstream = self.upstream,
+        )
+    }
+
+    /// Writes the configuration, spawns nginx and polls until it answers
+    /// its readiness location with its own directory. `None` if the port
+    /// was taken; panics on any other failure.
+    fn spawn_ready(&self) -> Option<Child> {
+        let conf = self.dir.join(NGINX_CONF_FILE);
+        std::fs::write(&conf, self.config())
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
+        let error_log = self.dir.join(NGINX_ERROR_LOG);
+        let log_offset = std::fs::metadata(&error_log).map_or(0, |m| m.len());
+        let stdio_path = self.dir.join("nginx.stdio");
+        let mut child = None;
+        let mut tried = Vec::new();
+        let bins: Vec<OsString> = match std::env::var_os(NGINX_BIN_ENV) {
+            Some(bin) => vec![bin],
+            None => DEFAULT_NGINX_BINS.iter().map(OsString::from).collect(),
+        };
+        for bin in bins {
+            let stdio = File::create(&stdio_path)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", stdio_path.display()));
+            let stderr = stdio
+                .try_clone()
+                .unwrap_or_else(|e| panic!("cannot clone file handle: {e}"));
+            let mut cmd = Command::new(&bin);
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            // `-e`: the log nginx writes before it has read the configuration.
+            cmd.arg("-e")
+                .arg(&error_log)
+                .arg("-p")
+                .arg(&self.dir)
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(stdio)
+                .stderr(stderr);
+            match spawn(cmd) {
+                Ok(c) => {
+                    child = Some(c);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => tried.push(bin),
+                Err(e) => panic!("cannot spawn {bin:?}: {e}"),
+            }
+        }
+        let Some(mut child) = child else {
+            panic!(
+                "nginx not found (tried {tried:?}); install it with `scripts/ensure-nginx` \
+                 (Debian's nginx package) or set {NGINX_BIN_ENV}"
+            );
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(None) => {}
+                Ok(Some(status)) => {
+                    let log = read_lossy(&error_log);
+                    let new_log = log.get(log_offset as usize..).unwrap_or(&log);
+                    if new_log.contains("Address already in use") {
+                        return None;
+                    }
+                    panic!(
+                        "nginx on port {} exited during startup ({}); error log:\n{log}\n\
+                         --- stdout/stderr ---\n{}\n--- {NGINX_CONF_FILE} ---\n{}",
+                        self.port,
+                        describe_status(status),
+                        read_lossy(&stdio_path),
+                        self.config()
+                    );
+                }
+                Err(e) => {
+                    kill_and_reap(&mut child);
+                    panic!("cannot query the nginx child process: {e}");
+                }
+            }
+            if self.answers_ready() {
+                return Some(child);
+            }
+            if Instant::now() >= deadline {
+                kill_and_reap(&mut child);
+                panic!(
+                    "nginx on port {} did not answer within {READY_TIMEOUT:?}; error log:\n{}",
+                    self.port,
+                    self.error_log()
+                );
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Whether *our* nginx (it names its directory) answers on our port.
+    fn answers_ready(&self) -> bool {
+        let Ok(mut stream) = connect(self.port, PROBE_TIMEOUT) else {
+            return false;
+        };
+        let request = format!("GET {NGINX_READY_PATH} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        if stream.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut reply = Vec::new();
+        if io::Read::read_to_end(&mut stream, &mut reply).is_err() {
+            return false;
+        }
+        let reply = String::from_utf8_lossy(&reply);
+        reply.starts_with("HTTP/1.1 200") && reply.ends_with(self.dir.to_string_lossy().as_ref())
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: `geteuid(2)` has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }

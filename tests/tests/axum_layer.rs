@@ -2,8 +2,8 @@
 //! redis-server: requests are raw HTTP/1.1 over a tokio `TcpStream`, handlers count their runs.
 
 mod common;
+mod http_client;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,140 +13,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use common::{install, pttl, raw_get};
+use http_client::{get_, request, serve, Reply};
 use memo_redis::axum::ResponseCacheLayer;
 use memo_redis::{Cache, Config};
 use memo_redis_tests::{free_port_url, Blackhole, RedisServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 // ---------------------------------------------------------------------------------------------
-// A minimal HTTP/1.1 client: one request per connection (`Connection: close`), read to EOF.
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn x_cache(&self) -> Option<&str> {
-        self.header("x-cache")
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn num(&self, name: &str) -> u64 {
-        self.header(name)
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("header {name} missing or not a number: {self:?}"))
-    }
-
-    fn max_age(&self) -> u64 {
-        let cc = self.header("cache-control").unwrap_or_default();
-        cc.strip_prefix("max-age=")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("Cache-Control {cc:?} is not max-age=N"))
-    }
-}
-
-async fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let mut req =
-            format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-        for (n, v) in headers {
-            req.push_str(&format!("{n}: {v}\r\n"));
-        }
-        if !matches!(method, "GET" | "HEAD") {
-            req.push_str("Content-Length: 0\r\n");
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read");
-        parse(&raw)
-    })
-    .await
-    .expect("the server answers within 10 s")
-}
-
-fn parse(raw: &[u8]) -> Reply {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
-    let head = std::str::from_utf8(&raw[..split]).expect("ascii head");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let rest = &raw[split + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_vec()
-    };
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size_str = std::str::from_utf8(&raw[..eol]).expect("ascii size");
-        let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
-            .expect("hex chunk size");
-        raw = &raw[eol + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
-    }
-}
-
-async fn get_(addr: SocketAddr, target: &str) -> Reply {
-    request(addr, "GET", target, &[]).await
-}
-
-// ---------------------------------------------------------------------------------------------
-// Servers and handlers.
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("axum server");
-    });
-    addr
-}
+// Handlers.
 
 #[derive(Clone, Default)]
 struct Runs(Arc<AtomicUsize>);
@@ -248,6 +121,9 @@ fn app(runs: &Runs, layer: ResponseCacheLayer) -> Router {
         .layer(layer)
 }
 
+/// Downstream caches may keep responses as long as the entry lives (`max-age=<remaining
+/// ttl>`); keyed by `x-user-id`, so they go out `private` (tests/http_privacy.rs covers the
+/// default, which adds no max-age).
 fn base_layer(cache: &'static Cache) -> ResponseCacheLayer {
     ResponseCacheLayer::new(Duration::from_secs(10))
         .cache(cache)
@@ -255,6 +131,7 @@ fn base_layer(cache: &'static Cache) -> ResponseCacheLayer {
         .exclude_path("/live")
         .vary_by_header("x-user-id")
         .max_body_bytes(2048)
+        .downstream_max_age(Duration::from_secs(3600))
 }
 
 fn key(layer: &ResponseCacheLayer, target: &'static str) -> String {
@@ -287,7 +164,8 @@ async fn miss_then_hit_with_identical_bodies_and_head_from_the_entry() {
     assert_eq!(miss.x_cache(), Some("MISS"));
     assert_eq!(miss.text(), "report run 1");
     assert!(sha256_hex_quoted(&miss), "{miss:?}");
-    assert_eq!(miss.header("cache-control"), Some("max-age=10"));
+    assert_eq!(miss.header("cache-control"), Some("private, max-age=10"));
+    assert_eq!(miss.header("vary"), Some("x-user-id"));
     assert_eq!(runs.get(), 1);
 
     let hit = get_(addr, "/report").await;
@@ -306,6 +184,8 @@ async fn miss_then_hit_with_identical_bodies_and_head_from_the_entry() {
         "max-age already counts the entry's age"
     );
     assert!(hit.max_age() <= 10);
+    assert_eq!(hit.tokens("cache-control")[0], "private");
+    assert_eq!(hit.header("vary"), Some("x-user-id"));
     assert_eq!(runs.get(), 1, "the handler did not run for the hit");
 
     let head = request(addr, "HEAD", "/report", &[]).await;

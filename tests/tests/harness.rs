@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
-use memo_redis_tests::{free_port_url, Blackhole, RedisServer};
+use memo_redis_tests::{free_port, free_port_url, Blackhole, Nginx, RedisServer};
 use redis::AsyncConnectionConfig;
 
 /// Upper bound for every "wait until" loop in this file.
@@ -313,4 +313,56 @@ async fn servers_can_be_shared_between_tasks() {
 #[should_panic(expected = "exited during startup")]
 fn startup_failure_panics_with_log() {
     let _server = RedisServer::start_with_args(["--no-such-option", "x"]);
+}
+
+/// One HTTP/1.0 GET over a std socket: the whole answer as text.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).expect("connect to nginx");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("read timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").expect("write");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read");
+    reply
+}
+
+#[test]
+fn nginx_proxies_through_its_cache_and_dies_on_drop() {
+    // Nothing listens upstream: nginx answers 502 itself, through the cached location.
+    let upstream: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let a = Nginx::proxy_cache(upstream);
+    let b = Nginx::proxy_cache(upstream);
+    assert_ne!(a.addr(), b.addr(), "each nginx has its own port");
+    assert_eq!(a.upstream(), upstream);
+    let config = a.config();
+    for line in [
+        "daemon off;",
+        "master_process off;",
+        "proxy_cache memo_redis_test;",
+    ] {
+        assert!(config.contains(line), "{line} missing from:\n{config}");
+    }
+    let reply = http_get(a.addr(), "/anything");
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("x-proxy-cache: miss"),
+        "{reply}"
+    );
+    assert!(
+        a.access_log()
+            .contains("GET /anything HTTP/1.0 502 cache=MISS"),
+        "{}",
+        a.access_log()
+    );
+    assert!(
+        a.error_log().contains("connect() failed"),
+        "{}",
+        a.error_log()
+    );
+    let port = a.addr().port();
+    drop(a);
+    assert!(refuses_tcp(port), "nginx still listening after drop");
+    assert!(http_get(b.addr(), "/").starts_with("HTTP/1.1 502"));
 }
