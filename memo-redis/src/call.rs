@@ -215,7 +215,7 @@ where
             }
         }
     }
-    if inner.store.breaker.bypassing() {
+    if inner.store.breaker.bypassing() || !crate::runtime::usable() {
         spec.count(CallOutcome::Bypass);
         return body.await;
     }

@@ -120,6 +120,7 @@ mod log;
 mod memo;
 mod near;
 mod observe;
+mod runtime;
 mod shape;
 mod store;
 mod tags;

@@ -280,7 +280,12 @@ impl Inner {
             )
         });
         if !near.running.load(Ordering::Acquire) && !near.running.swap(true, Ordering::AcqRel) {
-            match tokio::runtime::Handle::try_current() {
+            // A runtime without its drivers would make the tracking task panic, again on every
+            // call: the tier stays dark there.
+            match crate::runtime::check().and_then(|()| {
+                tokio::runtime::Handle::try_current()
+                    .map_err(|_| Error::Runtime("called outside a Tokio runtime"))
+            }) {
                 Ok(handle) => {
                     let task = handle.spawn(track(Arc::clone(self)));
                     if let Ok(mut t) = near.task.lock() {

@@ -307,6 +307,8 @@ impl Store {
         F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        // Not a Redis failure: the breaker is left alone.
+        crate::runtime::check()?;
         if self.breaker.allow() == Admit::No {
             return Err(Error::BreakerOpen);
         }
