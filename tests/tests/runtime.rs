@@ -46,7 +46,11 @@ async fn everything() {
     let before = RUNS.load(SeqCst);
     assert_eq!(f(41).await, 42);
     assert_eq!(f(41).await, 42);
-    assert_eq!(RUNS.load(SeqCst) - before, 2, "bypass: the body ran each time");
+    assert_eq!(
+        RUNS.load(SeqCst) - before,
+        2,
+        "bypass: the body ran each time"
+    );
     assert!(matches!(f_evict(&41).await, Err(Error::Runtime(_))));
     assert!(matches!(f_peek(&41).await, Err(Error::Runtime(_))));
     assert!(f_key(&41).is_ok(), "the key needs no runtime");
@@ -92,7 +96,9 @@ fn no_runtime_and_runtimes_without_drivers_run_the_body_and_never_panic() {
     let logs = common::capture_logs();
     let server = RedisServer::start();
     common::install(&CACHE, &server);
-    on_thread("futures-style block_on, no runtime", || block_on(everything()));
+    on_thread("futures-style block_on, no runtime", || {
+        block_on(everything())
+    });
     on_thread("current_thread without drivers", || {
         tokio::runtime::Builder::new_current_thread()
             .build()
