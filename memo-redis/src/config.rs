@@ -486,7 +486,7 @@ impl ConfigBuilder {
                     .into_connection_info()
                     .map_err(|e| ConfigError::Url {
                         url: redact_url(url),
-                        reason: e.to_string(),
+                        reason: url_error_reason(&e, url),
                     })?;
                 (info, redact_url(url))
             }
@@ -653,7 +653,11 @@ fn parse_cluster_nodes(url: &str) -> Result<Vec<ConnectionInfo>, ConfigError> {
                 url: redact_url(url),
                 // By position, not text: a password containing `,` splits a node in two, and
                 // either half may hold part of it.
-                reason: format!("cluster node {} of {count}: {e}", i + 1),
+                reason: format!(
+                    "cluster node {} of {count}: {}",
+                    i + 1,
+                    url_error_reason(&e, &full)
+                ),
             })?;
         nodes.push(info);
     }
@@ -766,6 +770,17 @@ pub(crate) fn redact_url(url: &str) -> String {
         None => rest.to_string(),
     };
     format!("{scheme}{}", redact_query(&rest))
+}
+
+/// redis-rs's reason for rejecting `url`. Its detail quotes part of the URL (a `protocol=`
+/// value); when the URL holds an `@`, that part may be a piece of a password that a URL parser
+/// cut elsewhere, so it is not shown.
+fn url_error_reason(e: &redis::RedisError, url: &str) -> String {
+    let text = e.to_string();
+    match e.detail() {
+        Some(detail) if !detail.is_empty() && url.contains('@') => text.replace(detail, "***"),
+        _ => text,
+    }
 }
 
 /// `…?db=1&pass=secret` → `…?db=1&pass=***`.
@@ -1012,6 +1027,12 @@ mod tests {
         assert_eq!(redact_url("app:PW@127.0.0.1:16379"), "***@127.0.0.1:16379");
         assert_eq!(redact_url("redis://:p@ss:w/rd@h:1"), "redis://***@h:1");
         assert_eq!(redact_url("a:x://y@h:1"), "***@h:1", "not a scheme");
+        // A password a parser cut at `?` leaves its tail in redis-rs's error detail.
+        let err = Config::builder()
+            .url("redis://h/?protocol=x:Pq7secret@h2")
+            .build()
+            .unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("Pq7"), "{err}");
         assert_eq!(
             redact_url("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
             "redis+unix:///run/redis.sock?db=1&pass=***"

@@ -142,7 +142,8 @@ fn needs_topology_refresh<T>(
                 || e.is_connection_refusal()
                 || matches!(
                     e.code(),
-                    Some("CLUSTERDOWN" | "MOVED" | "TRYAGAIN" | "MASTERDOWN")
+                    // `READONLY`: a write reached a master demoted during a failover.
+                    Some("CLUSTERDOWN" | "MOVED" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
                 )
         }
     }
@@ -646,12 +647,16 @@ impl Store {
                 // extended. Remembered, so the next reads go straight to `GET`.
                 Err(e) if classify(&e) == Fault::Refused => {
                     self.refused(&e);
-                    let until = now.saturating_add(
-                        u64::try_from(REFUSAL_MEMORY.as_millis()).unwrap_or(u64::MAX),
-                    );
-                    refusal
-                        .until_ms
-                        .store(until, std::sync::atomic::Ordering::Relaxed);
+                    // On a cluster `READONLY` means a stale slot map during a failover (the
+                    // connection is rebuilt), not a replica we are stuck with: not remembered.
+                    if !(self.is_cluster() && e.code() == Some("READONLY")) {
+                        let until = now.saturating_add(
+                            u64::try_from(REFUSAL_MEMORY.as_millis()).unwrap_or(u64::MAX),
+                        );
+                        refusal
+                            .until_ms
+                            .store(until, std::sync::atomic::Ordering::Relaxed);
+                    }
                     get.query_async::<Option<Vec<u8>>>(&mut conn).await
                 }
                 other => other,

@@ -119,6 +119,8 @@ fn check_credentials(
         format!("rediss://{user}:{password}@127.0.0.1:{port}/0"),
         format!("{user}:{password}@127.0.0.1:{port}"),
         format!("redis://{user}:{password}@127.0.0.1:{port}/?protocol=9"),
+        // A password a parser cuts at `/` or `?` leaves its tail in the query.
+        format!("redis://127.0.0.1:{port}/?protocol={user}:{password}@x"),
     ];
     for url in &forms {
         check_everything(

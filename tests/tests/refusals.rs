@@ -100,7 +100,8 @@ async fn an_acl_user_without_scripting_keeps_untagged_hits_and_the_breaker_close
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sliding_reads_on_a_read_only_replica_fall_back_to_get() {
     let logs = common::capture_logs();
-    let master = RedisServer::start();
+    // No 5 s wait before the replica's first sync.
+    let master = RedisServer::start_with_args(["--repl-diskless-sync-delay", "0"]);
     let replica = RedisServer::start_with_args([
         "--replicaof",
         "127.0.0.1",
