@@ -434,10 +434,7 @@ impl Store {
     ) -> Result<T, Error> {
         match result {
             Ok(Ok(v)) => {
-                if self.breaker.success() {
-                    crate::observe::breaker_gauge(&self.url, false);
-                    tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
-                }
+                self.reachable();
                 Ok(v)
             }
             Ok(Err(e)) => match classify(&e) {
@@ -457,7 +454,7 @@ impl Store {
                 }
                 Fault::Refused => {
                     // The server answered: it is reachable, only this command was refused.
-                    self.breaker.success();
+                    self.reachable();
                     self.refused(&e);
                     if e.code() == Some("WRONGTYPE") {
                         // Foreign data under our key: the caller repairs it.
@@ -476,6 +473,14 @@ impl Store {
                 self.failed(&e);
                 Err(e)
             }
+        }
+    }
+
+    /// Redis answered: reset the failure count, and close an open breaker (this was its probe).
+    fn reachable(&self) {
+        if self.breaker.success() {
+            crate::observe::breaker_gauge(&self.url, false);
+            tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
         }
     }
 
