@@ -16,8 +16,8 @@
 //! token written once): another token, or none, means another dataset, and the tier flushes.
 //!
 //! Entries are served only while the tier is *in sync*: the tracking task proves at every
-//! heartbeat that it has applied every invalidation Redis sent before the `PING` was sent (they
-//! precede the `PONG` on the connection). When that proof is older than heartbeat + operation
+//! heartbeat that it has applied every invalidation Redis sent before the heartbeat's command was
+//! sent (they precede its reply on the connection). When that proof is older than heartbeat + operation
 //! timeout (a link that died silently, or a tracking task that cannot run: a runtime not being
 //! polled, a caller spinning on local hits without yielding) nothing is served locally, so the
 //! old value of a key written meanwhile is never served past that bound either.
