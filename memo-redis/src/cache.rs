@@ -203,9 +203,11 @@ impl Cache {
         let Some(State::Ready(inner)) = self.state.get() else {
             return true;
         };
-        let done = tokio::time::timeout(timeout, inner.tasks.idle())
-            .await
-            .is_ok();
+        // Without a usable runtime nothing was spawned: there is nothing to wait for.
+        let done = crate::runtime::check().is_err()
+            || tokio::time::timeout(timeout, inner.tasks.idle())
+                .await
+                .is_ok();
         inner.events.stop();
         if let Some(near) = inner.near.get() {
             near.stop();
@@ -271,6 +273,9 @@ impl Inner {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if crate::runtime::check().is_err() {
+            return;
+        }
         let guard = self.tasks.enter();
         handle.spawn(async move {
             fut.await;

@@ -141,7 +141,15 @@ async fn store_entry(
         let expiry =
             ttl.map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
         if let Err(e) = crate::tags::record(inner, &key.tags, &key.key, expiry, now).await {
-            tracing::debug!(function = spec.name, error = %e, "could not record tags");
+            // An entry missing from its tag sets would survive `invalidate_tags`: take it back
+            // (in the background, not charged to this call). Redis refused the bookkeeping (an
+            // ACL without scripting) or failed; the store logged why.
+            tracing::debug!(function = spec.name, error = %e, "could not record tags; entry removed");
+            let stored_key = key.key.clone();
+            inner.spawn(async move {
+                let _ = inner.store.del(&stored_key).await;
+            });
+            return Err(e);
         }
     }
     Ok(true)
@@ -215,7 +223,7 @@ where
             }
         }
     }
-    if inner.store.breaker.bypassing() {
+    if inner.store.breaker.bypassing() || !crate::runtime::usable() {
         spec.count(CallOutcome::Bypass);
         return body.await;
     }

@@ -231,7 +231,15 @@ impl Config {
         self.local_max_bytes
     }
 
-    /// The Redis URL with any password replaced by `***`.
+    /// The Redis URL with its credentials — everything between the scheme and the last `@` —
+    /// replaced by `***`: `redis://***@cache:6379/0`. Every URL memo-redis prints (errors,
+    /// `Debug`, logs) is redacted this way.
+    ///
+    /// ```
+    /// let config = memo_redis::Config::builder().url("redis://app:p@ss/w:rd@127.0.0.1:6379/0").build()?;
+    /// assert_eq!(config.redacted_url(), "redis://***@127.0.0.1:6379/0");
+    /// # Ok::<(), memo_redis::ConfigError>(())
+    /// ```
     pub fn redacted_url(&self) -> &str {
         &self.display_url
     }
@@ -316,10 +324,10 @@ impl fmt::Debug for ConfigBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConfigBuilder")
             .field("url", &self.url.as_deref().map(redact_url))
-            .field("host", &self.host)
+            .field("host", &self.host.as_deref().map(redact_url))
             .field("port", &self.port)
             .field("db", &self.db)
-            .field("username", &self.username)
+            .field("username", &self.username.as_ref().map(|_| "***"))
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("namespace", &self.namespace)
             .finish_non_exhaustive()
@@ -470,7 +478,7 @@ impl ConfigBuilder {
                         url: redact_url(url),
                         reason: "no cluster node given".into(),
                     })?;
-                (first, redact_node_list(url))
+                (first, redact_url(&normalize_node_list(url)))
             }
             Some(url) => {
                 check_url_shape(url)?;
@@ -479,7 +487,7 @@ impl ConfigBuilder {
                     .into_connection_info()
                     .map_err(|e| ConfigError::Url {
                         url: redact_url(url),
-                        reason: e.to_string(),
+                        reason: url_error_reason(&e, url),
                     })?;
                 (info, redact_url(url))
             }
@@ -593,7 +601,7 @@ impl ConfigBuilder {
             ConnectionAddr::Tcp(host.clone(), port)
         };
         let info = addr.into_connection_info().map_err(|e| ConfigError::Url {
-            url: host.clone(),
+            url: redact_url(&host),
             reason: e.to_string(),
         })?;
         let mut settings = info.redis_settings().clone().set_db(db);
@@ -605,12 +613,10 @@ impl ConfigBuilder {
         }
         let scheme = if self.ssl { "rediss" } else { "redis" };
         let auth = match (&self.username, &self.password) {
-            (Some(u), Some(_)) => format!("{u}:***@"),
-            (Some(u), None) => format!("{u}@"),
-            (None, Some(_)) => ":***@".to_string(),
-            (None, None) => String::new(),
+            (None, None) => "",
+            _ => "***@",
         };
-        let display = format!("{scheme}://{auth}{host}:{port}/{db}");
+        let display = redact_url(&format!("{scheme}://{auth}{host}:{port}/{db}"));
         Ok((info.set_redis_settings(settings), display))
     }
 }
@@ -634,7 +640,8 @@ fn parse_cluster_nodes(url: &str) -> Result<Vec<ConnectionInfo>, ConfigError> {
         None => ("redis://", ""),
     };
     let mut nodes = Vec::with_capacity(parts.len());
-    for part in parts {
+    let count = parts.len();
+    for (i, part) in parts.into_iter().enumerate() {
         let full = if part.contains("://") {
             part.to_string()
         } else {
@@ -645,20 +652,23 @@ fn parse_cluster_nodes(url: &str) -> Result<Vec<ConnectionInfo>, ConfigError> {
             .as_str()
             .into_connection_info()
             .map_err(|e| ConfigError::Url {
-                url: redact_node_list(url),
-                reason: format!("cluster node `{}`: {e}", redact_url(&full)),
+                url: redact_url(url),
+                // By position, not text: a password containing `,` splits a node in two, and
+                // either half may hold part of it.
+                reason: format!(
+                    "cluster node {} of {count}: {}",
+                    i + 1,
+                    url_error_reason(&e, &full)
+                ),
             })?;
         nodes.push(info);
     }
     Ok(nodes)
 }
 
-/// [`redact_url`] for every node of a comma-separated list.
-fn redact_node_list(url: &str) -> String {
-    url.split(',')
-        .map(|p| redact_url(p.trim()))
-        .collect::<Vec<_>>()
-        .join(",")
+/// `a, b ,c` → `a,b,c` (for display; redact the result).
+fn normalize_node_list(url: &str) -> String {
+    url.split(',').map(str::trim).collect::<Vec<_>>().join(",")
 }
 
 fn tls_supported() -> bool {
@@ -848,27 +858,60 @@ fn check_url_shape(url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Replaces the password part of a URL by `***`.
+/// The one redaction of anything that may hold credentials (a URL, a node list, a host): from
+/// after the scheme (or the start) up to the **last** `@`, everything is replaced by `***` — user,
+/// password and whatever a password containing `@`, `/`, `:` or `,` would make a URL parser see —
+/// and the values of `pass`/`password` query parameters (unix-socket URLs) likewise.
+///
+/// `redis://app:p@ss/w:rd@h:6379/0` → `redis://***@h:6379/0`; `app:pw@h:1` → `***@h:1`.
 pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
+    // A scheme is letters, digits, `+`, `-`, `.` before `://`; a password containing `://` in
+    // a URL without one must not be taken for it.
+    let scheme_len = url.find("://").filter(|&i| {
+        i > 0
+            && url[..i]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    let (scheme, rest) = match scheme_len {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let redacted = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_string()
-            };
-            format!("{}{}{}", &url[..scheme_end + 3], redacted, &rest[at..])
-        }
-        None => url.to_string(),
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("***{}", &rest[at..]),
+        None => rest.to_string(),
+    };
+    format!("{scheme}{}", redact_query(&rest))
+}
+
+/// redis-rs's reason for rejecting `url`. Its detail quotes part of the URL (a `protocol=`
+/// value); when the URL holds an `@`, that part may be a piece of a password that a URL parser
+/// cut elsewhere, so it is not shown.
+fn url_error_reason(e: &redis::RedisError, url: &str) -> String {
+    let text = e.to_string();
+    match e.detail() {
+        Some(detail) if !detail.is_empty() && url.contains('@') => text.replace(detail, "***"),
+        _ => text,
     }
+}
+
+/// `…?db=1&pass=secret` → `…?db=1&pass=***`.
+fn redact_query(s: &str) -> String {
+    let Some(q) = s.find('?') else {
+        return s.to_string();
+    };
+    let params: Vec<String> = s[q + 1..]
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _))
+                if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
+            {
+                format!("{k}=***")
+            }
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{}?{}", &s[..q], params.join("&"))
 }
 
 #[cfg(test)]
@@ -929,7 +972,7 @@ mod tests {
         let err = from(&[("REDIS_URL", "http://:pw@host")]).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("invalid REDIS_URL `http://:***@host`"),
+                .starts_with("invalid REDIS_URL `http://***@host`"),
             "{err}"
         );
         assert!(!err.to_string().contains("pw@"));
@@ -1056,7 +1099,7 @@ mod tests {
         ])
         .unwrap();
         std::fs::remove_file(&ca).unwrap();
-        assert_eq!(c.redacted_url(), "redis://svc:***@cache.internal:6390/4");
+        assert_eq!(c.redacted_url(), "redis://***@cache.internal:6390/4");
         assert_eq!(c.connection.redis_settings().username(), Some("svc"));
         assert_eq!(c.connection.redis_settings().password(), Some("p4ss"));
         assert!(!c.is_cluster());
@@ -1132,7 +1175,7 @@ mod tests {
         assert_eq!(c.cluster_nodes[2].redis_settings().password(), None);
         assert_eq!(
             c.redacted_url(),
-            "redis://:***@n1:7000,n2:7001,redis://n3:7002"
+            "redis://***@n1:7000,n2:7001,redis://n3:7002"
         );
         assert!(!format!("{c:?}").contains("pw"));
         let b = Config::builder()
@@ -1160,13 +1203,13 @@ mod tests {
             ("REDIS_SOCKET_TIMEOUT", "0.5"),
         ])
         .unwrap();
-        assert_eq!(c.redacted_url(), "redis://app:***@10.0.0.1:6380/3");
+        assert_eq!(c.redacted_url(), "redis://***@10.0.0.1:6380/3");
         assert_eq!(c.default_ttl(), None);
         assert_eq!(c.op_timeout(), Duration::from_millis(500));
         assert_eq!(c.connection.redis_settings().password(), Some("hunter2"));
         // REDIS_URL wins over the fields.
         let c = from(&[("REDIS_URL", "redis://u:pw@h:1/2"), ("REDIS_PORT", "7")]).unwrap();
-        assert_eq!(c.redacted_url(), "redis://u:***@h:1/2");
+        assert_eq!(c.redacted_url(), "redis://***@h:1/2");
         for shown in [format!("{c:?}"), c.to_string()] {
             assert!(!shown.contains("pw"), "{shown}");
         }
@@ -1174,9 +1217,27 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redact_url("redis://:p@h:1"), "redis://:***@h:1");
-        assert_eq!(redact_url("redis://u@h"), "redis://u@h");
+        assert_eq!(redact_url("redis://:p@h:1"), "redis://***@h:1");
+        assert_eq!(redact_url("redis://u@h"), "redis://***@h");
         assert_eq!(redact_url("redis://h/0"), "redis://h/0");
-        assert_eq!(redact_url("rediss://u:p:q@h/0"), "rediss://u:***@h/0");
+        assert_eq!(redact_url("rediss://u:p:q@h/0"), "rediss://***@h/0");
+        // The cases of issue 12: `/` in the password, no scheme, `@` in the password.
+        assert_eq!(
+            redact_url("redis://app:PWSLASH/abc+def@127.0.0.1:16379"),
+            "redis://***@127.0.0.1:16379"
+        );
+        assert_eq!(redact_url("app:PW@127.0.0.1:16379"), "***@127.0.0.1:16379");
+        assert_eq!(redact_url("redis://:p@ss:w/rd@h:1"), "redis://***@h:1");
+        assert_eq!(redact_url("a:x://y@h:1"), "***@h:1", "not a scheme");
+        // A password a parser cut at `?` leaves its tail in redis-rs's error detail.
+        let err = Config::builder()
+            .url("redis://h/?protocol=x:Pq7secret@h2")
+            .build()
+            .unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("Pq7"), "{err}");
+        assert_eq!(
+            redact_url("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
     }
 }

@@ -174,7 +174,7 @@ mod tests {
                 ),
                 &[],
                 "quoted",
-                "redis://:***@h1:6390/2",
+                "redis://***@h1:6390/2",
                 Some(3600),
             ),
             // Secrets from the file are redacted like any other.
@@ -182,7 +182,7 @@ mod tests {
                 Some("REDIS_PASSWORD=s3cret\nREDIS_USERNAME=app\n"),
                 &[],
                 "memo",
-                "redis://app:***@127.0.0.1:6379/0",
+                "redis://***@127.0.0.1:6379/0",
                 Some(3600),
             ),
         ];

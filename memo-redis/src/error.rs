@@ -74,6 +74,10 @@ pub enum Error {
     /// The key could not be computed (an argument failed to serialize).
     #[error("key error: {0}")]
     Key(String),
+    /// Called outside a Tokio 1.x runtime, or on one built without its time or IO driver
+    /// (`tokio::runtime::Builder` without `enable_all()`): Redis cannot be used from there.
+    #[error("memo-redis needs a Tokio runtime with time and IO enabled: {0}")]
+    Runtime(&'static str),
 }
 
 impl From<redis::RedisError> for Error {

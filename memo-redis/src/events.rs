@@ -152,6 +152,7 @@ impl Cache {
         handler: impl Fn(&Event) + Send + Sync + 'static,
     ) -> Result<(), Error> {
         let inner = self.inner().map_err(|e| Error::Config(e.clone()))?;
+        crate::runtime::check()?;
         if let Ok(mut h) = inner.events.handlers.write() {
             h.push(Arc::new(handler));
         }

@@ -133,7 +133,8 @@ impl Cache {
     /// None: every failure is described in the report ([`Health::error`]).
     ///
     /// # Panics
-    /// Never. Outside a Tokio runtime the report says so instead of probing.
+    /// Never. Outside a Tokio runtime (or on one without its time or IO driver) the report says
+    /// so instead of probing.
     ///
     /// ```no_run
     /// # async fn run() {
@@ -157,13 +158,9 @@ impl Cache {
         let breaker = inner.store.breaker.state();
         let near_cache = self.near_cache();
         let cluster = inner.store.is_cluster();
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Health::failed(
-                breaker,
-                near_cache,
-                cluster,
-                "no Tokio runtime: the probe needs one".into(),
-            );
+        // Outside a Tokio runtime, or on one without its time or IO driver, the probe would panic.
+        if let Err(e) = crate::runtime::check() {
+            return Health::failed(breaker, near_cache, cluster, e.to_string());
         }
         match inner.store.probe(inner.store.op_timeout()).await {
             Ok(probe) => Health {

@@ -124,6 +124,7 @@ mod log;
 mod memo;
 mod near;
 mod observe;
+mod runtime;
 mod shape;
 mod store;
 mod tags;

@@ -12,9 +12,12 @@
 //! was stored (the ticket check, done on both sides of the insert), so an invalidation that
 //! overtakes a read can never leave the older value behind.
 //!
+//! Redis pushes nothing on `SWAPDB`, so the heartbeat reads a per-namespace epoch key (a random
+//! token written once): another token, or none, means another dataset, and the tier flushes.
+//!
 //! Entries are served only while the tier is *in sync*: the tracking task proves at every
-//! heartbeat that it has applied every invalidation Redis sent before the `PING` was sent (they
-//! precede the `PONG` on the connection). When that proof is older than heartbeat + operation
+//! heartbeat that it has applied every invalidation Redis sent before the heartbeat's command was
+//! sent (they precede its reply on the connection). When that proof is older than heartbeat + operation
 //! timeout (a link that died silently, or a tracking task that cannot run: a runtime not being
 //! polled, a caller spinning on local hits without yielding) nothing is served locally, so the
 //! old value of a key written meanwhile is never served past that bound either.
@@ -280,7 +283,12 @@ impl Inner {
             )
         });
         if !near.running.load(Ordering::Acquire) && !near.running.swap(true, Ordering::AcqRel) {
-            match tokio::runtime::Handle::try_current() {
+            // A runtime without its drivers would make the tracking task panic, again on every
+            // call: the tier stays dark there.
+            match crate::runtime::check().and_then(|()| {
+                tokio::runtime::Handle::try_current()
+                    .map_err(|_| Error::Runtime("called outside a Tokio runtime"))
+            }) {
                 Ok(handle) => {
                     let task = handle.spawn(track(Arc::clone(self)));
                     if let Ok(mut t) = near.task.lock() {
@@ -382,6 +390,62 @@ async fn connect(
     Ok((conn, rx))
 }
 
+/// The key whose value identifies the dataset the tracking connection sees: a random token,
+/// written once (`SET NX`, no expiry) by whichever process comes first. After `SWAPDB` (which
+/// Redis reports to no tracking client) the connection's database holds another token, or none.
+fn epoch_key(inner: &Inner) -> String {
+    format!("{}:near-epoch", inner.config.namespace)
+}
+
+/// What the heartbeat compares.
+enum Epoch {
+    /// The dataset's token as last read (`None`: the key is missing and could not be written,
+    /// e.g. on a read-only replica; a token appearing later still counts as a change).
+    Checked(Option<Vec<u8>>),
+    /// The key cannot be read (refused): the heartbeat pings, and a `SWAPDB` goes unnoticed.
+    Unchecked,
+}
+
+/// Reads the dataset's token, creating it if missing. `Err` when Redis failed or timed out
+/// (the link is then treated as down).
+async fn epoch_of(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    limit: Duration,
+) -> Result<Epoch, ()> {
+    let token = format!("{:032x}", fastrand::u128(..));
+    let set = tokio::time::timeout(
+        limit,
+        redis::cmd("SET")
+            .arg(key)
+            .arg(&token)
+            .arg("NX")
+            .query_async::<Option<String>>(conn),
+    )
+    .await
+    .map_err(|_| ())?;
+    if let Err(e) = set {
+        if crate::store::classify(&e) != crate::store::Fault::Refused {
+            return Err(());
+        }
+    }
+    match tokio::time::timeout(
+        limit,
+        redis::cmd("GET")
+            .arg(key)
+            .query_async::<Option<Vec<u8>>>(conn),
+    )
+    .await
+    .map_err(|_| ())?
+    {
+        Ok(v) => Ok(Epoch::Checked(v)),
+        Err(e) if crate::store::classify(&e) == crate::store::Fault::Refused => {
+            Ok(Epoch::Unchecked)
+        }
+        Err(_) => Err(()),
+    }
+}
+
 /// The tracking task: connect, enable tracking, apply invalidations, heartbeat; on any failure
 /// go dark (flush) and reconnect with backoff.
 async fn track(inner: Arc<Inner>) {
@@ -394,6 +458,16 @@ async fn track(inner: Arc<Inner>) {
         match connect(&inner).await {
             Ok((mut conn, mut rx)) => {
                 backoff = Duration::from_millis(50);
+                let epoch_key = epoch_key(&inner);
+                let mut epoch = match epoch_of(&mut conn, &epoch_key, inner.config.op_timeout).await
+                {
+                    Ok(e) => e,
+                    Err(()) => {
+                        near.go_dark();
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                };
                 // Anything stored before tracking was on is not covered by it. Entries are filled
                 // only by reads sent from now on, which see every earlier write: a sync point.
                 near.flush();
@@ -410,13 +484,44 @@ async fn track(inner: Arc<Inner>) {
                         },
                         _ = heartbeat.tick() => {
                             let sent = Instant::now();
-                            let ping = tokio::time::timeout(
-                                inner.config.op_timeout,
-                                redis::cmd("PING").query_async::<()>(&mut conn),
-                            )
-                            .await;
-                            if !matches!(ping, Ok(Ok(()))) {
-                                break;
+                            // The heartbeat reads the epoch key (or pings when it cannot): any
+                            // reply orders the pushes before it, and a changed epoch reveals a
+                            // `SWAPDB` (or a restored dataset), for which Redis sends no
+                            // invalidation.
+                            let beat = match &epoch {
+                                Epoch::Checked(_) => tokio::time::timeout(
+                                    inner.config.op_timeout,
+                                    redis::cmd("GET").arg(&epoch_key).query_async::<Option<Vec<u8>>>(&mut conn),
+                                )
+                                .await
+                                .map(|r| r.map(Some)),
+                                Epoch::Unchecked => tokio::time::timeout(
+                                    inner.config.op_timeout,
+                                    redis::cmd("PING").query_async::<()>(&mut conn),
+                                )
+                                .await
+                                .map(|r| r.map(|()| None)),
+                            };
+                            let seen = match beat {
+                                Ok(Ok(seen)) => seen,
+                                // Refused (an ACL without `GET` on it): ping from now on.
+                                Ok(Err(e)) if crate::store::classify(&e) == crate::store::Fault::Refused => {
+                                    epoch = Epoch::Unchecked;
+                                    None
+                                }
+                                _ => break,
+                            };
+                            if let (Epoch::Checked(known), Some(seen)) = (&epoch, seen) {
+                                if *known != seen {
+                                    // Another dataset under our connection: nothing held is
+                                    // known to match it.
+                                    near.flush();
+                                    tracing::debug!("near cache: dataset changed (SWAPDB?); local tier flushed");
+                                    epoch = match epoch_of(&mut conn, &epoch_key, inner.config.op_timeout).await {
+                                        Ok(e) => e,
+                                        Err(()) => break,
+                                    };
+                                }
                             }
                             // Redis sends the invalidations of a write processed before the
                             // `PING` arrived ahead of the `PONG`, and the connection queues

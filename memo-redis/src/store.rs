@@ -86,6 +86,10 @@ pub(crate) struct Store {
     op_timeout: Duration,
     pub(crate) breaker: Breaker,
     errors_log: RateLimited,
+    /// One rate-limited warning per refused error code (`NOPERM`, `READONLY`, `OOM`, …).
+    refusals_log: std::sync::Mutex<Vec<(String, std::sync::Arc<RateLimited>)>>,
+    /// `GETEX` was refused (read-only replica, ACL): sliding reads use `GET`.
+    getex_refused: Refusal,
     repair: Script,
     release: Script,
     url: String,
@@ -138,17 +142,71 @@ fn needs_topology_refresh<T>(
                 || e.is_connection_refusal()
                 || matches!(
                     e.code(),
-                    Some("CLUSTERDOWN" | "MOVED" | "TRYAGAIN" | "MASTERDOWN")
+                    // `READONLY`: a write reached a master demoted during a failover.
+                    Some("CLUSTERDOWN" | "MOVED" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
                 )
         }
     }
 }
 
-/// `NOAUTH`, `WRONGPASS`, `NOPERM`, or a failed `AUTH` during the handshake.
-fn is_access_denied(e: &redis::RedisError) -> bool {
-    e.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+/// What a Redis error says about Redis, which decides what the circuit breaker does with it.
+/// The table is in docs/when-redis-fails.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Redis cannot be used right now (timeouts, refused or reset connections, I/O errors, a
+    /// loading or failing-over server, a cluster that is down, a server busy in a script): counted
+    /// on the breaker, which opens after the threshold.
+    Unreachable,
+    /// The connection's credentials are refused (`NOAUTH`, `WRONGPASS`, a failed `AUTH`): every
+    /// command will fail until an operator fixes it, so the breaker opens at once.
+    Denied,
+    /// The server answered and refused this one command (`NOPERM`, `READONLY`, `NOSCRIPT`,
+    /// `WRONGTYPE`, `OOM`, `ERR`, …): only that operation fails; Redis is reachable, so this counts
+    /// as a success on the breaker. Logged once per interval per error code.
+    Refused,
 }
+
+/// Classifies a redis-rs error (see [`Fault`]).
+pub(crate) fn classify(e: &redis::RedisError) -> Fault {
+    use redis::{ErrorKind, ServerErrorKind};
+    if e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+    {
+        return Fault::Denied;
+    }
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return Fault::Unreachable;
+    }
+    match e.kind() {
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
+        ) => Fault::Unreachable,
+        // A script running too long blocks every command on that server.
+        _ if matches!(e.code(), Some("BUSY")) => Fault::Unreachable,
+        ErrorKind::Server(_) | ErrorKind::UnexpectedReturnType => Fault::Refused,
+        // Any other error code is the server's answer to this command (`MISCONF`, a module's …).
+        _ if e.code().is_some() => Fault::Refused,
+        // Client-side and protocol failures: the connection cannot be trusted.
+        _ => Fault::Unreachable,
+    }
+}
+
+/// Remembers for a while that the server refuses a command (e.g. `GETEX` on a read-only
+/// replica), so later operations use their fallback directly; asked again after
+/// [`REFUSAL_MEMORY`], in case the server was promoted or the ACL changed.
+#[derive(Debug, Default)]
+pub(crate) struct Refusal {
+    /// ms after the store's creation until which the command is not tried (0: try).
+    until_ms: std::sync::atomic::AtomicU64,
+}
+
+/// How long a refused command is not tried again.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(60);
 
 impl Store {
     pub(crate) fn new(config: &Config) -> Result<Store, Error> {
@@ -187,6 +245,8 @@ impl Store {
             op_timeout: config.op_timeout,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             errors_log: RateLimited::new(),
+            refusals_log: std::sync::Mutex::new(Vec::new()),
+            getex_refused: Refusal::default(),
             repair: Script::new(REPAIR_LUA),
             release: Script::new(RELEASE_LUA),
             url: config.display_url.clone(),
@@ -307,6 +367,8 @@ impl Store {
         F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        // Not a Redis failure: the breaker is left alone.
+        crate::runtime::check()?;
         if self.breaker.allow() == Admit::No {
             return Err(Error::BreakerOpen);
         }
@@ -372,59 +434,85 @@ impl Store {
     ) -> Result<T, Error> {
         match result {
             Ok(Ok(v)) => {
-                if self.breaker.success() {
-                    crate::observe::breaker_gauge(&self.url, false);
-                    tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
-                }
+                self.reachable();
                 Ok(v)
             }
-            Ok(Err(e)) if is_access_denied(&e) => {
-                // Wrong credentials or missing ACL permissions do not heal by retrying every
-                // call: open the breaker at once (one log line) and let the probes find out when
-                // an operator fixed it.
-                let e = Error::from(e);
-                if self.breaker.trip() {
-                    crate::observe::breaker_gauge(&self.url, true);
-                    tracing::error!(
-                        url = %self.url,
-                        error = %e,
-                        "redis refused access (credentials or ACL permissions); circuit breaker opened, cached functions run their bodies directly"
-                    );
+            Ok(Err(e)) => match classify(&e) {
+                Fault::Denied => {
+                    // Wrong credentials do not heal by retrying every call: open the breaker at
+                    // once (one log line) and let the probes find out when an operator fixed it.
+                    let e = Error::from(e);
+                    if self.breaker.trip() {
+                        crate::observe::breaker_gauge(&self.url, true);
+                        tracing::error!(
+                            url = %self.url,
+                            error = %e,
+                            "redis refused access (credentials); circuit breaker opened, cached functions run their bodies directly"
+                        );
+                    }
+                    Err(e)
                 }
-                Err(e)
-            }
-            Ok(Err(e)) if e.code() == Some("OOM") => {
-                // The server answered: it is reachable, only full (`noeviction`). Reads still
-                // work, so this is not a breaker failure; the result is simply not stored.
-                self.breaker.success();
-                let e = Error::from(e);
-                self.errors_log.hit(|suppressed| {
-                    tracing::warn!(url = %self.url, error = %e, suppressed, "redis refused a write (out of memory); the result was not cached");
-                });
-                Err(e)
-            }
-            Ok(Err(e)) if e.code() == Some("CROSSSLOT") => {
-                // Redis Cluster refused a multi-key script across slots (the typed handle's
-                // tag-list scripts): the server answered, so not a breaker failure.
-                self.breaker.success();
-                Err(Error::from(e))
-            }
-            Ok(Err(e)) if e.code() == Some("WRONGTYPE") => {
-                // The server works; the data under our key is foreign. Not a breaker failure.
-                self.breaker.success();
-                Err(Error::WrongType)
-            }
-            Ok(Err(e)) => {
-                let e = Error::from(e);
-                self.failed(&e);
-                Err(e)
-            }
+                Fault::Refused => {
+                    // The server answered: it is reachable, only this command was refused.
+                    self.reachable();
+                    self.refused(&e);
+                    if e.code() == Some("WRONGTYPE") {
+                        // Foreign data under our key: the caller repairs it.
+                        return Err(Error::WrongType);
+                    }
+                    Err(Error::from(e))
+                }
+                Fault::Unreachable => {
+                    let e = Error::from(e);
+                    self.failed(&e);
+                    Err(e)
+                }
+            },
             Err(_) => {
                 let e = Error::Timeout(limit);
                 self.failed(&e);
                 Err(e)
             }
         }
+    }
+
+    /// Redis answered: reset the failure count, and close an open breaker (this was its probe).
+    fn reachable(&self) {
+        if self.breaker.success() {
+            crate::observe::breaker_gauge(&self.url, false);
+            tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
+        }
+    }
+
+    /// Logs a command the server refused, at most once per interval per error code.
+    pub(crate) fn refused(&self, e: &redis::RedisError) {
+        // Foreign data under a key is repaired by the caller and logged there.
+        let code = e.code().unwrap_or("other");
+        if code == "WRONGTYPE" {
+            return;
+        }
+        let limiter = {
+            let Ok(mut logs) = self.refusals_log.lock() else {
+                return;
+            };
+            match logs.iter().find(|(c, _)| c == code) {
+                Some((_, l)) => std::sync::Arc::clone(l),
+                // Error codes come from the server: bound the table, share one limiter beyond.
+                None if logs.len() >= 16 => std::sync::Arc::clone(&logs[15].1),
+                None => {
+                    let l = std::sync::Arc::new(RateLimited::new());
+                    logs.push((code.to_string(), std::sync::Arc::clone(&l)));
+                    l
+                }
+            }
+        };
+        limiter.hit(|suppressed| {
+            if code == "OOM" {
+                tracing::warn!(url = %self.url, error = %e, suppressed, "redis refused a write (out of memory); the result was not cached");
+            } else {
+                tracing::warn!(url = %self.url, code, error = %e, suppressed, "redis refused a command; only that operation failed, the circuit breaker is unaffected");
+            }
+        });
     }
 
     fn failed(&self, e: &Error) {
@@ -545,8 +633,41 @@ impl Store {
         limit: Duration,
     ) -> Result<Option<Vec<u8>>, Error> {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.query_within(redis::cmd("GETEX").arg(key).arg("PX").arg(ms), limit)
-            .await
+        let now = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if self
+            .getex_refused
+            .until_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > now
+        {
+            return self.get(key, limit).await;
+        }
+        let getex = redis::cmd("GETEX").arg(key).arg("PX").arg(ms).clone();
+        let (getex, get) = (&getex, &redis::cmd("GET").arg(key).clone());
+        let refusal = &self.getex_refused;
+        self.run_op(limit, move |mut conn| async move {
+            match getex.query_async::<Option<Vec<u8>>>(&mut conn).await {
+                // A read-only replica (`READONLY`) or an ACL without `GETEX`: serve the read
+                // with a plain `GET` on the same connection and deadline; the TTL is not
+                // extended. Remembered, so the next reads go straight to `GET`.
+                Err(e) if classify(&e) == Fault::Refused => {
+                    self.refused(&e);
+                    // On a cluster `READONLY` means a stale slot map during a failover (the
+                    // connection is rebuilt), not a replica we are stuck with: not remembered.
+                    if !(self.is_cluster() && e.code() == Some("READONLY")) {
+                        let until = now.saturating_add(
+                            u64::try_from(REFUSAL_MEMORY.as_millis()).unwrap_or(u64::MAX),
+                        );
+                        refusal
+                            .until_ms
+                            .store(until, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    get.query_async::<Option<Vec<u8>>>(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
     }
 
     /// `SET lock token NX PX lease`: true if we now hold the lock.
@@ -633,5 +754,42 @@ impl Store {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(limit)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+    #[test]
+    fn refusals_do_not_count_on_the_breaker_connectivity_failures_do() {
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(classify(&io), Fault::Unreachable);
+        let server = |k| RedisError::from((ErrorKind::Server(k), "reply"));
+        for k in [
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::ClusterDown,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::MasterDown,
+        ] {
+            assert_eq!(classify(&server(k)), Fault::Unreachable, "{k:?}");
+        }
+        for k in [
+            ServerErrorKind::NoPerm,
+            ServerErrorKind::ReadOnly,
+            ServerErrorKind::NoScript,
+            ServerErrorKind::ResponseError,
+            ServerErrorKind::CrossSlot,
+            ServerErrorKind::ExecAbort,
+        ] {
+            assert_eq!(classify(&server(k)), Fault::Refused, "{k:?}");
+        }
+        let auth = RedisError::from((ErrorKind::AuthenticationFailed, "WRONGPASS"));
+        assert_eq!(classify(&auth), Fault::Denied);
+        let client = RedisError::from((ErrorKind::Client, "connection closed"));
+        assert_eq!(classify(&client), Fault::Unreachable);
+        let typed = RedisError::from((ErrorKind::UnexpectedReturnType, "not a string"));
+        assert_eq!(classify(&typed), Fault::Refused);
     }
 }

@@ -314,3 +314,64 @@ async fn tracking_refused_by_acl_warns_and_falls_back_to_redis() {
     assert!(!F.near_cache().unwrap().live);
     assert!(!logs.text().contains("app-pass"), "no password in the logs");
 }
+
+static G: Cache = Cache::from_env();
+static H: Cache = Cache::from_env();
+static SWAP_VERSION: AtomicU32 = AtomicU32::new(1);
+
+// The same identity on two caches: `H` writes into database 1 what `SWAPDB` then brings to 0.
+#[redis_cache(cache = G, name = "near::swapped", ttl = 300, local = "60s")]
+async fn swapped(id: u32) -> String {
+    format!("{id}-v{}", SWAP_VERSION.load(SeqCst))
+}
+
+#[redis_cache(cache = H, name = "near::swapped", ttl = 300)]
+async fn swapped_in_db1(id: u32) -> String {
+    format!("{id}-v{}", SWAP_VERSION.load(SeqCst))
+}
+
+/// Redis sends tracking clients nothing on `SWAPDB`: the heartbeat's epoch check notices the
+/// other dataset and flushes the tier, so the old value is not served for the `local` cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapdb_flushes_the_tier_within_the_heartbeat_bound() {
+    let server = RedisServer::start();
+    G.install(config(&server)).unwrap();
+    H.install(
+        Config::builder()
+            .url(format!("redis://127.0.0.1:{}/1", server.port()))
+            .namespace("near")
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(swapped(1).await, "1-v1");
+    wait_near_live(&G, Duration::from_secs(5)).await;
+    warm_local("swapped", || swapped(1)).await;
+    SWAP_VERSION.store(2, SeqCst);
+    assert_eq!(
+        swapped_in_db1(1).await,
+        "1-v2",
+        "database 1 holds the new value"
+    );
+    assert_eq!(
+        swapped(1).await,
+        "1-v1",
+        "still served locally before the swap"
+    );
+
+    let mut admin = server.conn().await;
+    let since = Instant::now();
+    let () = redis::cmd("SWAPDB")
+        .arg(0)
+        .arg(1)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    // Bound: one heartbeat (500 ms) plus its reply (≤ the 500 ms operation timeout), with
+    // slack for a loaded machine; before the epoch check this was the 60 s `local` cap.
+    let stale = stale_for(since, Duration::from_secs(10), "1-v2", || swapped(1)).await;
+    assert!(
+        stale < Duration::from_secs(3),
+        "old value served {stale:?} after SWAPDB"
+    );
+}

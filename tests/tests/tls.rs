@@ -386,9 +386,9 @@ async fn password_in_rediss_url_is_never_shown() {
     }
     assert_eq!(
         config.redacted_url(),
-        format!("rediss://alice:***@127.0.0.1:{port}/")
+        format!("rediss://***@127.0.0.1:{port}/")
     );
-    assert!(config.to_string().contains("alice:***@"), "{config}");
+    assert!(config.to_string().contains("rediss://***@"), "{config}");
 
     static GOOD: Cache = Cache::from_env();
     GOOD.install(config).unwrap();
