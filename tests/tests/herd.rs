@@ -424,3 +424,90 @@ async fn typed_handle_panicking_make_releases_every_waiting_call_at_once() {
     assert!(took < HERD_BOUND, "herd took {took:?}");
     assert_eq!(CACHE.in_flight(), 0);
 }
+
+/// Installs `cache` against `url` with a breaker of the given threshold and a one-hour cooldown.
+fn install_breaker(cache: &'static Cache, url: &str, threshold: u32) {
+    cache
+        .install(
+            memo_redis::Config::builder()
+                .url(url)
+                .namespace("t")
+                .op_timeout(Duration::from_millis(300))
+                .breaker_threshold(threshold)
+                .breaker_cooldown(Duration::from_secs(3600))
+                .build()
+                .expect("valid config"),
+        )
+        .expect("cache installed once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_an_outage_the_herd_still_shares_one_body_run() {
+    let server = RedisServer::start();
+    static CACHE: Cache = Cache::from_env();
+    // A breaker that stays closed: every read goes to the dead server and fails.
+    install_breaker(&CACHE, &server.url(), 1000);
+    static OUT: Runs = Runs::new();
+    #[redis_cache(cache = CACHE, ttl = 60)]
+    async fn during_outage(x: u64) -> u64 {
+        OUT.run().await;
+        x * 2
+    }
+    assert_eq!(during_outage(0).await, 0, "connected before the outage");
+    OUT.started.store(0, SeqCst);
+    server.kill();
+
+    let (results, took) = herd(&OUT, || during_outage(6)).await;
+    report("Redis down, Ok body", took, &OUT);
+    for r in results {
+        assert_eq!(r.expect("no panic"), 12);
+    }
+    assert_eq!(
+        OUT.started(),
+        1,
+        "the failed reads still share one body run"
+    );
+    let s = stats_of("during_outage");
+    assert_eq!(s.errors, 1, "the leader's read failed: {s:?}");
+    assert_eq!((s.hits, s.coalesced), (N as u64 - 1, N as u64 - 1), "{s:?}");
+    assert!(!CACHE.breaker_open());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_breaker_open_calls_bypass_single_flight_too() {
+    let server = RedisServer::start();
+    static CACHE: Cache = Cache::from_env();
+    install_breaker(&CACHE, &server.url(), 1);
+    static OPEN: Runs = Runs::new();
+    #[redis_cache(cache = CACHE, ttl = 60)]
+    async fn breaker_open(x: u64) -> u64 {
+        OPEN.run().await;
+        x * 2
+    }
+    server.kill();
+    // The first run is this call's; it waits for N joined callers, so count it as all of them.
+    OPEN.joined.store(N, SeqCst);
+    assert_eq!(breaker_open(0).await, 0);
+    assert!(CACHE.breaker_open(), "one failure opened the breaker");
+    let before = OPEN.started();
+
+    // Documented in docs/stampedes-and-freshness.md: an open breaker costs one atomic check, so
+    // bypassing calls do not coordinate either — each runs its body, concurrently.
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..N).map(|_| tokio::spawn(breaker_open(7))).collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("no panic"), 14);
+    }
+    let took = started.elapsed();
+    println!("breaker open: {N} callers in {took:?}");
+    assert_eq!(
+        OPEN.started() - before,
+        N,
+        "every bypassing call ran its body"
+    );
+    assert!(OPEN.most.load(SeqCst) > 1, "concurrently");
+    assert!(took < HERD_BOUND, "{took:?}");
+    let s = stats_of("breaker_open");
+    assert_eq!(s.bypass, N as u64, "{s:?}");
+    assert_eq!(CACHE.in_flight(), 0);
+}
