@@ -418,17 +418,20 @@ where
         Some(_) => inner.near().and_then(|n| n.ticket(&key.key)),
         None => None,
     };
-    let (read, pttl) = match ticket {
-        Some(_) => match budget
-            .run(|limit| inner.store.get_pttl(&key.key, limit))
-            .await
-        {
-            Ok((bytes, pttl)) => (Ok(bytes), pttl),
-            Err(e) => (Err(e), -2),
+    // Charged by hand rather than through `Budget::run`: the hit path reads the clock once.
+    let (read, pttl) = match budget.left() {
+        None => (Err(Error::Timeout(inner.store.op_timeout())), -2),
+        Some(limit) => match ticket {
+            Some(_) => match inner.store.get_pttl(&key.key, limit).await {
+                Ok((bytes, pttl)) => (Ok(bytes), pttl),
+                Err(e) => (Err(e), -2),
+            },
+            None => (read(spec, key, limit).await, -2),
         },
-        None => (budget.run(|limit| read(spec, key, limit)).await, -2),
     };
-    spec.observe_redis(read_started.elapsed());
+    let read_took = read_started.elapsed();
+    budget.spent(read_took);
+    spec.observe_redis(read_took);
     let mut failure = None;
     let mut missing = false;
     match read {
