@@ -137,10 +137,12 @@ async fn store_entry(
     budget.spend(started);
     stored?;
     if !key.tags.is_empty() {
+        // After the write, with an expiry taken after it (so never earlier than the entry's),
+        // within what is left of the same budget.
         let now = now_ms();
         let expiry =
             ttl.map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
-        if let Err(e) = crate::tags::record(inner, &key.tags, &key.key, expiry, now).await {
+        if let Err(e) = crate::tags::record(inner, &key.tags, &key.key, expiry, now, budget).await {
             // An entry missing from its tag sets would survive `invalidate_tags`: take it back
             // (in the background, not charged to this call). Redis refused the bookkeeping (an
             // ACL without scripting) or failed; the store logged why.
@@ -227,31 +229,34 @@ where
         spec.count(CallOutcome::Bypass);
         return body.await;
     }
+    // One Redis time budget for the whole call: every Redis operation it waits for (read,
+    // re-read, lock, write, tags, repair) is charged to it.
+    let mut budget = Budget::new(inner.store.op_timeout());
     if !spec.single_flight {
-        return lead::<S, R, F>(spec, &key, body, None, bg).await;
+        return lead::<S, R, F>(spec, &key, body, None, bg, &mut budget).await;
     }
     // Hits need no coordination: read first, and join the flight table only on a miss. A flight
     // that ended between our read and our join (its value is in Redis now) has bumped the stamp,
     // so a caller that then leads reads again instead of running the body a second time.
     let stamp = inner.flights.stamp(&key.key);
-    let mut missed = match read_entry::<S, R>(spec, &key, bg).await {
+    let mut missed = match read_entry::<S, R>(spec, &key, bg, &mut budget).await {
         Read::Hit(r, _) => return r,
-        Read::Miss(m) => Some(m),
+        Read::Miss(m) => m,
     };
     loop {
         match inner.flights.join(&key.key) {
             Role::Leader(flight) => {
-                let missed = match missed.take() {
-                    Some(m) if !inner.flights.ended_since(stamp) => m,
-                    _ => match read_entry::<S, R>(spec, &key, bg).await {
+                if inner.flights.ended_since(stamp) {
+                    match read_entry::<S, R>(spec, &key, bg, &mut budget).await {
                         Read::Hit(r, bytes) => {
                             flight.finish_with(|| Outcome::Shared(Arc::from(bytes)));
                             return r;
                         }
-                        Read::Miss(m) => m,
-                    },
-                };
-                return compute::<S, R, F>(spec, &key, body, Some(flight), missed).await;
+                        Read::Miss(m) => missed = m,
+                    }
+                }
+                return compute::<S, R, F>(spec, &key, body, Some(flight), missed, &mut budget)
+                    .await;
             }
             Role::Follower(slot) => match flight::wait(slot).await {
                 Wait::Shared(bytes) => {
@@ -264,12 +269,15 @@ where
                     return body.await;
                 }
                 Wait::NotShared => {
-                    // An `Err` or an uncached `None` is not shared (E has no Clone or serde
-                    // bound): this caller reads, runs and stores by itself, exactly as without
-                    // single-flight, so an `Ok` it computes is cached.
-                    return lead::<S, R, F>(spec, &key, body, None, bg).await;
+                    // The leader's body returned an `Err` (E has no Clone or serde bound) or
+                    // panicked: every follower is released at once and runs its own body now,
+                    // concurrently, and stores an `Ok` it computes. No re-read (the leader
+                    // stored nothing) and no cross-process lock: the released followers would
+                    // queue on it one by one.
+                    missed.missing = false;
+                    return compute::<S, R, F>(spec, &key, body, None, missed, &mut budget).await;
                 }
-                // The leader panicked or was cancelled: race to lead.
+                // The leader was cancelled: race to lead (one run still serves everyone).
                 Wait::Abandoned => continue,
             },
         }
@@ -372,8 +380,6 @@ struct Missed {
     /// The read failed: the call's outcome (not counted yet, so that a caller that then
     /// receives a leader's value counts a hit instead), and nothing is written.
     failure: Option<CallOutcome>,
-    /// What is left of the call's Redis time budget.
-    budget: Budget,
 }
 
 /// One read, and on a miss one body run and one write, publishing the entry to followers.
@@ -383,31 +389,36 @@ async fn lead<S, R, F>(
     body: F,
     flight: Option<Lead<'static>>,
     bg: Option<Refresher<'_>>,
+    budget: &mut Budget,
 ) -> R
 where
     S: Shape<R>,
     F: Future<Output = R>,
 {
-    match read_entry::<S, R>(spec, key, bg).await {
+    match read_entry::<S, R>(spec, key, bg, budget).await {
         Read::Hit(r, bytes) => {
             if let Some(flight) = flight {
                 flight.finish_with(|| Outcome::Shared(Arc::from(bytes)));
             }
             r
         }
-        Read::Miss(missed) => compute::<S, R, F>(spec, key, body, flight, missed).await,
+        Read::Miss(missed) => compute::<S, R, F>(spec, key, body, flight, missed, budget).await,
     }
 }
 
 /// The read of a call: a hit is decoded, counted, refreshed in the background when stale or
 /// early, and kept in the near cache when the function has one.
-async fn read_entry<S, R>(spec: &'static Spec, key: &Key, bg: Option<Refresher<'_>>) -> Read<R>
+async fn read_entry<S, R>(
+    spec: &'static Spec,
+    key: &Key,
+    bg: Option<Refresher<'_>>,
+    budget: &mut Budget,
+) -> Read<R>
 where
     S: Shape<R>,
 {
     let inner = key.inner;
     let mut corrupt: Option<Vec<u8>> = None;
-    let mut budget = Budget::new(inner.store.op_timeout());
     let read_started = Instant::now();
     // A function with a near cache reads the remaining TTL along with the value (one round
     // trip), so a local copy never outlives the Redis entry.
@@ -415,16 +426,16 @@ where
         Some(_) => inner.near().and_then(|n| n.ticket(&key.key)),
         None => None,
     };
-    let (read, pttl) = match ticket {
-        Some(_) => match inner
-            .store
-            .get_pttl(&key.key, inner.store.op_timeout())
-            .await
-        {
-            Ok((bytes, pttl)) => (Ok(bytes), pttl),
-            Err(e) => (Err(e), -2),
+    // Charged by hand rather than through `Budget::run`: the hit path reads the clock once.
+    let (read, pttl) = match budget.left() {
+        None => (Err(Error::Timeout(inner.store.op_timeout())), -2),
+        Some(limit) => match ticket {
+            Some(_) => match inner.store.get_pttl(&key.key, limit).await {
+                Ok((bytes, pttl)) => (Ok(bytes), pttl),
+                Err(e) => (Err(e), -2),
+            },
+            None => (read(spec, key, limit).await, -2),
         },
-        None => (read(spec, key, inner.store.op_timeout()).await, -2),
     };
     let read_took = read_started.elapsed();
     budget.spent(read_took);
@@ -470,7 +481,6 @@ where
         corrupt,
         missing,
         failure,
-        budget,
     })
 }
 
@@ -482,6 +492,7 @@ async fn compute<S, R, F>(
     body: F,
     flight: Option<Lead<'static>>,
     missed: Missed,
+    budget: &mut Budget,
 ) -> R
 where
     S: Shape<R>,
@@ -492,13 +503,12 @@ where
         corrupt,
         missing,
         failure,
-        mut budget,
     } = missed;
     // Cross-process stampede lock: another process may be computing this key already.
     let mut lock: Option<LockGuard> = None;
     if let (true, Some(lease_ms)) = (missing, spec.lock_ms) {
-        match cross_process::<S, R>(spec, key, Duration::from_millis(lease_ms)).await {
-            Locked::Acquired(key, token) => lock = Some(LockGuard { inner, key, token }),
+        match cross_process::<S, R>(spec, key, Duration::from_millis(lease_ms), budget).await {
+            Locked::Acquired(guard) => lock = Some(guard),
             Locked::Value(r, bytes) => {
                 spec.count(CallOutcome::Hit);
                 if let Some(flight) = flight {
@@ -506,14 +516,28 @@ where
                 }
                 return r;
             }
-            Locked::GaveUp => {}
+            Locked::GaveUp(maybe_ours) => lock = maybe_ours,
         }
     }
     if let Some(failure) = failure {
         spec.count(failure);
     }
     let started = Instant::now();
-    let r = body.await;
+    let r = match flight::catching(body).await {
+        Ok(r) => r,
+        Err(panic) => {
+            // Release the followers (they run their own bodies at once) and the lock (waiters
+            // in other processes take over now, not after the lease; awaited, because this
+            // process may be about to exit), then let the panic go on to our caller.
+            if let Some(flight) = flight {
+                flight.finish(Outcome::NotShared);
+            }
+            if let Some(lock) = lock {
+                lock.release(budget).await;
+            }
+            std::panic::resume_unwind(panic);
+        }
+    };
     spec.observe_body(started.elapsed());
     let entry = encode_entry::<S, R>(spec, inner, &r, started.elapsed());
     let mut written = false;
@@ -521,42 +545,64 @@ where
         // A miss; or an error when Redis refused or failed the write (e.g. OOM).
         let mut outcome = CallOutcome::Miss;
         if let Some(entry) = &entry {
-            match store_entry(spec, key, entry, &mut budget).await {
+            match store_entry(spec, key, entry, budget).await {
                 Ok(w) => written = w,
                 Err(_) => outcome = CallOutcome::Error,
             }
         }
         spec.count(outcome);
     }
-    if let (false, Some(seen), Some(limit)) = (written, corrupt, budget.left()) {
+    if let (false, Some(seen)) = (written, corrupt) {
         // Nothing overwrote the bad entry: remove it unless someone replaced it meanwhile.
-        let _ = inner.store.repair(&key.key, &seen, limit).await;
+        let seen = &seen;
+        let _ = budget
+            .run(|limit| inner.store.repair(&key.key, seen, limit))
+            .await;
     }
     if let Some(lock) = lock {
-        lock.release().await;
+        lock.release(budget).await;
     }
     if let Some(flight) = flight {
         // Followers get the result even when Redis is failing: one body run per key.
         flight.finish_with(|| match entry {
             Some(entry) => Outcome::Shared(Arc::from(entry.bytes)),
-            None => Outcome::NotShared,
+            None => match shared_none::<S, R>(spec, inner, &r) {
+                Some(bytes) => Outcome::Shared(bytes),
+                None => Outcome::NotShared,
+            },
         });
     }
     r
 }
 
-enum Locked<R> {
-    /// We hold the lock: compute, store, release.
-    Acquired(String, String),
-    /// Another process computed it while we waited.
-    Value(R, Vec<u8>),
-    /// Lock unavailable (Redis failing) or the wait bound passed: compute ourselves.
-    GaveUp,
+/// An uncached `None` (no `cache_none`) is not stored, but the followers of the flight get it,
+/// as a `None` entry: it is what the body returned for their key while they waited, exactly as
+/// a shared value is. `None` for anything else (an `Err`).
+fn shared_none<S: Shape<R>, R>(spec: &Spec, inner: &Inner, r: &R) -> Option<Arc<[u8]>> {
+    match S::stored(r, true) {
+        Some(None) => envelope::encode::<S::Value>(spec.codec_for(inner), None, now_ms(), 0)
+            .ok()
+            .map(Arc::from),
+        _ => None,
+    }
 }
 
-/// A held cross-process lock. Released after the store; if the leader's future is dropped
-/// (cancelled) or unwinds (body panicked) first, `Drop` releases it in the background, so the
-/// waiters here and in other processes take over at once instead of waiting out the lease.
+enum Locked<R> {
+    /// We hold the lock: compute, store, release.
+    Acquired(LockGuard),
+    /// Another process computed it while we waited.
+    Value(R, Vec<u8>),
+    /// Lock unavailable (Redis failing) or the wait bound passed: compute ourselves. `Some`
+    /// when our `SET NX` may have taken the lock without us hearing the reply: it is released
+    /// (compare-and-delete) after the body like a held lock, so it does not block other
+    /// processes for a lease.
+    GaveUp(Option<LockGuard>),
+}
+
+/// A held cross-process lock. Released after the store, and before a panic of the body goes
+/// on; if the leader's future is dropped (cancelled) first, `Drop` releases it in the
+/// background, so the waiters here and in other processes take over at once instead of
+/// waiting out the lease.
 struct LockGuard {
     inner: &'static Arc<Inner>,
     key: String,
@@ -564,9 +610,18 @@ struct LockGuard {
 }
 
 impl LockGuard {
-    async fn release(mut self) {
-        let _ = self.inner.store.unlock(&self.key, &self.token).await;
-        self.token.clear();
+    /// Releases the lock within what is left of the call's budget; with nothing left (or when
+    /// that fails), in the background with a budget of its own.
+    async fn release(mut self, budget: &mut Budget) {
+        if budget.left().is_some() {
+            let (inner, key, token) = (self.inner, &self.key, &self.token);
+            let released = budget
+                .run(|limit| inner.store.unlock(key, token, limit))
+                .await;
+            if released.is_ok() {
+                self.token.clear();
+            }
+        }
     }
 }
 
@@ -581,26 +636,43 @@ impl Drop for LockGuard {
             std::mem::take(&mut self.token),
         );
         inner.spawn(async move {
-            let _ = inner.store.unlock(&key, &token).await;
+            let _ = inner
+                .store
+                .unlock(&key, &token, inner.store.op_timeout())
+                .await;
         });
     }
 }
 
 /// `SET {key}:lock token NX PX lease`; the losers poll for the value with exponential backoff
 /// (2 ms doubling to 50 ms: a handful of GETs per wait, never a busy loop) until the lease runs
-/// out, then compute themselves.
+/// out, then compute themselves. Every Redis operation is charged to the call's budget (the
+/// sleeps between polls are not: they wait for another process's body); once it is spent the
+/// waiter computes itself.
 async fn cross_process<S: Shape<R>, R>(
     spec: &'static Spec,
     key: &Key,
     lease: Duration,
+    budget: &mut Budget,
 ) -> Locked<R> {
     let inner = key.inner;
+    let guard = |lock_key: String, token: String| LockGuard {
+        inner,
+        key: lock_key,
+        token,
+    };
     let lock_key = format!("{}:lock", key.key);
     let token = format!("{:032x}", fastrand::u128(..));
-    match inner.store.try_lock(&lock_key, &token, lease).await {
-        Ok(true) => return recheck::<S, R>(key, lock_key, token).await,
+    if budget.left().is_none() {
+        return Locked::GaveUp(None);
+    }
+    let locked = budget
+        .run(|limit| inner.store.try_lock(&lock_key, &token, lease, limit))
+        .await;
+    match locked {
+        Ok(true) => return recheck::<S, R>(key, guard(lock_key, token), budget).await,
         Ok(false) => {}
-        Err(_) => return Locked::GaveUp,
+        Err(_) => return Locked::GaveUp(Some(guard(lock_key, token))),
     }
     let deadline = Instant::now() + lease;
     let mut pause = Duration::from_millis(2);
@@ -608,25 +680,31 @@ async fn cross_process<S: Shape<R>, R>(
         let now = Instant::now();
         if now >= deadline {
             tracing::debug!(function = spec.name, "waited a whole lock lease; computing");
-            return Locked::GaveUp;
+            return Locked::GaveUp(None);
         }
         tokio::time::sleep(pause.min(deadline - now)).await;
         pause = (pause * 2).min(Duration::from_millis(50));
-        match inner.store.get(&key.key, inner.store.op_timeout()).await {
+        match budget.run(|limit| inner.store.get(&key.key, limit)).await {
             Ok(Some(bytes)) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
                 Ok((r, _)) => return Locked::Value(r, bytes),
-                Err(_) => return Locked::GaveUp,
+                Err(_) => return Locked::GaveUp(None),
             },
             Ok(None) => {
                 // The holder may have given up (an `Err` result is not stored): take over as
                 // soon as the lock is free instead of waiting out the whole lease.
-                match inner.store.try_lock(&lock_key, &token, lease).await {
-                    Ok(true) => return recheck::<S, R>(key, lock_key, token).await,
+                if budget.left().is_none() {
+                    return Locked::GaveUp(None);
+                }
+                let locked = budget
+                    .run(|limit| inner.store.try_lock(&lock_key, &token, lease, limit))
+                    .await;
+                match locked {
+                    Ok(true) => return recheck::<S, R>(key, guard(lock_key, token), budget).await,
                     Ok(false) => {}
-                    Err(_) => return Locked::GaveUp,
+                    Err(_) => return Locked::GaveUp(Some(guard(lock_key, token))),
                 }
             }
-            Err(_) => return Locked::GaveUp,
+            Err(_) => return Locked::GaveUp(None),
         }
     }
 }
@@ -634,15 +712,15 @@ async fn cross_process<S: Shape<R>, R>(
 /// We hold the lock, but our miss may be older than it: the previous holder can have stored
 /// the value and released the lock between our read and our `SET NX`. Holders store before they
 /// release, so one more read now sees such a value; then the body does not run again.
-async fn recheck<S: Shape<R>, R>(key: &Key, lock_key: String, token: String) -> Locked<R> {
+async fn recheck<S: Shape<R>, R>(key: &Key, lock: LockGuard, budget: &mut Budget) -> Locked<R> {
     let inner = key.inner;
-    if let Ok(Some(bytes)) = inner.store.get(&key.key, inner.store.op_timeout()).await {
+    if let Ok(Some(bytes)) = budget.run(|limit| inner.store.get(&key.key, limit)).await {
         if let Ok((r, _)) = decode::<S, R>(&bytes, inner.config.max_value_bytes) {
-            let _ = inner.store.unlock(&lock_key, &token).await;
+            lock.release(budget).await;
             return Locked::Value(r, bytes);
         }
     }
-    Locked::Acquired(lock_key, token)
+    Locked::Acquired(lock)
 }
 
 /// Keys being refreshed in the background right now, per process.

@@ -3,16 +3,22 @@
 //!
 //! Shape after moka's `value_initializer`: the first caller of a key becomes the leader and holds
 //! a [`Lead`] guard; the others wait on the flight's slot. The leader publishes the entry's encoded
-//! bytes (each follower decodes its own copy, so results need no `Clone`), or says the result is
-//! not shareable (an `Err`, an uncached `None`). A leader that panics or whose future is dropped
-//! never publishes: its guard's `Drop` removes the entry and marks the flight abandoned, and the followers
-//! race to become the next leader. Entries leave the table when their flight ends, so the table
-//! holds only keys being computed right now.
+//! bytes (each follower decodes its own copy, so results need no `Clone`; an uncached `None` is
+//! shared as a `None` entry that is not stored), or says the result is not shareable (an `Err`, a
+//! body that panicked): then every follower is released at once and runs its own body,
+//! concurrently — a body that fails the same way each time must not be retried by one caller
+//! after another. A leader whose future is dropped (cancelled) never publishes: its guard's `Drop`
+//! removes the entry and marks the flight abandoned, and the followers race to become the next
+//! leader (a cancellation says nothing about the body, so one run still serves them all). Entries
+//! leave the table when their flight ends, so the table holds only keys being computed right now.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::BuildHasher;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 
 use tokio::sync::Notify;
 
@@ -28,10 +34,10 @@ pub(crate) enum Outcome {
     Pending,
     /// An encoded entry (envelope bytes) every follower can decode.
     Shared(Arc<[u8]>),
-    /// The result cannot be shared (`Err`, uncached `None`, encoding failed): followers run the
-    /// body themselves.
+    /// The result cannot be shared (`Err`, encoding failed, the body panicked): followers run
+    /// the body themselves, all at once.
     NotShared,
-    /// The leader panicked or its future was dropped.
+    /// The leader's future was dropped (or unwound outside the body).
     Abandoned,
 }
 
@@ -39,8 +45,25 @@ pub(crate) enum Outcome {
 pub(crate) enum Wait {
     Shared(Arc<[u8]>),
     NotShared,
-    /// The leader panicked or was cancelled: try to lead.
+    /// The leader was cancelled: try to lead.
     Abandoned,
+}
+
+/// Awaits `body`, catching a panic in it (moka's `catch_unwind` around the loader), so that the
+/// leader can release its followers and its cross-process lock before the panic goes on to its
+/// caller (`std::panic::resume_unwind`).
+pub(crate) async fn catching<F: Future>(body: F) -> std::thread::Result<F::Output> {
+    let mut body = std::pin::pin!(body);
+    std::future::poll_fn(move |cx| {
+        // Unwind safety: after a panic nothing here touches the body's state again; the
+        // caller only publishes an outcome and re-raises the panic.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx))) {
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    })
+    .await
 }
 
 /// One flight: its outcome once known, and the followers' wake-up.

@@ -44,6 +44,7 @@ use crate::error::Error;
 use crate::events::Event;
 use crate::flight::{self, Outcome, Role, Wait};
 use crate::log::RateLimited;
+use crate::store::Budget;
 use crate::tags;
 
 /// TTLs are capped at 2^52 ms (about 142,000 years): expiry times then stay exact as sorted-set
@@ -226,7 +227,16 @@ impl Cache {
         let full = full_key_in(&inner.config.namespace, key)?;
         let tags = tag_list(tags)?;
         let bytes = encode(inner, value, 0)?;
-        write(inner, &full, &bytes, resolve_ttl(inner, ttl), &tags).await
+        let mut budget = Budget::new(inner.store.op_timeout());
+        write(
+            inner,
+            &full,
+            &bytes,
+            resolve_ttl(inner, ttl),
+            &tags,
+            &mut budget,
+        )
+        .await
     }
 
     /// Deletes `key`; `true` if it existed. The entry leaves its groups and the deletion is
@@ -248,7 +258,8 @@ impl Cache {
         invocation.key(tag_list_key(inner, &full));
         let (deleted, old): (u64, Option<Vec<u8>>) = inner.store.invoke(&invocation).await?;
         if let Some(old) = old {
-            leave_groups(inner, &full, &decode_tags(&old), &[]).await?;
+            let mut budget = Budget::new(inner.store.op_timeout());
+            leave_groups(inner, &full, &decode_tags(&old), &[], &mut budget).await?;
         }
         inner.announce(Event::Keys(vec![full])).await;
         Ok(deleted > 0)
@@ -283,8 +294,10 @@ impl Cache {
     ///
     /// # Concurrent calls on the same key
     /// Within a process, one call reads Redis and, on a miss, runs its `make`; the concurrent
-    /// calls wait and decode its result (`T` needs no `Clone`). If that call is cancelled or
-    /// panics, one of the waiting calls takes over. The calls share this table with cached
+    /// calls wait and decode its result (`T` needs no `Clone`). If that call is cancelled, one
+    /// of the waiting calls takes over; if its `make` panics, every waiting call runs its own
+    /// `make` at once (and the panic goes on to that call's caller). All of them share one
+    /// Redis time budget per call (the operation timeout). The calls share this table with cached
     /// functions, so a function's call and a handle call on the function's key also coalesce.
     /// Across processes there is no lock: each process may compute once.
     ///
@@ -397,7 +410,16 @@ impl Cache {
         if let Some(Some(list)) = reply.next() {
             let now = now_ms();
             let tags = decode_tags(&list);
-            tags::record(inner, &tags, &full, Some(now.saturating_add(ms)), now).await?;
+            let mut budget = Budget::new(inner.store.op_timeout());
+            tags::record(
+                inner,
+                &tags,
+                &full,
+                Some(now.saturating_add(ms)),
+                now,
+                &mut budget,
+            )
+            .await?;
         }
         decode(&bytes, inner.config.max_value_bytes)
     }
@@ -436,7 +458,16 @@ impl Cache {
         if let Some(list) = list {
             let now = now_ms();
             if at_ms > now {
-                tags::record(inner, &decode_tags(&list), &full, Some(at_ms), now).await?;
+                let mut budget = Budget::new(inner.store.op_timeout());
+                tags::record(
+                    inner,
+                    &decode_tags(&list),
+                    &full,
+                    Some(at_ms),
+                    now,
+                    &mut budget,
+                )
+                .await?;
             }
         }
         Ok(existed > 0)
@@ -575,12 +606,24 @@ impl Cache {
         if inner.store.breaker.bypassing() {
             return Ok(make().await);
         }
+        // One Redis time budget for the whole call: read, re-read and write together.
+        let mut budget = Budget::new(inner.store.op_timeout());
         loop {
             match inner.flights.join(&full) {
                 Role::Leader(lead) => {
-                    let (outcome, shared) = lead_fill(inner, &full, ttl, make).await;
-                    lead.finish(shared);
-                    return Ok(outcome);
+                    match flight::catching(lead_fill(inner, &full, ttl, make, &mut budget)).await {
+                        Ok((outcome, shared)) => {
+                            lead.finish(shared);
+                            return Ok(outcome);
+                        }
+                        Err(panic) => {
+                            // `make` panicked: the waiting calls run their own `make` at once
+                            // (a deterministic panic must not be retried by one caller after
+                            // another), then the panic goes on to our caller.
+                            lead.finish(Outcome::NotShared);
+                            std::panic::resume_unwind(panic);
+                        }
+                    }
                 }
                 Role::Follower(rx) => match flight::wait(rx).await {
                     Wait::Shared(bytes) => {
@@ -589,7 +632,8 @@ impl Cache {
                         }
                         return Ok(make().await);
                     }
-                    // The leader's `make` failed: run ours, as without single-flight.
+                    // The leader's `make` failed (`Err` or panic): run ours, as without
+                    // single-flight, concurrently with the other waiting calls.
                     Wait::NotShared => return Ok(make().await),
                     // The leader was cancelled or panicked: race to lead.
                     Wait::Abandoned => continue,
@@ -605,13 +649,15 @@ async fn lead_fill<T, E, F, Fut>(
     full: &str,
     ttl: Option<Duration>,
     make: F,
+    budget: &mut Budget,
 ) -> (Result<T, E>, Outcome)
 where
     T: Serialize + DeserializeOwned,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let readable = match inner.store.get(full, inner.store.op_timeout()).await {
+    let read = budget.run(|limit| inner.store.get(full, limit)).await;
+    let readable = match read {
         Ok(Some(bytes)) => match decode::<T>(&bytes, inner.config.max_value_bytes) {
             Ok(Some(value)) => return (Ok(value), Outcome::Shared(Arc::from(bytes))),
             Ok(None) | Err(_) => true,
@@ -636,7 +682,7 @@ where
         }
     };
     if readable {
-        if let Err(e) = write(inner, full, &bytes, resolve_ttl(inner, ttl), &[]).await {
+        if let Err(e) = write(inner, full, &bytes, resolve_ttl(inner, ttl), &[], budget).await {
             // Redis failures are logged (rate-limited) by the store; the value is served anyway.
             tracing::debug!(key = full, error = %e, "get_or_set_with: value not stored");
         }
@@ -834,14 +880,15 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<Option<T>
 }
 
 /// Writes an entry and its tag list (one script), takes it out of the groups it leaves, and
-/// records it in `tags`. The membership is recorded after the write, with an expiry taken after
-/// it, so the recorded expiry is never earlier than the entry's.
+/// records it in `tags`, all within `budget`. The membership is recorded after the write, with an
+/// expiry taken after it, so the recorded expiry is never earlier than the entry's.
 async fn write(
     inner: &Arc<Inner>,
     full: &str,
     bytes: &[u8],
     ttl_ms: Option<u64>,
     tags: &[String],
+    budget: &mut Budget,
 ) -> Result<(), Error> {
     if ttl_ms.is_none() {
         inner.check_eviction_policy();
@@ -857,17 +904,24 @@ async fn write(
         None => invocation.arg(""),
     };
     invocation.arg(list);
-    let old = inner.store.invoke::<Option<Vec<u8>>>(&invocation).await;
+    let invocation = &invocation;
+    let old = budget
+        .run(|limit| {
+            inner
+                .store
+                .invoke_within::<Option<Vec<u8>>>(invocation, limit)
+        })
+        .await;
     // This process's near-cache copy goes at once (also when the reply was lost: the write may
     // have happened), not when Redis's invalidation push arrives.
     inner.forget_local(full);
     if let Some(old) = old? {
-        leave_groups(inner, full, &decode_tags(&old), tags).await?;
+        leave_groups(inner, full, &decode_tags(&old), tags, budget).await?;
     }
     if !tags.is_empty() {
         let now = now_ms();
         let expiry = ttl_ms.map(|ms| now.saturating_add(ms));
-        tags::record(inner, tags, full, expiry, now).await?;
+        tags::record(inner, tags, full, expiry, now, budget).await?;
     }
     Ok(())
 }
@@ -878,11 +932,16 @@ async fn leave_groups(
     full: &str,
     old: &[String],
     keep: &[String],
+    budget: &mut Budget,
 ) -> Result<(), Error> {
     for tag in old.iter().filter(|t| !keep.contains(t)) {
-        let _: u64 = inner
-            .store
-            .query(redis::cmd("ZREM").arg(tags::tag_key(inner, tag)).arg(full))
+        let cmd = redis::cmd("ZREM")
+            .arg(tags::tag_key(inner, tag))
+            .arg(full)
+            .take();
+        let cmd = &cmd;
+        let _: u64 = budget
+            .run(|limit| inner.store.query_within(cmd, limit))
             .await?;
     }
     Ok(())

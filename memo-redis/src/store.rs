@@ -592,15 +592,20 @@ impl Store {
 }
 
 /// What is left of one call's time for Redis: a cached call waits on Redis at most the operation
-/// timeout *in total* (read, write and repair together), not per operation.
+/// timeout *in total* — read, re-read, lock, write, tag bookkeeping and repair together — not per
+/// operation. Created once when the call starts and passed down; time spent running the body or
+/// waiting for another caller's body is not charged, only time spent waiting for Redis.
+/// Background work the caller does not wait for (a spawned refresh, a lock released after a
+/// cancellation) gets a budget of its own.
 #[derive(Debug)]
 pub(crate) struct Budget {
+    total: Duration,
     left: Duration,
 }
 
 impl Budget {
     pub(crate) fn new(total: Duration) -> Budget {
-        Budget { left: total }
+        Budget { total, left: total }
     }
 
     /// The time left, or `None` once it is too small to be worth a round trip.
@@ -614,6 +619,22 @@ impl Budget {
 
     pub(crate) fn spent(&mut self, took: Duration) {
         self.left = self.left.saturating_sub(took);
+    }
+
+    /// Runs one Redis operation within what is left (its argument), charging the time it took.
+    /// A spent budget fails at once with [`Error::Timeout`], without asking Redis (nor counting
+    /// on the breaker).
+    pub(crate) async fn run<T, Fut>(&mut self, op: impl FnOnce(Duration) -> Fut) -> Result<T, Error>
+    where
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let Some(limit) = self.left() else {
+            return Err(Error::Timeout(self.total));
+        };
+        let started = std::time::Instant::now();
+        let result = op(limit).await;
+        self.spend(started);
+        result
     }
 }
 
@@ -671,31 +692,48 @@ impl Store {
     }
 
     /// `SET lock token NX PX lease`: true if we now hold the lock.
+    ///
+    /// A lock that already holds our token is ours too: when the reply to an earlier attempt
+    /// was lost (the connection dropped after the server executed the `SET`, and the operation
+    /// was retried), the `SET NX` finds our own lock. A `GET` pipelined behind the `SET` tells
+    /// (one round trip; plain commands, so Redis 6.2 and a cluster, where both hit the lock's
+    /// slot, work alike).
     pub(crate) async fn try_lock(
         &self,
         lock: &str,
         token: &str,
         lease: Duration,
+        limit: Duration,
     ) -> Result<bool, Error> {
         let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
-        let reply: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(lock)
-                    .arg(token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ms),
-            )
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(lock)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms)
+            .cmd("GET")
+            .arg(lock);
+        let pipe = &pipe;
+        let (set, holder): (Option<String>, Option<String>) = self
+            .run_op(limit, move |mut conn| async move {
+                pipe.query_async(&mut conn).await
+            })
             .await?;
-        Ok(reply.is_some())
+        Ok(set.is_some() || holder.as_deref() == Some(token))
     }
 
     /// Compare-and-delete release of a lock.
-    pub(crate) async fn unlock(&self, lock: &str, token: &str) -> Result<bool, Error> {
+    pub(crate) async fn unlock(
+        &self,
+        lock: &str,
+        token: &str,
+        limit: Duration,
+    ) -> Result<bool, Error> {
         let script = &self.release;
         let n: u64 = self
-            .run_op(self.op_timeout, move |mut conn| async move {
+            .run_op(limit, move |mut conn| async move {
                 script
                     .key(lock)
                     .arg(token)
@@ -713,7 +751,16 @@ impl Store {
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, Error> {
-        self.run_op(self.op_timeout, move |mut conn| async move {
+        self.invoke_within(invocation, self.op_timeout).await
+    }
+
+    /// [`Store::invoke`], waiting at most `limit`.
+    pub(crate) async fn invoke_within<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        limit: Duration,
+    ) -> Result<T, Error> {
+        self.run_op(limit, move |mut conn| async move {
             invocation.invoke_async::<T>(&mut conn).await
         })
         .await

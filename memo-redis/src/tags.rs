@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::events::Event;
 use crate::key::TemplateWriter;
 use crate::memo::Key;
+use crate::store::Budget;
 
 /// KEYS = tag sets; ARGV = member, expiry (ms or `+inf`), now (ms).
 const RECORD_LUA: &str = r"
@@ -79,13 +80,16 @@ pub(crate) fn tag_key(inner: &Inner, tag: &str) -> String {
     format!("{}:tag:{tag}", inner.config.namespace)
 }
 
-/// Records `member` (a full entry key) under `tags`, expiring at `expiry_ms` (`None`: never).
+/// Records `member` (a full entry key) under `tags`, expiring at `expiry_ms` (`None`: never),
+/// within what is left of the call's `budget` (on a cluster, one script call per tag, all
+/// within it).
 pub(crate) async fn record(
     inner: &Inner,
     tags: &[String],
     member: &str,
     expiry_ms: Option<u64>,
     now_ms: u64,
+    budget: &mut Budget,
 ) -> Result<(), Error> {
     if tags.is_empty() {
         return Ok(());
@@ -101,7 +105,10 @@ pub(crate) async fn record(
                 None => invocation.arg("+inf"),
             };
             invocation.arg(now_ms);
-            inner.store.invoke::<u64>(&invocation).await?;
+            let invocation = &invocation;
+            budget
+                .run(|limit| inner.store.invoke_within::<u64>(invocation, limit))
+                .await?;
         }
         return Ok(());
     }
@@ -115,7 +122,11 @@ pub(crate) async fn record(
         None => invocation.arg("+inf"),
     };
     invocation.arg(now_ms);
-    inner.store.invoke::<u64>(&invocation).await.map(|_| ())
+    let invocation = &invocation;
+    budget
+        .run(|limit| inner.store.invoke_within::<u64>(invocation, limit))
+        .await
+        .map(|_| ())
 }
 
 impl Cache {

@@ -18,6 +18,9 @@
 //!    timeout 100 ms, breaker threshold 5): 50 sequential calls, then 64 concurrent tasks.
 //! 3. **Hit vs raw GET**: hits on a live `redis-server` against a redis-rs `ConnectionManager`
 //!    `GET` of the same key (the same stored bytes), in alternating rounds on the same runtime.
+//! 4. **Herd behind a failing leader**: 20 concurrent callers of one cold key whose body takes
+//!    100 ms and panics, returns `Err` or returns `None` (no `cache_none`), with and without
+//!    `lock`: the wall time until the last caller has its result (median of the rounds).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -127,6 +130,99 @@ static LIVE: Cache = Cache::from_env();
 #[redis_cache(cache = LIVE, ttl = "1h")]
 async fn live_profile(id: u64) -> Profile {
     profile(id)
+}
+
+/// Herd scenario settings.
+const HERD_CALLERS: usize = 20;
+const HERD_BODY: Duration = Duration::from_millis(100);
+
+static HERD: Cache = Cache::from_env();
+
+#[redis_cache(cache = HERD, ttl = 60)]
+async fn herd_panic(x: u64) -> u64 {
+    tokio::time::sleep(HERD_BODY).await;
+    panic!("bench: the body panics, x = {x}");
+}
+
+#[redis_cache(cache = HERD, ttl = 60, lock = true)]
+async fn herd_panic_locked(x: u64) -> u64 {
+    tokio::time::sleep(HERD_BODY).await;
+    panic!("bench: the body panics, x = {x}");
+}
+
+#[redis_cache(cache = HERD, ttl = 60)]
+async fn herd_err(x: u64) -> Result<u64, String> {
+    tokio::time::sleep(HERD_BODY).await;
+    Err(format!("down for {x}"))
+}
+
+#[redis_cache(cache = HERD, ttl = 60, lock = true)]
+async fn herd_err_locked(x: u64) -> Result<u64, String> {
+    tokio::time::sleep(HERD_BODY).await;
+    Err(format!("down for {x}"))
+}
+
+#[redis_cache(cache = HERD, ttl = 60)]
+async fn herd_none(x: u64) -> Option<u64> {
+    tokio::time::sleep(HERD_BODY).await;
+    (x == u64::MAX).then_some(x)
+}
+
+#[redis_cache(cache = HERD, ttl = 60, lock = true)]
+async fn herd_none_locked(x: u64) -> Option<u64> {
+    tokio::time::sleep(HERD_BODY).await;
+    (x == u64::MAX).then_some(x)
+}
+
+/// Median herd wall time per scenario.
+struct HerdResult {
+    rows: Vec<(&'static str, Duration)>,
+}
+
+fn bench_herd(plan: &Plan, server: &RedisServer) -> HerdResult {
+    HERD.install(Config::builder().url(server.url()).build().expect("config"))
+        .expect("install HERD");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("multi-thread runtime");
+    let rounds = if plan.smoke { 1 } else { 5 };
+    // Twenty panics per round would fill the report with panic messages.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let rows = rt.block_on(async {
+        // Connected before the first herd.
+        let _ = herd_none(u64::MAX).await;
+        let mut rows = Vec::new();
+        let mut arg = 0u64;
+        macro_rules! scenario {
+            ($name:expr, $f:ident) => {{
+                let mut walls = Vec::with_capacity(rounds);
+                for _ in 0..rounds {
+                    arg += 1;
+                    let x = arg;
+                    let started = Instant::now();
+                    let tasks: Vec<_> = (0..HERD_CALLERS).map(|_| tokio::spawn($f(x))).collect();
+                    for t in tasks {
+                        let _ = black_box(t.await);
+                    }
+                    walls.push(started.elapsed());
+                }
+                walls.sort();
+                rows.push(($name, walls[walls.len() / 2]));
+            }};
+        }
+        scenario!("body panics", herd_panic);
+        scenario!("body panics, `lock = true`", herd_panic_locked);
+        scenario!("body returns `Err`", herd_err);
+        scenario!("body returns `Err`, `lock = true`", herd_err_locked);
+        scenario!("body returns `None` (no `cache_none`)", herd_none);
+        scenario!("body returns `None`, `lock = true`", herd_none_locked);
+        rows
+    });
+    std::panic::set_hook(hook);
+    HerdResult { rows }
 }
 
 // --- helpers --------------------------------------------------------------------------------
@@ -440,6 +536,7 @@ fn main() {
     let conc = bench_hole_concurrent();
     let server = RedisServer::start();
     let hits = bench_hits(&plan, &server);
+    let herd = bench_herd(&plan, &server);
     drop(server);
 
     println!(
@@ -577,4 +674,20 @@ fn main() {
         "\nevery measured cached call was a hit: {}",
         if hits.all_hits { "yes" } else { "NO" }
     );
+
+    // 4.
+    println!(
+        "\n## 4. Herd behind a failing leader ({HERD_CALLERS} concurrent callers of one cold key, \
+         {} ms body; median wall time until the last caller has its result)\n",
+        HERD_BODY.as_millis()
+    );
+    println!("| the body… | herd wall time | in body runs |");
+    println!("|---|---:|---:|");
+    for (name, wall) in &herd.rows {
+        println!(
+            "| {name} | {} | {:.1} |",
+            fmt_dur(*wall),
+            wall.as_secs_f64() / HERD_BODY.as_secs_f64()
+        );
+    }
 }

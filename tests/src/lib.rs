@@ -17,6 +17,9 @@
 //!   (`proxy_cache`) in front of a test's HTTP server, for tests of what a
 //!   shared cache does with the responses (binary overridable with
 //!   [`NGINX_BIN_ENV`]).
+//! * [`FaultProxy`] — a TCP proxy in front of a real server that delays
+//!   chosen commands or drops the connection right after forwarding one
+//!   (the server executes it, the client never gets the reply).
 //!
 //! The binary is `redis-server` from `PATH` unless the environment variable
 //! [`SERVER_BIN_ENV`] (`MEMO_REDIS_SERVER_BIN`) names another one.
@@ -1793,4 +1796,297 @@ fn read_lossy(path: &Path) -> String {
     std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
+}
+
+/// What a [`FaultProxy`] does to a command matching one of its rules.
+#[derive(Debug, Clone)]
+enum Fault {
+    /// Hold the command (and everything sent after it on that connection) for this long
+    /// before forwarding it.
+    Delay(Duration),
+    /// Forward the command, then close the client's connection before its reply (or any later
+    /// one) reaches the client.
+    Drop,
+}
+
+#[derive(Debug)]
+struct FaultRule {
+    /// Upper-case text the command (its arguments joined by spaces) must contain.
+    pattern: String,
+    fault: Fault,
+    /// How many more commands the rule applies to (`usize::MAX`: no limit).
+    times: usize,
+}
+
+#[derive(Debug, Default)]
+struct ProxyState {
+    rules: Mutex<Vec<FaultRule>>,
+    dropped: AtomicUsize,
+    delayed: AtomicUsize,
+    /// Both sockets of every live connection, shut down when the proxy is dropped.
+    sockets: Mutex<Vec<TcpStream>>,
+}
+
+/// A TCP proxy in front of a real `redis-server` that injects faults per command.
+///
+/// Every client connection gets its own upstream connection. The proxy parses the commands
+/// the client sends (RESP arrays, as redis-rs sends them) and, for a command whose text (its
+/// arguments joined by spaces, compared upper-case) contains a rule's pattern, either delays
+/// it ([`FaultProxy::delay_matching`]) or forwards it and closes the client connection before
+/// the reply gets back ([`FaultProxy::drop_after_matching`]): the server executed the command,
+/// the client never hears of it. Replies are passed through unparsed.
+///
+/// ```no_run
+/// # async fn example() {
+/// use std::time::Duration;
+/// use memo_redis_tests::{FaultProxy, RedisServer};
+///
+/// let server = RedisServer::start();
+/// let proxy = FaultProxy::start(&server);
+/// proxy.drop_after_matching(" NX", 1); // the next `SET … NX` executes, its reply is lost
+/// proxy.delay_matching("GET", Duration::from_millis(300), usize::MAX);
+/// let client = redis::Client::open(proxy.url()).unwrap();
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct FaultProxy {
+    addr: SocketAddr,
+    state: Arc<ProxyState>,
+    shutdown: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on `127.0.0.1:0` forwarding to `server`.
+    ///
+    /// # Panics
+    ///
+    /// If the listener cannot be bound or the thread cannot be started.
+    pub fn start(server: &RedisServer) -> Self {
+        let upstream: SocketAddr = server
+            .addr()
+            .parse()
+            .unwrap_or_else(|e| panic!("bad server address {}: {e}", server.addr()));
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap_or_else(|e| panic!("cannot bind a proxy listener: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("cannot read the proxy address: {e}"));
+        let state = Arc::new(ProxyState::default());
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let state = Arc::clone(&state);
+            let shutdown = Arc::clone(&shutdown);
+            thread::Builder::new()
+                .name("memo-redis-proxy".into())
+                .spawn(move || {
+                    for client in listener.incoming() {
+                        if shutdown.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let Ok(client) = client else { continue };
+                        let Ok(server) = TcpStream::connect(upstream) else {
+                            continue; // the client sees its connection closed
+                        };
+                        proxy_connection(client, server, &state);
+                    }
+                })
+                .unwrap_or_else(|e| panic!("cannot start the proxy thread: {e}"))
+        };
+        FaultProxy {
+            addr,
+            state,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// The listening address, `127.0.0.1:P`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A `redis://127.0.0.1:P/` URL pointing at the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    /// Delays the next `times` commands containing `pattern` (case-insensitive) by `delay`
+    /// each, before forwarding them; later commands of the same connection wait behind them,
+    /// as on a slow link.
+    pub fn delay_matching(&self, pattern: &str, delay: Duration, times: usize) {
+        self.add(pattern, Fault::Delay(delay), times);
+    }
+
+    /// Forwards the next `times` commands containing `pattern` (case-insensitive), then closes
+    /// the client connection before their replies reach the client (the server has executed
+    /// them).
+    pub fn drop_after_matching(&self, pattern: &str, times: usize) {
+        self.add(pattern, Fault::Drop, times);
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        lock(&self.state.rules).clear();
+    }
+
+    /// How many connections were closed by a drop rule so far.
+    pub fn dropped(&self) -> usize {
+        self.state.dropped.load(Ordering::SeqCst)
+    }
+
+    /// How many commands were delayed so far.
+    pub fn delayed(&self) -> usize {
+        self.state.delayed.load(Ordering::SeqCst)
+    }
+
+    fn add(&self, pattern: &str, fault: Fault, times: usize) {
+        lock(&self.state.rules).push(FaultRule {
+            pattern: pattern.to_uppercase(),
+            fault,
+            times,
+        });
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for s in lock(&self.state.sockets).drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        if TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok() {
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// The fault, if any, a command's text triggers (consuming one use of the rule).
+fn fault_for(state: &ProxyState, text: &str) -> Option<Fault> {
+    let mut rules = lock(&state.rules);
+    let i = rules
+        .iter()
+        .position(|r| r.times > 0 && text.contains(&r.pattern))?;
+    let rule = &mut rules[i];
+    if rule.times != usize::MAX {
+        rule.times -= 1;
+    }
+    Some(rule.fault.clone())
+}
+
+/// Reads one command sent by a client: its raw bytes and its text (arguments joined by spaces,
+/// upper-case). A line that is not a RESP array is passed on as is.
+fn read_command(reader: &mut impl BufRead) -> io::Result<(Vec<u8>, String)> {
+    let mut raw = Vec::new();
+    if reader.read_until(b'\n', &mut raw)? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let header = String::from_utf8_lossy(&raw).trim_end().to_string();
+    let Some(n) = header
+        .strip_prefix('*')
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return Ok((raw, header.to_uppercase()));
+    };
+    let mut args = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = raw.len();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = String::from_utf8_lossy(&raw[start..])
+            .trim_end()
+            .to_string();
+        let len = line
+            .strip_prefix('$')
+            .and_then(|l| l.parse::<usize>().ok())
+            .ok_or_else(|| protocol_error(format!("unexpected RESP line {line:?}")))?;
+        let start = raw.len();
+        raw.resize(start + len + 2, 0);
+        reader.read_exact(&mut raw[start..])?;
+        args.push(String::from_utf8_lossy(&raw[start..start + len]).to_uppercase());
+    }
+    Ok((raw, args.join(" ")))
+}
+
+/// Runs the two directions of one proxied connection on their own threads.
+fn proxy_connection(client: TcpStream, server: TcpStream, state: &Arc<ProxyState>) {
+    let (Ok(client_w), Ok(server_r), Ok(c2), Ok(s2)) = (
+        client.try_clone(),
+        server.try_clone(),
+        client.try_clone(),
+        server.try_clone(),
+    ) else {
+        return;
+    };
+    lock(&state.sockets).extend([c2, s2]);
+    // Set by the request side before forwarding a command whose reply must not arrive; the
+    // reply side then closes the client instead of passing on anything more.
+    let cut = Arc::new(AtomicBool::new(false));
+    {
+        let state = Arc::clone(state);
+        let cut = Arc::clone(&cut);
+        let mut server_w = server;
+        let client_shut = client_w.try_clone().ok();
+        let _ = thread::Builder::new()
+            .name("memo-redis-proxy-req".into())
+            .spawn(move || {
+                let mut reader = BufReader::new(client);
+                while let Ok((raw, text)) = read_command(&mut reader) {
+                    match fault_for(&state, &text) {
+                        Some(Fault::Delay(d)) => {
+                            state.delayed.fetch_add(1, Ordering::SeqCst);
+                            thread::sleep(d);
+                        }
+                        Some(Fault::Drop) => {
+                            cut.store(true, Ordering::SeqCst);
+                            let _ = server_w.write_all(&raw);
+                            // Nothing after it is forwarded; the reply side closes the client
+                            // once the server has answered it.
+                            return;
+                        }
+                        None => {}
+                    }
+                    if server_w.write_all(&raw).is_err() {
+                        break;
+                    }
+                }
+                let _ = server_w.shutdown(std::net::Shutdown::Both);
+                if let Some(c) = client_shut {
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                }
+            });
+    }
+    let state = Arc::clone(state);
+    let _ = thread::Builder::new()
+        .name("memo-redis-proxy-rep".into())
+        .spawn(move || {
+            let mut server_r = server_r;
+            let mut client_w = client_w;
+            let mut buf = [0u8; 16 * 1024];
+            let mut closed = false;
+            loop {
+                let n = match io::Read::read(&mut server_r, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if cut.load(Ordering::SeqCst) {
+                    // Replies from here on are not passed on: close the client (the server
+                    // still executes the dropped command, its connection stays open) and
+                    // drain the server's side until the proxy goes.
+                    if !std::mem::replace(&mut closed, true) {
+                        state.dropped.fetch_add(1, Ordering::SeqCst);
+                        let _ = client_w.shutdown(std::net::Shutdown::Both);
+                    }
+                    continue;
+                }
+                if client_w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = client_w.shutdown(std::net::Shutdown::Both);
+            let _ = server_r.shutdown(std::net::Shutdown::Both);
+        });
 }

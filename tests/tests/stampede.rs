@@ -189,17 +189,22 @@ async fn leader_panic_hands_the_flight_to_a_follower() {
             }
         }
     }
-    assert_eq!(JOINED.load(SeqCst), N, "every call joined the first flight");
-    assert_eq!(panics, 1, "only the panicking leader's call fails");
     assert_eq!(
-        RUNS.load(SeqCst),
-        2,
-        "one panicking run, then one run shared by every follower"
+        JOINED.load(SeqCst),
+        N,
+        "every call started before the panic"
     );
+    assert_eq!(panics, 1, "only the panicking leader's call fails");
+    // Callers already in the panicking leader's flight are released at once and run their own
+    // bodies (`herd.rs` pins that); callers whose read was still under way find the flight over
+    // and share one new run.
+    let runs = RUNS.load(SeqCst);
+    assert!((2..=N as u32).contains(&runs), "{runs} runs");
     assert_eq!(CACHE.in_flight(), 0);
     let s = stats_of("panicky");
-    // The panicking call never ended, so it has no outcome; its successor's miss counts.
-    assert_eq!(s.misses, 1, "{s:?}");
+    // The panicking call never ended, so it has no outcome; every other call counts once.
+    assert_eq!(s.misses, u64::from(runs) - 1, "{s:?}");
+    assert_eq!(s.hits + s.misses, N as u64 - 1, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
