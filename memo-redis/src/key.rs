@@ -215,19 +215,8 @@ impl<'a> TemplateWriter<'a> {
 ///
 /// Escaped values consist of these and `%`: a key template may only separate two placeholders by
 /// text containing some other character, so the rendering stays injective (the macro checks it).
-pub fn keeps(b: u8) -> bool {
+fn keeps(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// Appends `s` to `out`, percent-escaping (`%XX`, upper-case hex) every byte `keeps` rejects.
-///
-/// ```
-/// let mut k = String::new();
-/// memo_redis::key::escape_into(&mut k, "eu-west:1 50%");
-/// assert_eq!(k, "eu-west%3A1%2050%25");
-/// ```
-pub fn escape_into(out: &mut String, s: &str) {
-    let _ = Escaper(out).write_str(s);
 }
 
 struct Escaper<'a>(&'a mut String);
