@@ -62,7 +62,9 @@ impl io::Write for HashWriter<'_> {
 /// Key arguments: what the digest hashes (through `Serialize`).
 ///
 /// Generated code requires it of every key argument, so a type that cannot be hashed is reported
-/// once per argument, with the remedy for arguments that are not part of the key.
+/// once per argument, with the remedy for arguments that are not part of the key. For generated
+/// code only (through `__private`).
+#[doc(hidden)]
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of the cache key: it does not implement `serde::Serialize`",
     label = "hashed into the cache key, so it must implement `serde::Serialize`",
@@ -76,7 +78,9 @@ impl<T: Serialize + ?Sized> KeyArg for T {}
 /// Streams key arguments, one after the other, into the digest.
 ///
 /// The bytes hashed are those of the tuple of the arguments (bincode encodes a tuple as its
-/// elements in order), so `arg(&a); arg(&b)` gives the digest of `&(&a, &b)`.
+/// elements in order), so `arg(&a); arg(&b)` gives the digest of `&(&a, &b)`. For generated code
+/// only (through `__private`).
+#[doc(hidden)]
 pub struct KeyDigest {
     hasher: Sha256,
     error: Option<String>,
