@@ -45,6 +45,8 @@ pub struct Param {
     pub pat_span: Span,
     /// A pattern that is not a plain binding, kept for the error message.
     pub bad_pattern: bool,
+    /// The first `&mut` in the declared type (`&mut Vec<u32>`, `Option<&mut T>`).
+    pub mut_ref: Option<syn::TypeReference>,
     pub memo_attr_errors: Vec<syn::Error>,
 }
 
@@ -103,6 +105,7 @@ impl CachedFn {
                         skip,
                         pat_span: pt.pat.span(),
                         bad_pattern,
+                        mut_ref: find_mut_ref(&pt.ty),
                         memo_attr_errors: errors,
                     });
                 }
@@ -129,6 +132,27 @@ impl CachedFn {
 
     pub fn key_params(&self) -> impl Iterator<Item = &Param> {
         self.params.iter().filter(|p| !p.skip)
+    }
+}
+
+/// The first `&mut T` in `ty`.
+fn find_mut_ref(ty: &Type) -> Option<syn::TypeReference> {
+    match ty {
+        Type::Reference(r) if r.mutability.is_some() => Some(r.clone()),
+        Type::Reference(r) => find_mut_ref(&r.elem),
+        Type::Group(g) => find_mut_ref(&g.elem),
+        Type::Paren(p) => find_mut_ref(&p.elem),
+        Type::Slice(s) => find_mut_ref(&s.elem),
+        Type::Array(a) => find_mut_ref(&a.elem),
+        Type::Tuple(t) => t.elems.iter().find_map(find_mut_ref),
+        Type::Path(p) => p.path.segments.iter().find_map(|seg| match &seg.arguments {
+            PathArguments::AngleBracketed(ab) => ab.args.iter().find_map(|a| match a {
+                GenericArgument::Type(t) => find_mut_ref(t),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
     }
 }
 

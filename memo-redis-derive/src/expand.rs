@@ -170,22 +170,17 @@ fn ref_expr(p: &Param, ctx: Ctx) -> TokenStream {
     }
 }
 
-/// `&(a, b, ..)` for the digest. With one key argument it is spanned at that argument's
-/// [`anchor`], where its check reports; with several, across the key arguments.
-fn key_tuple(f: &CachedFn, ctx: Ctx) -> TokenStream {
-    let params: Vec<&Param> = f.key_params().collect();
-    let refs = params.iter().map(|p| ref_expr(p, ctx));
-    let (first, last) = match params.as_slice() {
-        [] => (Span::call_site(), Span::call_site()),
-        [p] => (anchor(&p.ty), anchor(&p.ty)),
-        [p, .., q] => {
-            let end = q.ty.to_token_stream().into_iter().last();
-            (p.pat_span, end.map_or_else(|| q.ty.span(), |t| t.span()))
-        }
-    };
-    let mut tuple = Group::new(Delimiter::Parenthesis, quote!(#(#refs,)*));
-    tuple.set_span(last);
-    quote_spanned!(first=> &#tuple)
+/// `KeyDigest::arg::<T>(__memo_redis_d, &a);` for one key argument: the same bound on the same
+/// type at the same token as its check (see [`checks`]), so a type that cannot be hashed is one
+/// error, there.
+fn digest_arg(p: &Param, ctx: Ctx) -> TokenStream {
+    let at = anchor(&p.ty);
+    let arg = relocate(ref_expr(p, ctx), at);
+    if mentions_impl(p.ty.to_token_stream()) {
+        return quote_spanned!(at=> __memo_redis_d.arg(#arg););
+    }
+    let ty = relocate(p.ty.to_token_stream(), at);
+    quote_spanned!(at=> ::memo_redis::__private::KeyDigest::arg::<#ty>(__memo_redis_d, #arg);)
 }
 
 /// `__memo_redis_w.lit(..); __memo_redis_w.arg(..);` for a key or tag template.
@@ -201,9 +196,17 @@ fn render_stmts(f: &CachedFn, segments: &[Segment], span: Span, ctx: Ctx) -> Tok
                     .iter()
                     .any(|p| p.ident == root.as_str() && !p.is_ref);
             let root = Ident::new(root, span);
+            // Field names resolve the same at any hygiene; this one marks the access as macro
+            // output, so a misspelt `{self.orgg}` is reported at the template without a
+            // suggestion that would replace the whole literal by the field name.
+            let field_span = Span::mixed_site().located_at(span);
             let fields = fields.iter().map(|fld| match fld.parse::<u32>() {
-                Ok(i) => syn::Index { index: i, span }.into_token_stream(),
-                Err(_) => Ident::new(fld, span).into_token_stream(),
+                Ok(i) => syn::Index {
+                    index: i,
+                    span: field_span,
+                }
+                .into_token_stream(),
+                Err(_) => Ident::new(fld, field_span).into_token_stream(),
             });
             if reborrowed {
                 quote_spanned!(span=> __memo_redis_w.arg(#root);)
@@ -218,8 +221,8 @@ fn render_stmts(f: &CachedFn, segments: &[Segment], span: Span, ctx: Ctx) -> Tok
 fn key_expr(f: &CachedFn, r: &Resolved, ctx: Ctx, self_ty: &TokenStream) -> TokenStream {
     match &r.key {
         KeyMode::Digest => {
-            let tuple = key_tuple(f, ctx);
-            quote!(::memo_redis::__private::digest_key(&__MEMO_REDIS_SPEC, #self_ty, #tuple))
+            let args = f.key_params().map(|p| digest_arg(p, ctx));
+            quote!(::memo_redis::__private::digest_key(&__MEMO_REDIS_SPEC, #self_ty, |__memo_redis_d| { #(#args)* }))
         }
         KeyMode::Fn(path) => {
             let refs = f.key_params().map(|p| ref_expr(p, ctx));

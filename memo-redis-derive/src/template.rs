@@ -11,9 +11,11 @@ pub enum Segment {
     },
 }
 
-fn is_escaped_never(c: char) -> bool {
-    // Characters values keep as is (see memo_redis::key): a separator needs something else.
-    c.is_ascii_alphanumeric() || c == '_' || c == '.'
+/// Whether rendered key values can contain `c`: they keep ASCII letters, digits and `-._~`, and
+/// escape every other byte as `%XX` (`memo_redis::key::keeps`; the property test in
+/// `tests/tests/key_properties.rs` checks this copy against the runtime's escaping).
+fn in_rendered_values(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '%')
 }
 
 fn is_ident(s: &str) -> bool {
@@ -22,7 +24,7 @@ fn is_ident(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Parses and checks a template; the error text is shown at the literal.
+/// Parses a key or tag template; the error text is shown at the literal.
 pub fn parse(template: &str) -> Result<Vec<Segment>, String> {
     if template.is_empty() {
         return Err("empty key template; write e.g. `key = \"user:{id}\"`".into());
@@ -75,44 +77,77 @@ pub fn parse(template: &str) -> Result<Vec<Segment>, String> {
     if !lit.is_empty() {
         segments.push(Segment::Lit(lit));
     }
-    // Two placeholders must be separated by a character that values always escape, otherwise
-    // ("a-", "b") and ("a", "-b") would render alike.
-    let mut last_was_arg = false;
-    for seg in &segments {
+    Ok(segments)
+}
+
+/// Checks that a key template renders distinct argument tuples as distinct keys.
+///
+/// Rendered values never contain a character outside [`in_rendered_values`], so when the literal
+/// between two placeholders contains one, the first occurrence of it after a value's start marks
+/// where that value ends: the rendering parses back into one tuple of (escaped, hence injective)
+/// values. Text before the first and after the last placeholder is fixed and needs no such
+/// character. Without one, e.g. `{a}%{b}` or `{a}-{b}`, values can shift across the separator:
+/// `("x:", "25z")` and `("x", "3A%z")` both render `x%3A%25z`.
+pub fn check_key_separators(segments: &[Segment]) -> Result<(), String> {
+    let mut prev: Option<&str> = None;
+    let mut between: Option<&str> = None;
+    for seg in segments {
         match seg {
             Segment::Arg { root, .. } => {
-                if last_was_arg {
-                    return Err(format!(
-                        "placeholder `{{{root}}}` follows another placeholder without a separator; put a separator such as `:` between them"
-                    ));
+                if let Some(prev) = prev {
+                    match between {
+                        None => {
+                            return Err(format!(
+                                "placeholder `{{{root}}}` follows another placeholder without a separator; put a separator such as `:` between them"
+                            ))
+                        }
+                        Some(sep) if sep.chars().all(in_rendered_values) => {
+                            return Err(format!(
+                                "placeholders `{{{prev}}}` and `{{{root}}}` are separated by `{sep}`, which rendered values can contain (they keep letters, digits, `-`, `.`, `_`, `~` and escape other bytes as `%XX`), so two argument tuples could render the same key; separate them with another character, such as `:` or `/`"
+                            ))
+                        }
+                        Some(_) => {}
+                    }
                 }
-                last_was_arg = true;
+                prev = Some(root);
+                between = None;
             }
-            Segment::Lit(s) => {
-                if last_was_arg && s.chars().all(is_escaped_never) {
-                    // Only a problem if another placeholder follows; checked on the next Arg.
-                    last_was_arg = true;
-                    continue;
-                }
-                last_was_arg = false;
-            }
+            Segment::Lit(s) => between = Some(s),
         }
     }
-    Ok(segments)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn key(template: &str) -> Result<Vec<Segment>, String> {
+        let segments = parse(template)?;
+        check_key_separators(&segments)?;
+        Ok(segments)
+    }
+
     #[test]
     fn parses() {
         let s = parse("user:{id}:{self.org}").unwrap();
         assert_eq!(s.len(), 4);
-        assert!(parse("{a}{b}").is_err());
-        assert!(parse("{a}x{b}").is_err());
-        assert!(parse("{a}-{b}").is_ok());
-        assert!(parse("{a}:x{b}").is_ok());
+        assert!(key("{a}{b}").is_err());
+        assert!(key("{a}x{b}").is_err());
+        assert!(key("{a}-{b}").is_err());
+        assert!(key("{a}%{b}").is_err());
+        assert!(key("{a}%3A{b}").is_err());
+        assert!(key("{a}~._{b}").is_err());
+        assert!(key("{a}:{b}").is_ok());
+        assert!(key("{a}:x{b}").is_ok());
+        assert!(key("{a}x/{b}-{c}").is_err());
+        assert!(key("{a}é{b}").is_ok());
+        assert!(
+            key("x-{a}%").is_ok(),
+            "fixed text around the values is fine"
+        );
+        // Tags are verbatim text: no separator rule.
+        assert!(parse("{a}{b}").is_ok());
         assert!(parse("{a").is_err());
         assert!(parse("a}").is_err());
         assert!(parse("{1a}").is_err());

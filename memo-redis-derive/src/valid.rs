@@ -152,6 +152,19 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
         }
     }
     for p in &f.params {
+        // On a hit the body does not run, so whatever it would have done through the reference
+        // silently does not happen; skipping the argument does not change that.
+        if let Some(at) = &p.mut_ref {
+            let name = &p.ident;
+            errs.push(Error::new_spanned(
+                at,
+                if p.skip {
+                    format!("`#[memo(skip)]` does not make a `&mut` argument safe to cache: on a cache hit the body does not run, so its changes through `{name}` would silently not happen; make the changes outside the cached function, or pass what the body only reads by shared reference (a pool instead of a connection)")
+                } else {
+                    format!("`&mut` arguments cannot be cached: on a cache hit the body does not run, so its changes through `{name}` would silently not happen; take the argument by value or shared reference and return what changes as part of the result, or make the changes outside the cached function")
+                },
+            ));
+        }
         for e in &p.memo_attr_errors {
             errs.push(e.clone());
         }
@@ -401,7 +414,9 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
             ));
             KeyMode::Digest
         }
-        (Some(lit), None) => match template::parse(&lit.value()) {
+        (Some(lit), None) => match template::parse(&lit.value())
+            .and_then(|segments| template::check_key_separators(&segments).map(|()| segments))
+        {
             Err(why) => {
                 errs.push(Error::new(lit.span(), why));
                 KeyMode::Digest

@@ -280,7 +280,7 @@ impl ResponseCacheLayer {
         self.with(|s| s.cache = cache)
     }
 
-    /// The second key field (default [`DEFAULT_PREFIX`]). Bytes outside `[A-Za-z0-9_.]` are
+    /// The second key field (default [`DEFAULT_PREFIX`]). Bytes outside `[A-Za-z0-9-._~]` are
     /// percent-escaped, so a prefix can never add a key field or a glob.
     ///
     /// ```

@@ -199,9 +199,8 @@ impl Cache {
     /// the entries of cached functions carrying the same tag.
     ///
     /// Tags are used verbatim: `"user:42"` is the group a function with
-    /// `tags = ["user:{id}"]` puts `id = 42` in. A function escapes argument values outside
-    /// `[A-Za-z0-9_.]` in its tags (see [`crate::key::render`]); pass the escaped form to share
-    /// such a group.
+    /// `tags = ["user:{id}"]` puts `id = 42` in, and `"region:eu-west"` the one
+    /// `tags = ["region:{region}"]` puts `"eu-west"` in (functions do not escape tag values).
     ///
     /// # Errors
     /// As for [`Cache::set`]; [`Error::Key`] when a tag is empty. On a Redis error after the value

@@ -2,8 +2,9 @@
 //!
 //! - the digest is SHA-256 over the bincode encoding of the key arguments, streamed into the
 //!   hasher, truncated to 128 bits and written as 32 hex digits;
-//! - a template (`key = "user:{id}"`) renders each argument with `Display`, percent-escaping every
-//!   byte outside `[A-Za-z0-9_.]`, so `:` or `-` inside a value can never imitate a separator;
+//! - a template (`key = "user:{id}"`) renders each argument with `Display`, keeping the URL
+//!   "unreserved" characters `[A-Za-z0-9-._~]` and percent-escaping every other byte as `%XX`, so a
+//!   `:` (or any separator the macro accepts) inside a value can never imitate a separator;
 //! - the fingerprint covers the function identity, the return type's tokens and `version`.
 
 use std::fmt::{self, Write as _};
@@ -58,6 +59,74 @@ impl io::Write for HashWriter<'_> {
     }
 }
 
+/// Key arguments: what the digest hashes (through `Serialize`).
+///
+/// Generated code requires it of every key argument, so a type that cannot be hashed is reported
+/// once per argument, with the remedy for arguments that are not part of the key. For generated
+/// code only (through `__private`).
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of the cache key: it does not implement `serde::Serialize`",
+    label = "hashed into the cache key, so it must implement `serde::Serialize`",
+    note = "an argument that does not select the result (a connection pool, a client, a handle) stays out of the key with `#[memo(skip)]`: `#[memo(skip)] pool: &Pool`",
+    note = "an argument that does select the result needs `#[derive(serde::Serialize)]` on its type, or a `key = \"...\"` template rendering it with `Display`"
+)]
+pub trait KeyArg: Serialize {}
+
+impl<T: Serialize + ?Sized> KeyArg for T {}
+
+/// Streams key arguments, one after the other, into the digest.
+///
+/// The bytes hashed are those of the tuple of the arguments (bincode encodes a tuple as its
+/// elements in order), so `arg(&a); arg(&b)` gives the digest of `&(&a, &b)`. For generated code
+/// only (through `__private`).
+#[doc(hidden)]
+pub struct KeyDigest {
+    hasher: Sha256,
+    error: Option<String>,
+}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyDigest")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyDigest {
+    pub(crate) fn new() -> Self {
+        KeyDigest {
+            hasher: Sha256::new(),
+            error: None,
+        }
+    }
+
+    /// Hashes the next key argument.
+    pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = bincode::serde::encode_into_std_write(
+            value,
+            &mut HashWriter(&mut self.hasher),
+            bincode::config::standard(),
+        ) {
+            self.error = Some(e.to_string());
+        }
+    }
+
+    /// Appends the 32 hex digits to `out`, or the first argument's serialization error.
+    pub(crate) fn finish(self, out: &mut String) -> Result<(), String> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let d = self.hasher.finalize();
+        push_hex(out, &d[..16]);
+        Ok(())
+    }
+}
+
 /// Appends the 32-hex-digit digest of `args` to `out`.
 ///
 /// # Errors
@@ -84,20 +153,37 @@ pub fn push_digest<A: Serialize + ?Sized>(out: &mut String, args: &A) -> Result<
     Ok(())
 }
 
-/// Writes template values into a key, escaping them.
+/// Writes template values into a key (escaping them) or a tag (verbatim).
 ///
-/// Generated code calls [`TemplateWriter::lit`] for the literal parts of a `key = "..."`
-/// template and [`TemplateWriter::arg`] for each placeholder.
+/// Generated code calls [`TemplateWriter::lit`] for the literal parts of a `key = "..."` or
+/// `tags = [...]` template and [`TemplateWriter::arg`] for each placeholder.
 #[derive(Debug)]
 pub struct TemplateWriter<'a> {
     out: &'a mut String,
     start: usize,
+    escape: bool,
 }
 
 impl<'a> TemplateWriter<'a> {
+    /// A writer for a key: values are escaped (see [`escape_into`]).
     pub(crate) fn new(out: &'a mut String) -> Self {
         let start = out.len();
-        TemplateWriter { out, start }
+        TemplateWriter {
+            out,
+            start,
+            escape: true,
+        }
+    }
+
+    /// A writer for a tag: values are written as `Display` renders them, so the tag is the text
+    /// a caller passes to `invalidate_tags` (see `tags.rs` for how tag names become keys).
+    pub(crate) fn verbatim(out: &'a mut String) -> Self {
+        let start = out.len();
+        TemplateWriter {
+            out,
+            start,
+            escape: false,
+        }
     }
 
     /// Appends literal template text as is.
@@ -105,11 +191,15 @@ impl<'a> TemplateWriter<'a> {
         self.out.push_str(s);
     }
 
-    /// Appends the `Display` rendering of `value`, percent-escaping every byte outside
-    /// `[A-Za-z0-9_.]`.
+    /// Appends the `Display` rendering of `value`; in a key, percent-escaping every byte
+    /// outside `[A-Za-z0-9-._~]`.
     pub fn arg<T: fmt::Display + ?Sized>(&mut self, value: &T) {
         // Writing into a String cannot fail.
-        let _ = write!(Escaper(self.out), "{value}");
+        if self.escape {
+            let _ = write!(Escaper(self.out), "{value}");
+        } else {
+            let _ = write!(self.out, "{value}");
+        }
     }
 
     /// Replaces an over-long rendering by `#` and its digest.
@@ -124,12 +214,21 @@ impl<'a> TemplateWriter<'a> {
     }
 }
 
+/// Whether template values keep `b` as is: the URL "unreserved" characters (RFC 3986), so keys
+/// stay readable for common values (`eu-west`, `2026-11-25`, `a.b`, `x_y`, `~u`).
+///
+/// Escaped values consist of these and `%`: a key template may only separate two placeholders by
+/// text containing some other character, so the rendering stays injective (the macro checks it).
+fn keeps(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
 struct Escaper<'a>(&'a mut String);
 
 impl fmt::Write for Escaper<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for &b in s.as_bytes() {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' {
+            if keeps(b) {
                 self.0.push(b as char);
             } else {
                 self.0.push('%');
@@ -179,6 +278,37 @@ mod tests {
         assert_eq!(a, "u:x%3Ay:z");
         assert_eq!(render(|w| w.arg("%3A")), "%253A");
         assert_eq!(render(|w| w.arg("é*")), "%C3%A9%2A");
+        assert_eq!(render(|w| w.arg("eu-west.1_~x")), "eu-west.1_~x");
+    }
+
+    #[test]
+    fn verbatim_writers_do_not_escape() {
+        let mut s = String::new();
+        let mut w = TemplateWriter::verbatim(&mut s);
+        w.lit("region:");
+        w.arg("eu-west 50% {x}");
+        assert_eq!(s, "region:eu-west 50% {x}");
+    }
+
+    #[test]
+    fn streamed_digest_equals_the_tuple_digest() {
+        let (a, b, c) = (7u64, "x:y".to_string(), vec![1u8, 2]);
+        let mut tuple = String::new();
+        push_digest(&mut tuple, &(&a, &b, &c)).unwrap();
+        let mut d = KeyDigest::new();
+        d.arg(&a);
+        d.arg(&b);
+        d.arg(&c);
+        let mut streamed = String::new();
+        d.finish(&mut streamed).unwrap();
+        assert_eq!(streamed, tuple);
+        let mut one = String::new();
+        push_digest(&mut one, &(&a,)).unwrap();
+        let mut d = KeyDigest::new();
+        d.arg(&a);
+        let mut streamed = String::new();
+        d.finish(&mut streamed).unwrap();
+        assert_eq!(streamed, one);
     }
 
     #[test]

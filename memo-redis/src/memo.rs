@@ -4,12 +4,10 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use serde::Serialize;
-
 use crate::cache::{Cache, Inner};
 use crate::codec::CodecKind;
 use crate::error::Error;
-use crate::key::{self, TemplateWriter};
+use crate::key::{self, KeyDigest, TemplateWriter};
 use crate::log::RateLimited;
 
 /// TTL of a function's entries.
@@ -479,17 +477,20 @@ fn start_key(
     Ok((inner, key))
 }
 
-/// Key from the SHA-256 digest of the arguments.
+/// Key from the SHA-256 digest of the arguments, which `args` feeds one by one (in parameter
+/// order) to [`KeyDigest::arg`](crate::key::KeyDigest::arg).
 ///
 /// # Errors
 /// The cache configuration is invalid, or an argument failed to serialize.
-pub fn digest_key<A: Serialize + ?Sized>(
+pub fn digest_key(
     spec: &'static Spec,
     self_ty: &'static str,
-    args: &A,
+    args: impl FnOnce(&mut KeyDigest),
 ) -> Result<Key, Error> {
     let (inner, mut key) = start_key(spec, self_ty)?;
-    key::push_digest(&mut key, args).map_err(Error::Key)?;
+    let mut digest = KeyDigest::new();
+    args(&mut digest);
+    digest.finish(&mut key).map_err(Error::Key)?;
     Ok(Key {
         inner,
         key,

@@ -5,9 +5,9 @@
 pub mod bench;
 pub use crate::call::{body, evict, key_string, memo, memo_bg, peek, refresh};
 pub use crate::invalidate::invalidate_all;
-pub use crate::key::TemplateWriter;
+pub use crate::key::{KeyArg, KeyDigest, TemplateWriter};
 pub use crate::memo::{custom_key, digest_key, stats_for, template_key, Key, Spec, Ttl};
-pub use crate::shape::{Opt, Plain, Res, ResOpt, Shape};
+pub use crate::shape::{CacheValue, Opt, Plain, Res, ResOpt, Shape};
 pub use crate::tags::{with_tags, TagList};
 pub use crate::CodecKind;
 
@@ -16,7 +16,7 @@ pub static GLOBAL: crate::Cache = crate::Cache::from_env();
 
 /// Compile-time check that a key argument can be hashed; the error points at the argument.
 #[inline(always)]
-pub fn key_arg<T: serde::Serialize + ?Sized>(_: &T) {}
+pub fn key_arg<T: KeyArg + ?Sized>(_: &T) {}
 
 /// Compile-time check that a template argument can be rendered.
 #[inline(always)]
@@ -24,7 +24,7 @@ pub fn display_arg<T: core::fmt::Display + ?Sized>(_: &T) {}
 
 /// Compile-time check that a cached value type can be stored and read back.
 #[inline(always)]
-pub fn value_type<T: serde::Serialize + serde::de::DeserializeOwned>() {}
+pub fn value_type<T: CacheValue>() {}
 
 /// The empty `Self` name used by free functions.
 pub const NO_SELF: &str = "";

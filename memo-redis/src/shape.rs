@@ -6,6 +6,19 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// Cached value types: what is stored in Redis and read back.
+///
+/// Generated code requires it of the cached value type at the return type, and every runtime
+/// bound on the value goes through it, so a type without serde is one error, there.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: it must implement `serde::Serialize` and `serde::Deserialize`",
+    label = "stored in Redis and read back, so it must implement `Serialize` and `Deserialize`",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to the type (for `Result<T, E>` only `T` is stored: `E` needs neither)"
+)]
+pub trait CacheValue: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> CacheValue for T {}
+
 /// How a return type `R` maps to what is stored.
 pub trait Shape<R> {
     /// The cached value type (`T` in `T`, `Option<T>`, `Result<T, E>`, `Result<Option<T>, E>`).
@@ -33,7 +46,7 @@ pub enum Res {}
 #[derive(Debug)]
 pub enum ResOpt {}
 
-impl<T: Serialize + DeserializeOwned> Shape<T> for Plain {
+impl<T: CacheValue> Shape<T> for Plain {
     type Value = T;
     fn stored(r: &T, _: bool) -> Option<Option<&T>> {
         Some(Some(r))
@@ -43,7 +56,7 @@ impl<T: Serialize + DeserializeOwned> Shape<T> for Plain {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> Shape<Option<T>> for Opt {
+impl<T: CacheValue> Shape<Option<T>> for Opt {
     type Value = T;
     fn stored(r: &Option<T>, cache_none: bool) -> Option<Option<&T>> {
         match r {
@@ -57,7 +70,7 @@ impl<T: Serialize + DeserializeOwned> Shape<Option<T>> for Opt {
     }
 }
 
-impl<T: Serialize + DeserializeOwned, E> Shape<Result<T, E>> for Res {
+impl<T: CacheValue, E> Shape<Result<T, E>> for Res {
     type Value = T;
     fn stored(r: &Result<T, E>, _: bool) -> Option<Option<&T>> {
         r.as_ref().ok().map(Some)
@@ -67,7 +80,7 @@ impl<T: Serialize + DeserializeOwned, E> Shape<Result<T, E>> for Res {
     }
 }
 
-impl<T: Serialize + DeserializeOwned, E> Shape<Result<Option<T>, E>> for ResOpt {
+impl<T: CacheValue, E> Shape<Result<Option<T>, E>> for ResOpt {
     type Value = T;
     fn stored(r: &Result<Option<T>, E>, cache_none: bool) -> Option<Option<&T>> {
         match r {

@@ -2,17 +2,25 @@
 //! `{namespace}:tag:{tag}`, whose members are entry keys scored by their expiry time (ms since
 //! the epoch, `+inf` for none).
 //!
+//! A tag is its text as written: `tags = ["region:{region}"]` renders argument values with
+//! `Display` and does not escape them, so `invalidate_tags(["region:eu-west"])` names the group
+//! `region = "eu-west"` put its entries in, whatever the characters. Every path from a tag to its
+//! set's key goes through [`tag_key`]. Tag sets are single keys, touched one at a time on a
+//! cluster, so a `{..}` inside a tag (a Redis Cluster hash tag) only decides which slot that set
+//! lives in.
+//!
 //! Bookkeeping stays bounded: every write first drops the members whose score (expiry) has
 //! passed, and the tag set itself expires exactly when its newest member does.
 
 use std::sync::LazyLock;
 
 use redis::Script;
+use sha2::{Digest, Sha256};
 
 use crate::cache::{Cache, Inner};
 use crate::error::Error;
 use crate::events::Event;
-use crate::key::TemplateWriter;
+use crate::key::{push_hex, TemplateWriter, MAX_TEMPLATE_LEN};
 use crate::memo::Key;
 use crate::store::Budget;
 
@@ -60,9 +68,7 @@ impl TagList {
     /// Renders one tag template.
     pub fn tag(&mut self, render: impl FnOnce(&mut TemplateWriter<'_>)) {
         let mut s = String::new();
-        let mut w = TemplateWriter::new(&mut s);
-        render(&mut w);
-        w.finish();
+        render(&mut TemplateWriter::verbatim(&mut s));
         self.tags.push(s);
     }
 }
@@ -76,8 +82,23 @@ pub fn with_tags(key: Result<Key, Error>, render: impl FnOnce(&mut TagList)) -> 
     Ok(key)
 }
 
+/// The key of `tag`'s set, used alike where entries join a group (cached functions,
+/// `set_with_tags`, sliding reads) and where groups are deleted (`invalidate_tags`,
+/// `delete_group`): `{namespace}:tag:{tag}`, the tag verbatim. A tag longer than
+/// [`MAX_TEMPLATE_LEN`] bytes is named by `#` and a 128-bit digest of it instead, so a hostile
+/// argument cannot grow keys without bound (and the same long tag still finds its set).
 pub(crate) fn tag_key(inner: &Inner, tag: &str) -> String {
-    format!("{}:tag:{tag}", inner.config.namespace)
+    tag_key_in(&inner.config.namespace, tag)
+}
+
+fn tag_key_in(namespace: &str, tag: &str) -> String {
+    if tag.len() > MAX_TEMPLATE_LEN {
+        let mut name = String::with_capacity(33);
+        name.push('#');
+        push_hex(&mut name, &Sha256::digest(tag.as_bytes())[..16]);
+        return format!("{namespace}:tag:{name}");
+    }
+    format!("{namespace}:tag:{tag}")
 }
 
 /// Records `member` (a full entry key) under `tags`, expiring at `expiry_ms` (`None`: never),
@@ -219,4 +240,32 @@ where
     S: AsRef<str>,
 {
     crate::global().invalidate_tags(tags).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_keys_keep_the_tag_as_written() {
+        for tag in ["region:eu-west", "50% off", "a b", "日本", "{x}y", "%2D"] {
+            assert_eq!(tag_key_in("ns", tag), format!("ns:tag:{tag}"));
+        }
+        let long = "t".repeat(MAX_TEMPLATE_LEN + 1);
+        let k = tag_key_in("ns", &long);
+        assert_eq!(k.len(), "ns:tag:#".len() + 32, "{k}");
+        assert_eq!(k, tag_key_in("ns", &long), "stable");
+        assert_ne!(k, tag_key_in("ns", &"u".repeat(MAX_TEMPLATE_LEN + 1)));
+    }
+
+    #[test]
+    fn tag_templates_render_values_verbatim() {
+        let mut list = TagList::default();
+        list.tag(|w| {
+            w.lit("region:");
+            w.arg("eu-west");
+        });
+        list.tag(|w| w.arg("a:b 50% {c}"));
+        assert_eq!(list.tags, ["region:eu-west", "a:b 50% {c}"]);
+    }
 }

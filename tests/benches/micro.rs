@@ -185,7 +185,7 @@ fn hits(c: &mut Criterion) {
     // The reply a GET would return for this function's entry.
     let reply =
         envelope::encode(CodecKind::Bincode, Some(&p), 1_764_000_000_000, 3).expect("encode");
-    let key = || digest_key(&HIT_SPEC, NO_SELF, &(&black_box(42u64),));
+    let key = || digest_key(&HIT_SPEC, NO_SELF, |d| d.arg(&black_box(42u64)));
     assert_eq!(
         bench::hit::<Plain, Profile>(&HIT_SPEC, key(), &reply),
         Some(p)

@@ -119,7 +119,7 @@ async fn memoization_invalidation_tags_and_events_on_a_cluster() {
     by_template(42, "eu-west").await;
     let (keys, _) = keys_per_master(&cluster, "t:users:*").await;
     assert_eq!(keys, vec![by_template_key(&42, "eu-west").unwrap()]);
-    assert!(keys[0].ends_with(":user:42:eu%2Dwest"), "{keys:?}");
+    assert!(keys[0].ends_with(":user:42:eu-west"), "{keys:?}");
 
     // Companions.
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -265,6 +265,22 @@ async fn memoization_invalidation_tags_and_events_on_a_cluster() {
     assert!(keys.is_empty(), "the tag set is gone too");
     profile(1).await;
     assert_eq!(PROFILE.load(SeqCst), 51, "recomputed after invalidation");
+
+    // Tags are used as written: a `{..}` in one is a hash tag choosing its set's slot, and `-`,
+    // `:`, spaces or unicode are matched as the caller writes them.
+    #[redis_cache(cache = CACHE, ttl = 60, key = "in:{region}", tags = ["region:{region}"])]
+    async fn in_region(region: String) -> String {
+        region
+    }
+    for region in ["{eu}-west", "eu-west", "us {east}", "日本"] {
+        in_region(region.to_string()).await;
+    }
+    for region in ["{eu}-west", "eu-west", "us {east}", "日本"] {
+        let tag = format!("region:{region}");
+        assert_eq!(CACHE.invalidate_tags([&tag]).await.unwrap(), 1, "{tag}");
+        let key = in_region_key(&region.to_string()).unwrap();
+        assert_eq!(raw_get(&mut c, &key).await, None, "{tag}");
+    }
 
     CACHE.publish("hello").await.unwrap();
     wait_for(Event::Custom("hello".into())).await;

@@ -70,6 +70,87 @@ async fn tags_remove_entries_of_every_function_carrying_them() {
     );
 }
 
+/// Regression (issue 12, point 4): tag values were percent-escaped like key values, so
+/// `tags = ["region:{region}"]` with `"eu-west"` stored `region:eu%2Dwest` and
+/// `invalidate_tags(["region:eu-west"])` returned `Ok(0)`, leaving the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_match_as_the_caller_writes_them_whatever_the_characters() {
+    let server = RedisServer::start();
+    static CACHE: Cache = Cache::from_env();
+    install(&CACHE, &server);
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    #[redis_cache(cache = CACHE, ttl = 60, key = "day:{region}", tags = ["region:{region}"])]
+    async fn by_region(region: String) -> u32 {
+        RUNS.fetch_add(1, SeqCst)
+    }
+    let values = [
+        "eu-west",
+        "a:b",
+        "50%",
+        "new york",
+        "日本",
+        "{x}",
+        "}{",
+        "%2D",
+        "2026-11-25",
+        "x.y_z~",
+    ];
+    for v in values {
+        by_region(v.to_string()).await;
+    }
+    assert_eq!(RUNS.load(SeqCst), values.len() as u32);
+    // Keys stay readable for common characters.
+    assert!(by_region_key(&"2026-11-25".to_string())
+        .unwrap()
+        .ends_with(":day:2026-11-25"));
+    assert!(by_region_key(&"x.y_z~".to_string())
+        .unwrap()
+        .ends_with(":day:x.y_z~"));
+
+    for (i, v) in values.iter().enumerate() {
+        let tag = format!("region:{v}");
+        assert_eq!(CACHE.invalidate_tags([&tag]).await.unwrap(), 1, "{tag}");
+        let key = by_region_key(&v.to_string()).unwrap();
+        assert_eq!(common::raw_get(&server, &key).await, None, "{tag}");
+        // Every other value's entry is still there.
+        for w in &values[i + 1..] {
+            let key = by_region_key(&w.to_string()).unwrap();
+            assert!(
+                common::raw_get(&server, &key).await.is_some(),
+                "{tag} took {w}"
+            );
+        }
+    }
+    let before = RUNS.load(SeqCst);
+    by_region("eu-west".into()).await;
+    assert_eq!(
+        RUNS.load(SeqCst),
+        before + 1,
+        "recomputed after invalidation"
+    );
+
+    // `delete_group` and the typed handle name groups the same way.
+    CACHE
+        .set_with_tags("extra", &1u32, None, &["region:eu-west"])
+        .await
+        .unwrap();
+    assert_eq!(CACHE.delete_group("region:eu-west").await.unwrap(), 2);
+    assert_eq!(CACHE.get::<u32>("extra").await.unwrap(), None);
+    by_region("eu-west".into()).await;
+    assert_eq!(RUNS.load(SeqCst), before + 2);
+
+    // A tag longer than a key field may be is named by its digest on both sides.
+    let long = "l".repeat(300);
+    by_region(long.clone()).await;
+    assert_eq!(
+        CACHE
+            .invalidate_tags([format!("region:{long}")])
+            .await
+            .unwrap(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_sets_do_not_keep_dead_members() {
     let server = RedisServer::start();

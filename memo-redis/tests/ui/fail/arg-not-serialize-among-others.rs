@@ -1,4 +1,4 @@
-// With several key arguments the digest of all of them is a second error, spanning them.
+// With several key arguments, still one error, at the one that cannot be hashed.
 use memo_redis::redis_cache;
 
 struct Filter {

@@ -31,7 +31,7 @@ async fn by_user(user: User) -> u64 {
     user.id
 }
 
-#[redis_cache(key = "pair:{pair.0}-{pair.1}")]
+#[redis_cache(key = "pair:{pair.0}:{pair.1}")]
 async fn by_tuple(pair: (u32, String)) -> String {
     pair.1.repeat(pair.0 as usize)
 }
