@@ -236,7 +236,7 @@ impl Config {
     /// `Debug`, logs) is redacted this way.
     ///
     /// ```
-    /// let config = memo_redis::Config::builder().url("redis://app:p@ss/w:rd@127.0.0.1:6379/0").build()?;
+    /// let config = memo_redis::Config::builder().url("redis://app:p%40ss:w@127.0.0.1:6379/0").build()?;
     /// assert_eq!(config.redacted_url(), "redis://***@127.0.0.1:6379/0");
     /// # Ok::<(), memo_redis::ConfigError>(())
     /// ```
