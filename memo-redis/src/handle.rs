@@ -38,7 +38,7 @@ use serde::Serialize;
 
 use crate::cache::{Cache, Inner};
 use crate::call::now_ms;
-use crate::codec::{Bincode, Codec};
+use crate::codec::{Bincode, Codec, Storable};
 use crate::envelope::{self, Envelope};
 use crate::error::Error;
 use crate::events::Event;
@@ -184,7 +184,7 @@ impl Cache {
     /// cache.set("config:v", &3u32, Some(Cache::NO_EXPIRY)).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn set<T: Serialize + ?Sized>(
+    pub async fn set<T: Storable + ?Sized>(
         &self,
         key: &str,
         value: &T,
@@ -215,7 +215,7 @@ impl Cache {
     /// cache.delete_group("user:42").await?; // the cart is gone
     /// # Ok(()) }
     /// ```
-    pub async fn set_with_tags<T: Serialize + ?Sized>(
+    pub async fn set_with_tags<T: Storable + ?Sized>(
         &self,
         key: &str,
         value: &T,
@@ -225,7 +225,7 @@ impl Cache {
         let inner = self.ready()?;
         let full = full_key_in(&inner.config.namespace, key)?;
         let tags = tag_list(tags)?;
-        let bytes = encode(inner, value, 0)?;
+        let bytes = encode::<T, T::Owned>(inner, value, 0)?;
         write(inner, &full, &bytes, resolve_ttl(inner, ttl), &tags).await
     }
 
@@ -537,7 +537,7 @@ impl Cache {
     ///     .await;
     /// # }
     /// ```
-    pub async fn set_or_log<T: Serialize + ?Sized>(
+    pub async fn set_or_log<T: Storable + ?Sized>(
         &self,
         key: &str,
         value: &T,
@@ -626,7 +626,7 @@ where
         Err(e) => return (Err(e), Outcome::NotShared),
     };
     let compute_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-    let bytes = match encode(inner, &value, compute_ms) {
+    let bytes = match encode::<T, T>(inner, &value, compute_ms) {
         Ok(bytes) => bytes,
         Err(e) => {
             FAIL_OPEN_LOG.hit(|suppressed| {
@@ -805,13 +805,14 @@ fn ttl_millis(d: Duration) -> u64 {
         .clamp(1, MAX_TTL_MS)
 }
 
-fn encode<T: Serialize + ?Sized>(
+/// The entry for `value`, through the encode guards (`O`: the type it is read back as).
+fn encode<V: Serialize + ?Sized, O: Serialize + DeserializeOwned>(
     inner: &Inner,
-    value: &T,
+    value: &V,
     compute_ms: u32,
 ) -> Result<Vec<u8>, Error> {
-    let bytes = envelope::encode(inner.config.codec, Some(value), now_ms(), compute_ms)
-        .map_err(Error::Codec)?;
+    let bytes = crate::guard::encode::<V, O>(inner.config.codec, Some(value), now_ms(), compute_ms)
+        .map_err(|refused| Error::Codec(refused.to_string()))?;
     let payload = bytes.len().saturating_sub(envelope::HEADER_LEN);
     if payload > inner.config.max_value_bytes {
         return Err(Error::Codec(format!(
