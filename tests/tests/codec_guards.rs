@@ -185,6 +185,22 @@ async fn deep_results_are_returned_and_not_stored() {
     check!(deep_bincode, deep_json, deep_msgpack, deep_postcard);
 }
 
+#[redis_cache(cache = CACHE, ttl = 60)]
+async fn length_of(list: Node) -> u32 {
+    len(&list)
+}
+
+/// The key digest serializes the arguments: a deep one bypasses the cache for that call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_arguments_bypass_the_cache() {
+    server();
+    assert_eq!(length_of(chain(20_000)).await, 20_000);
+    assert_eq!(length_of(chain(5)).await, 5);
+    assert_eq!(length_of(chain(5)).await, 5);
+    let s = stats_of("codec_guards::length_of");
+    assert_eq!((s.bypass, s.misses, s.hits), (1, 1, 1), "{s:?}");
+}
+
 /// A valid header followed by 20 000 levels of nesting (the 40 KB payload) aborted the
 /// process on decode with bincode before the guard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
