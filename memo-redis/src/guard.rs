@@ -69,7 +69,7 @@ where
             .map_err(Refusal::NotRoundTrip);
     };
     // The canonical form first: it bounds the depth before the codec recurses.
-    let original = canonical(value, false)?;
+    let original = canonical(value, false, 64)?;
     let mut out = Vec::with_capacity(original.len() + envelope::HEADER_LEN);
     envelope::write_header(&mut out, codec, 0, written_at_ms, compute_ms);
     let depth = Depth::new();
@@ -85,15 +85,22 @@ where
         Err(_) if depth.tripped() => return Err(Refusal::TooDeep),
         Err(e) => return Err(Refusal::NotRoundTrip(format!("cannot decode: {e}"))),
     };
-    if canonical(&back, false)? == original || canonical(&back, true)? == canonical(value, true)? {
+    let n = original.len();
+    if canonical(&back, false, n)? == original
+        || canonical(&back, true, n)? == canonical(value, true, n)?
+    {
         return Ok(out);
     }
     Err(Refusal::NotRoundTrip("decodes to another value".into()))
 }
 
 /// The canonical form of `value`; `sorted`: with sequence elements and map entries sorted.
-fn canonical<V: Serialize + ?Sized>(value: &V, sorted: bool) -> Result<Vec<u8>, Refusal> {
-    let mut out = Vec::with_capacity(64);
+fn canonical<V: Serialize + ?Sized>(
+    value: &V,
+    sorted: bool,
+    capacity: usize,
+) -> Result<Vec<u8>, Refusal> {
+    let mut out = Vec::with_capacity(capacity);
     let depth = Depth::new();
     match value.serialize(Canon {
         out: &mut out,
@@ -588,7 +595,7 @@ mod tests {
         }
         impl<T: serde::Serialize> E for T {
             fn canon(&self) -> Vec<u8> {
-                super::canonical(self, false).unwrap()
+                super::canonical(self, false, 0).unwrap()
             }
         }
     }

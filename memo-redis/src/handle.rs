@@ -169,8 +169,15 @@ impl Cache {
     /// value stored under a function's key (`f_key(&args)?`) is what that function then returns.
     /// If `key` was stored with [`Cache::set_with_tags`] before, it leaves those groups.
     ///
+    /// The write is guarded like a cached function's: a value nested deeper than
+    /// [`MAX_DEPTH`](crate::depth::MAX_DEPTH) levels, or one whose encoding does not decode back
+    /// to the same value with the cache's codec (e.g. a `skip_serializing_if` field with bincode,
+    /// `Some(None)` with JSON), is not written. `T` is any `Serialize + DeserializeOwned` type,
+    /// or `str` / `[T]` (see [`Storable`]).
+    ///
     /// # Errors
-    /// [`Error::Codec`] when the codec cannot encode the value or its encoding exceeds
+    /// [`Error::Codec`] when the codec cannot encode the value, the value is too deep or does not
+    /// decode back to itself, or its encoding exceeds
     /// `max_value_bytes` (nothing is written); [`Error::Redis`], [`Error::Timeout`] or
     /// [`Error::BreakerOpen`] when Redis could not be written; [`Error::Key`] /
     /// [`Error::Config`] as for [`Cache::full_key`].
