@@ -17,6 +17,18 @@ use serde::ser::{self, Serialize, Serializer};
 /// Far above ordinary data (a JSON API response rarely nests 20 levels), and far below what
 /// overflows a 2 MiB Tokio worker stack in a debug build (checked by a test): a value nested
 /// deeper is returned by the function but not cached, an entry nested deeper is a miss.
+///
+/// ```
+/// use memo_redis::{depth::MAX_DEPTH, CodecKind};
+/// // bincode: each `Deep` a one-element vector (byte 1), the last one empty (byte 0); every
+/// // `Deep` is two levels (the newtype and its vector).
+/// let mut bytes = vec![1u8; 200];
+/// bytes.push(0);
+/// assert_eq!(MAX_DEPTH, 128);
+/// assert!(CodecKind::Bincode.decode::<Deep>(&bytes).is_err(), "402 levels");
+/// assert!(CodecKind::Bincode.decode::<Deep>(&bytes[150..]).is_ok(), "102 levels");
+/// # #[derive(serde::Deserialize)] struct Deep(Vec<Deep>);
+/// ```
 pub const MAX_DEPTH: u32 = 128;
 
 /// The levels left for one encode or decode, and whether the limit was hit.
