@@ -228,8 +228,8 @@ pub struct FnStats {
     /// Results not stored because they nest deeper than
     /// [`depth::MAX_DEPTH`](crate::depth::MAX_DEPTH) levels.
     pub skipped_too_deep: u64,
-    /// Results not stored because their encoding does not decode back to the same value with
-    /// the function's codec (see the codec section of the guide).
+    /// Results not stored because the function's codec cannot encode them, or their encoding
+    /// does not decode back to the same value (see the codec section of the guide).
     pub skipped_not_roundtrip: u64,
     /// Hits served by a concurrent identical call's read or body run (single-flight); included
     /// in `hits`.
