@@ -30,3 +30,16 @@ pub fn hit<S: Shape<R>, R>(
     spec.count(CallOutcome::Hit);
     Some(r)
 }
+
+/// What the miss path writes for `value`: the envelope, after the encode guards (depth and
+/// round trip, `guard::encode`). `Err` names why the value would not be stored.
+///
+/// # Errors
+/// The value nests too deeply or does not decode back to itself with `codec`.
+pub fn encode_guarded<T>(codec: crate::CodecKind, value: &T) -> Result<Vec<u8>, String>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    crate::guard::encode::<T, T>(codec, Some(value), 1_764_000_000_000, 3)
+        .map_err(|e| e.to_string())
+}

@@ -65,13 +65,14 @@ fn encode_entry<S: Shape<R>, R>(
 ) -> Option<Entry> {
     let stored = S::stored(r, spec.cache_none)?;
     let compute_ms = u32::try_from(compute.as_millis()).unwrap_or(u32::MAX);
-    match envelope::encode(spec.codec_for(inner), stored, now_ms(), compute_ms) {
+    let codec = spec.codec_for(inner);
+    match crate::guard::encode::<S::Value, S::Value>(codec, stored, now_ms(), compute_ms) {
         Ok(bytes) => Some(Entry {
             bytes,
             is_none: stored.is_none(),
         }),
-        Err(e) => {
-            spec.log_key_error(&Error::Codec(e));
+        Err(refused) => {
+            spec.count_refused(codec, &refused);
             None
         }
     }

@@ -7,8 +7,12 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::marker::PhantomData;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::depth::{Depth, Limited, Seed};
 
 /// Upper bound on what decoding one value may allocate, whatever the bytes claim.
 ///
@@ -17,6 +21,9 @@ use serde::Serialize;
 pub(crate) const DECODE_ALLOC_LIMIT: usize = 256 * 1024 * 1024;
 
 /// A serialization format for cached values.
+///
+/// Every codec bounds nesting at [`MAX_DEPTH`](crate::depth::MAX_DEPTH) levels, encoding and
+/// decoding alike: a deeper value or entry is an error, never a stack overflow.
 ///
 /// ```
 /// use memo_redis::codec::{Bincode, Codec};
@@ -40,6 +47,35 @@ pub trait Codec {
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String>;
 }
 
+/// A value the typed handle can store: it must read back as [`Storable::Owned`], so that the
+/// write can check it decodes back to itself (see [`Cache::set`](crate::Cache::set)).
+///
+/// Implemented for every `T: Serialize + DeserializeOwned` (read back as `T`), for `str`
+/// (as `String`) and for `[T]` (as `Vec<T>`).
+///
+/// ```
+/// fn owned<T: memo_redis::codec::Storable + ?Sized>(_: &T) {}
+/// owned("text");
+/// owned(&[1u8, 2][..]);
+/// owned(&vec![String::new()]);
+/// ```
+pub trait Storable: Serialize {
+    /// The type the stored value is read back as.
+    type Owned: Serialize + DeserializeOwned;
+}
+
+impl<T: Serialize + DeserializeOwned> Storable for T {
+    type Owned = T;
+}
+
+impl Storable for str {
+    type Owned = String;
+}
+
+impl<T: Serialize + DeserializeOwned> Storable for [T] {
+    type Owned = Vec<T>;
+}
+
 /// bincode 2 with its standard configuration (varint integers), the default codec.
 #[derive(Debug, Clone, Copy)]
 pub struct Bincode;
@@ -47,18 +83,10 @@ pub struct Bincode;
 impl Codec for Bincode {
     const ID: u8 = 1;
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-        bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        CodecKind::Bincode.encode_in(value, out, &Depth::new())
     }
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-        let config = bincode::config::standard().with_limit::<DECODE_ALLOC_LIMIT>();
-        let (value, read) =
-            bincode::serde::decode_from_slice(bytes, config).map_err(|e| e.to_string())?;
-        if read != bytes.len() {
-            return Err(format!("{} trailing bytes", bytes.len() - read));
-        }
-        Ok(value)
+        CodecKind::Bincode.decode_in(bytes, &Depth::new())
     }
 }
 
@@ -72,10 +100,10 @@ pub struct Json;
 impl Codec for Json {
     const ID: u8 = 2;
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-        serde_json::to_writer(out, value).map_err(|e| e.to_string())
+        CodecKind::Json.encode_in(value, out, &Depth::new())
     }
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        CodecKind::Json.decode_in(bytes, &Depth::new())
     }
 }
 
@@ -88,17 +116,10 @@ pub struct MsgPack;
 impl Codec for MsgPack {
     const ID: u8 = 3;
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-        value
-            .serialize(&mut rmp_serde::Serializer::new(out).with_struct_map())
-            .map_err(|e| e.to_string())
+        CodecKind::MsgPack.encode_in(value, out, &Depth::new())
     }
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-        let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
-        let value = T::deserialize(&mut de).map_err(|e| e.to_string())?;
-        if usize::try_from(de.position()).ok() != Some(bytes.len()) {
-            return Err("trailing bytes".into());
-        }
-        Ok(value)
+        CodecKind::MsgPack.decode_in(bytes, &Depth::new())
     }
 }
 
@@ -111,16 +132,10 @@ pub struct Postcard;
 impl Codec for Postcard {
     const ID: u8 = 4;
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-        let bytes = postcard::to_stdvec(value).map_err(|e| e.to_string())?;
-        out.extend_from_slice(&bytes);
-        Ok(())
+        CodecKind::Postcard.encode_in(value, out, &Depth::new())
     }
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-        let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
-        if !rest.is_empty() {
-            return Err(format!("{} trailing bytes", rest.len()));
-        }
-        Ok(value)
+        CodecKind::Postcard.decode_in(bytes, &Depth::new())
     }
 }
 
@@ -184,14 +199,36 @@ impl CodecKind {
     /// # Errors
     /// The format cannot represent the value.
     pub fn encode<T: Serialize + ?Sized>(self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        self.encode_in(value, out, &Depth::new())
+    }
+
+    /// [`CodecKind::encode`] counting nesting in `depth` (which tells afterwards whether the
+    /// limit was hit).
+    pub(crate) fn encode_in<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        out: &mut Vec<u8>,
+        depth: &Depth,
+    ) -> Result<(), String> {
+        let value = Limited::new(value, depth);
         match self {
-            CodecKind::Bincode => Bincode::encode(value, out),
+            CodecKind::Bincode => {
+                bincode::serde::encode_into_std_write(&value, out, bincode::config::standard())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
             #[cfg(feature = "json")]
-            CodecKind::Json => Json::encode(value, out),
+            CodecKind::Json => serde_json::to_writer(out, &value).map_err(|e| e.to_string()),
             #[cfg(feature = "msgpack")]
-            CodecKind::MsgPack => MsgPack::encode(value, out),
+            CodecKind::MsgPack => value
+                .serialize(&mut rmp_serde::Serializer::new(out).with_struct_map())
+                .map_err(|e| e.to_string()),
             #[cfg(feature = "postcard")]
-            CodecKind::Postcard => Postcard::encode(value, out),
+            CodecKind::Postcard => {
+                let bytes = postcard::to_stdvec(&value).map_err(|e| e.to_string())?;
+                out.extend_from_slice(&bytes);
+                Ok(())
+            }
         }
     }
 
@@ -200,14 +237,53 @@ impl CodecKind {
     /// # Errors
     /// The bytes are not a valid encoding of `T`.
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, String> {
+        self.decode_in(bytes, &Depth::new())
+    }
+
+    /// [`CodecKind::decode`] counting nesting in `depth`.
+    pub(crate) fn decode_in<T: DeserializeOwned>(
+        self,
+        bytes: &[u8],
+        depth: &Depth,
+    ) -> Result<T, String> {
+        use serde::de::DeserializeSeed;
+        let seed = Seed::new(PhantomData::<T>, depth);
         match self {
-            CodecKind::Bincode => Bincode::decode(bytes),
+            CodecKind::Bincode => {
+                let config = bincode::config::standard().with_limit::<DECODE_ALLOC_LIMIT>();
+                let (value, read) = bincode::serde::seed_decode_from_slice(seed, bytes, config)
+                    .map_err(|e| e.to_string())?;
+                if read != bytes.len() {
+                    return Err(format!("{} trailing bytes", bytes.len() - read));
+                }
+                Ok(value)
+            }
             #[cfg(feature = "json")]
-            CodecKind::Json => Json::decode(bytes),
+            CodecKind::Json => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                let value = seed.deserialize(&mut de).map_err(|e| e.to_string())?;
+                de.end().map_err(|e| e.to_string())?;
+                Ok(value)
+            }
             #[cfg(feature = "msgpack")]
-            CodecKind::MsgPack => MsgPack::decode(bytes),
+            CodecKind::MsgPack => {
+                let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+                let value = seed.deserialize(&mut de).map_err(|e| e.to_string())?;
+                if usize::try_from(de.position()).ok() != Some(bytes.len()) {
+                    return Err("trailing bytes".into());
+                }
+                Ok(value)
+            }
             #[cfg(feature = "postcard")]
-            CodecKind::Postcard => Postcard::decode(bytes),
+            CodecKind::Postcard => {
+                let mut de = postcard::Deserializer::from_bytes(bytes);
+                let value = seed.deserialize(&mut de).map_err(|e| e.to_string())?;
+                let rest = de.finalize().map_err(|e| e.to_string())?;
+                if !rest.is_empty() {
+                    return Err(format!("{} trailing bytes", rest.len()));
+                }
+                Ok(value)
+            }
         }
     }
 

@@ -38,7 +38,7 @@ use serde::Serialize;
 
 use crate::cache::{Cache, Inner};
 use crate::call::now_ms;
-use crate::codec::{Bincode, Codec};
+use crate::codec::{Bincode, Codec, Storable};
 use crate::envelope::{self, Envelope};
 use crate::error::Error;
 use crate::events::Event;
@@ -170,8 +170,15 @@ impl Cache {
     /// value stored under a function's key (`f_key(&args)?`) is what that function then returns.
     /// If `key` was stored with [`Cache::set_with_tags`] before, it leaves those groups.
     ///
+    /// The write is guarded like a cached function's: a value nested deeper than
+    /// [`MAX_DEPTH`](crate::depth::MAX_DEPTH) levels, or one whose encoding does not decode back
+    /// to the same value with the cache's codec (e.g. a `skip_serializing_if` field with bincode,
+    /// `Some(None)` with JSON), is not written. `T` is any `Serialize + DeserializeOwned` type,
+    /// or `str` / `[T]` (see [`Storable`]).
+    ///
     /// # Errors
-    /// [`Error::Codec`] when the codec cannot encode the value or its encoding exceeds
+    /// [`Error::Codec`] when the codec cannot encode the value, the value is too deep or does not
+    /// decode back to itself, or its encoding exceeds
     /// `max_value_bytes` (nothing is written); [`Error::Redis`], [`Error::Timeout`] or
     /// [`Error::BreakerOpen`] when Redis could not be written; [`Error::Key`] /
     /// [`Error::Config`] as for [`Cache::full_key`].
@@ -185,7 +192,7 @@ impl Cache {
     /// cache.set("config:v", &3u32, Some(Cache::NO_EXPIRY)).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn set<T: Serialize + ?Sized>(
+    pub async fn set<T: Storable + ?Sized>(
         &self,
         key: &str,
         value: &T,
@@ -215,7 +222,7 @@ impl Cache {
     /// cache.delete_group("user:42").await?; // the cart is gone
     /// # Ok(()) }
     /// ```
-    pub async fn set_with_tags<T: Serialize + ?Sized>(
+    pub async fn set_with_tags<T: Storable + ?Sized>(
         &self,
         key: &str,
         value: &T,
@@ -225,7 +232,7 @@ impl Cache {
         let inner = self.ready()?;
         let full = full_key_in(&inner.config.namespace, key)?;
         let tags = tag_list(tags)?;
-        let bytes = encode(inner, value, 0)?;
+        let bytes = encode::<T, T::Owned>(inner, value, 0)?;
         let mut budget = Budget::new(inner.store.op_timeout());
         write(
             inner,
@@ -567,7 +574,7 @@ impl Cache {
     ///     .await;
     /// # }
     /// ```
-    pub async fn set_or_log<T: Serialize + ?Sized>(
+    pub async fn set_or_log<T: Storable + ?Sized>(
         &self,
         key: &str,
         value: &T,
@@ -671,7 +678,7 @@ where
         Err(e) => return (Err(e), Outcome::NotShared),
     };
     let compute_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-    let bytes = match encode(inner, &value, compute_ms) {
+    let bytes = match encode::<T, T>(inner, &value, compute_ms) {
         Ok(bytes) => bytes,
         Err(e) => {
             FAIL_OPEN_LOG.hit(|suppressed| {
@@ -850,13 +857,14 @@ fn ttl_millis(d: Duration) -> u64 {
         .clamp(1, MAX_TTL_MS)
 }
 
-fn encode<T: Serialize + ?Sized>(
+/// The entry for `value`, through the encode guards (`O`: the type it is read back as).
+fn encode<V: Serialize + ?Sized, O: Serialize + DeserializeOwned>(
     inner: &Inner,
-    value: &T,
+    value: &V,
     compute_ms: u32,
 ) -> Result<Vec<u8>, Error> {
-    let bytes = envelope::encode(inner.config.codec, Some(value), now_ms(), compute_ms)
-        .map_err(Error::Codec)?;
+    let bytes = crate::guard::encode::<V, O>(inner.config.codec, Some(value), now_ms(), compute_ms)
+        .map_err(|refused| Error::Codec(refused.to_string()))?;
     let payload = bytes.len().saturating_sub(envelope::HEADER_LEN);
     if payload > inner.config.max_value_bytes {
         return Err(Error::Codec(format!(

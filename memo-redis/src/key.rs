@@ -142,8 +142,11 @@ impl KeyDigest {
 /// ```
 pub fn push_digest<A: Serialize + ?Sized>(out: &mut String, args: &A) -> Result<(), String> {
     let mut h = Sha256::new();
+    // Depth-bounded like every codec, so that a deeply nested argument is a key error (the call
+    // bypasses the cache) instead of a stack overflow.
+    let depth = crate::depth::Depth::new();
     bincode::serde::encode_into_std_write(
-        args,
+        crate::depth::Limited::new(args, &depth),
         &mut HashWriter(&mut h),
         bincode::config::standard(),
     )

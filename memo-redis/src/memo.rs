@@ -1,7 +1,7 @@
 //! The call algorithm and the per-function specification the macro emits.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::cache::{Cache, Inner};
@@ -38,6 +38,8 @@ pub struct Spec {
     pub(crate) stats: Stats,
     pub(crate) key_errors: OnceLock<RateLimited>,
     pub(crate) registered: AtomicBool,
+    /// Kinds of refused results already warned about (bits, see `count_refused`).
+    pub(crate) refusals_warned: AtomicU8,
     pub(crate) single_flight: bool,
     /// Cross-process lock lease (`lock = true` / `lock = "5s"`).
     pub(crate) lock_ms: Option<u64>,
@@ -178,6 +180,8 @@ pub(crate) struct Counters {
     pub(crate) bypass: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) skipped_too_large: AtomicU64,
+    pub(crate) skipped_too_deep: AtomicU64,
+    pub(crate) skipped_not_roundtrip: AtomicU64,
     pub(crate) coalesced: AtomicU64,
     pub(crate) stale: AtomicU64,
     pub(crate) refreshes: AtomicU64,
@@ -192,6 +196,8 @@ impl Counters {
             bypass: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             skipped_too_large: AtomicU64::new(0),
+            skipped_too_deep: AtomicU64::new(0),
+            skipped_not_roundtrip: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
@@ -217,6 +223,12 @@ pub struct FnStats {
     pub errors: u64,
     /// Results not stored because their encoding exceeded the size limit.
     pub skipped_too_large: u64,
+    /// Results not stored because they nest deeper than
+    /// [`depth::MAX_DEPTH`](crate::depth::MAX_DEPTH) levels.
+    pub skipped_too_deep: u64,
+    /// Results not stored because the function's codec cannot encode them, or their encoding
+    /// does not decode back to the same value (see the codec section of the guide).
+    pub skipped_not_roundtrip: u64,
     /// Hits served by a concurrent identical call's read or body run (single-flight); included
     /// in `hits`.
     pub coalesced: u64,
@@ -266,6 +278,7 @@ impl Spec {
             stats: Stats::new(),
             key_errors: OnceLock::new(),
             registered: AtomicBool::new(false),
+            refusals_warned: AtomicU8::new(0),
             single_flight: true,
             lock_ms: None,
             stale_ms: None,
@@ -357,6 +370,8 @@ impl Spec {
             bypass: s.sum(|c| &c.bypass),
             errors: s.sum(|c| &c.errors),
             skipped_too_large: s.sum(|c| &c.skipped_too_large),
+            skipped_too_deep: s.sum(|c| &c.skipped_too_deep),
+            skipped_not_roundtrip: s.sum(|c| &c.skipped_not_roundtrip),
             coalesced: s.sum(|c| &c.coalesced),
             stale: s.sum(|c| &c.stale),
             refreshes: s.sum(|c| &c.refreshes),
@@ -415,6 +430,14 @@ impl Spec {
 
     pub(crate) fn codec_for(&self, inner: &Inner) -> CodecKind {
         self.codec.unwrap_or(inner.config.codec)
+    }
+
+    /// The function's identity (as in [`stats`]), for log lines.
+    pub(crate) fn identity_for_logs(&self) -> String {
+        self.head
+            .get()
+            .map(|h| h.identity.clone())
+            .unwrap_or_else(|| format!("{}::{}", self.module, self.name))
     }
 
     pub(crate) fn log_key_error(&self, e: &Error) {

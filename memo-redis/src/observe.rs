@@ -8,6 +8,7 @@
 //! | `memo_redis_redis_seconds` | histogram | `fn`: time waiting for the read |
 //! | `memo_redis_body_seconds` | histogram | `fn`: time the body took when it ran after a read (miss or error) |
 //! | `memo_redis_skipped_too_large_total` | counter | `fn` |
+//! | `memo_redis_skipped_total` | counter | `fn`, `reason` = too_deep / not_roundtrip (the encode guards, `guard.rs`) |
 //! | `memo_redis_breaker_open` | gauge | `url` (redacted): 1 while the breaker is open |
 //!
 //! Metric handles are resolved once per function, so install the recorder (exporter) before the
@@ -167,6 +168,46 @@ impl Spec {
                 || metrics::counter!("memo_redis_skipped_too_large_total", "fn" => fn_label(self)),
             )
             .increment(1);
+    }
+
+    /// A result the encode guards refused (too deep, or not decoding back to itself): counted,
+    /// and warned about once per function and kind, naming the function and the remedy.
+    pub(crate) fn count_refused(&self, codec: crate::CodecKind, why: &crate::guard::Refusal) {
+        use crate::guard::Refusal;
+        let mine = self.stats.mine();
+        let (counter, bit, kind) = match why {
+            Refusal::TooDeep => (&mine.skipped_too_deep, 1u8, "too_deep"),
+            Refusal::NotRoundTrip(_) => (&mine.skipped_not_roundtrip, 2u8, "not_roundtrip"),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("memo_redis_skipped_total", "fn" => fn_label(self), "reason" => kind)
+            .increment(1);
+        #[cfg(not(feature = "metrics"))]
+        let _ = kind;
+        if self.refusals_warned.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
+            return;
+        }
+        let function = self.identity_for_logs();
+        match why {
+            Refusal::TooDeep => tracing::warn!(
+                function = %function,
+                max_depth = crate::depth::MAX_DEPTH,
+                "memo-redis: result nested deeper than the codec limit returned but not cached \
+                 (warned once per function)"
+            ),
+            Refusal::NotRoundTrip(_) => tracing::warn!(
+                function = %function,
+                %codec,
+                detail = %why,
+                "memo-redis: result does not decode back to the same value with this codec; \
+                 returned but not cached (warned once per function). Choose a codec that \
+                 represents the type faithfully: a self-describing one (`codec = json` or \
+                 `msgpack`) for `skip_serializing_if`, `flatten` and untagged or internally \
+                 tagged enums; `bincode` or `postcard` for `Option<Option<T>>` and NaN or \
+                 infinite floats"
+            ),
+        }
     }
 }
 

@@ -10,6 +10,10 @@
 //!   `String`), for 1, 3 and 8 arguments (with a `String` and a struct); `digest/*` is the
 //!   argument digest alone (`memo_redis::key::push_digest` into a reused `String`).
 //! - `envelope/*`: encode and decode (header parse + bincode) of a 5-field struct of ~80 bytes.
+//! - `guard/*`: what the miss path's encode guards add (decode what was encoded and compare
+//!   canonical forms, see `guard.rs`): a plain encode next to the guarded one, for the 5-field
+//!   struct, a 100-element `Vec` of it and a 100-entry `HashMap<String, u64>` (whose canonical
+//!   forms differ in order, so it also pays the sorted comparison), with bincode and JSON.
 //! - `hit/*`: the CPU part of a hit with the Redis reply already fetched: key (digest) + breaker
 //!   check + envelope parse + decode + stats (`memo_redis::__private::bench::hit`).
 //!
@@ -19,6 +23,7 @@
 // The 8-argument function's generated companions (`eight_key`, ...) have 8 parameters too.
 #![allow(clippy::too_many_arguments)]
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -180,6 +185,38 @@ fn envelopes(c: &mut Criterion) {
     g.finish();
 }
 
+fn guards(c: &mut Criterion) {
+    let one = profile(42);
+    let many: Vec<Profile> = (0..100).map(profile).collect();
+    let map: HashMap<String, u64> = (0..100).map(|i| (format!("key-{i}"), i)).collect();
+    let mut g = c.benchmark_group("guard");
+    macro_rules! pair {
+        ($what:expr, $codec:expr, $value:expr) => {
+            let (codec, value) = ($codec, $value);
+            assert!(
+                bench::encode_guarded(codec, value).is_ok(),
+                "{} passes",
+                $what
+            );
+            g.bench_function(format!("encode {} ({codec})", $what), |b| {
+                b.iter(|| {
+                    envelope::encode(codec, Some(black_box(value)), 1_764_000_000_000, 3)
+                        .expect("encode")
+                })
+            });
+            g.bench_function(format!("encode + verify {} ({codec})", $what), |b| {
+                b.iter(|| bench::encode_guarded(codec, black_box(value)).expect("stored"))
+            });
+        };
+    }
+    pair!("5-field struct", CodecKind::Bincode, &one);
+    pair!("100-element vec", CodecKind::Bincode, &many);
+    pair!("100-entry HashMap", CodecKind::Bincode, &map);
+    pair!("5-field struct", CodecKind::Json, &one);
+    pair!("100-element vec", CodecKind::Json, &many);
+    g.finish();
+}
+
 fn hits(c: &mut Criterion) {
     let p = profile(42);
     // The reply a GET would return for this function's entry.
@@ -222,6 +259,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = keys, envelopes, hits
+    targets = keys, envelopes, guards, hits
 }
 criterion_main!(micro);
