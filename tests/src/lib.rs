@@ -22,7 +22,10 @@
 //!   (the server executes it, the client never gets the reply).
 //!
 //! The binary is `redis-server` from `PATH` unless the environment variable
-//! [`SERVER_BIN_ENV`] (`MEMO_REDIS_SERVER_BIN`) names another one.
+//! [`SERVER_BIN_ENV`] (`MEMO_REDIS_SERVER_BIN`) names another one; likewise
+//! [`RedisCluster`] runs `redis-cli` from `PATH` unless [`CLI_BIN_ENV`]
+//! (`MEMO_REDIS_CLI_BIN`) names another one. `scripts/test-compat` uses both to
+//! run the suites against Redis 6.2 and Valkey (docs/compatibility.md).
 //!
 //! Everything here is meant for tests: setup failures panic with a message
 //! that says what went wrong (including the server log where there is one).
@@ -68,6 +71,14 @@ pub const SERVER_BIN_ENV: &str = "MEMO_REDIS_SERVER_BIN";
 
 /// Binary run when [`SERVER_BIN_ENV`] is not set.
 const DEFAULT_SERVER_BIN: &str = "redis-server";
+
+/// Environment variable that overrides the `redis-cli` binary that
+/// [`RedisCluster::start`] runs for `redis-cli --cluster create` (e.g. the
+/// `redis-cli` shipped with the server named by [`SERVER_BIN_ENV`]).
+pub const CLI_BIN_ENV: &str = "MEMO_REDIS_CLI_BIN";
+
+/// Binary run when [`CLI_BIN_ENV`] is not set.
+const DEFAULT_CLI_BIN: &str = "redis-cli";
 
 /// How often readiness is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -1287,15 +1298,16 @@ impl RedisCluster {
             })
             .collect();
         let cluster = RedisCluster { nodes };
-        let mut cmd = Command::new("redis-cli");
+        let cli = std::env::var_os(CLI_BIN_ENV).unwrap_or_else(|| OsString::from(DEFAULT_CLI_BIN));
+        let mut cmd = Command::new(&cli);
         cmd.arg("--cluster").arg("create");
         for n in &cluster.nodes {
             cmd.arg(n.addr());
         }
         cmd.args(["--cluster-replicas", "1", "--cluster-yes"]);
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run redis-cli --cluster create: {e}"));
+        let out = cmd.output().unwrap_or_else(|e| {
+            panic!("cannot run {cli:?} --cluster create (or set {CLI_BIN_ENV}): {e}")
+        });
         assert!(
             out.status.success(),
             "redis-cli --cluster create failed: {}\n{}",

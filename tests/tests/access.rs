@@ -110,3 +110,137 @@ async fn wrong_password() {
         "no password in logs"
     );
 }
+
+/// Server compatibility: a function without expiry makes the cache check the server's
+/// `maxmemory-policy` once with `CONFIG GET`, which users restricted by ACL (`-config`, `-@admin`,
+/// `-@dangerous`: usual on managed Redis and Valkey) may not run. The refusal must not be taken for
+/// a credentials problem (breaker open, cache off for the cooldown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_without_config_permission_keeps_caching() {
+    let logs = capture_logs();
+    let server = RedisServer::start();
+    let mut admin = server.conn().await;
+    let () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER",
+                "app",
+                "on",
+                ">app-pass",
+                "~*",
+                "+@all",
+                "-config",
+            ][..],
+        )
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    static CACHE: Cache = Cache::from_env();
+    CACHE
+        .install(
+            Config::builder()
+                .url(format!("redis://app:app-pass@127.0.0.1:{}/", server.port()))
+                .namespace("noconfig")
+                .breaker_cooldown(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    #[redis_cache(cache = CACHE, ttl = "never")]
+    async fn forever(x: u32) -> u32 {
+        RUNS.fetch_add(1, SeqCst);
+        x * 3
+    }
+    // A miss whose write (no expiry) starts the policy check in the background; `shutdown` waits
+    // for it, and no other operation is in flight meanwhile.
+    assert_eq!(forever(1).await, 3);
+    assert!(
+        CACHE.shutdown(Duration::from_secs(5)).await,
+        "background check finished"
+    );
+    let refused: Vec<Vec<(String, redis::Value)>> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(
+        format!("{refused:?}").contains("config"),
+        "the check ran and CONFIG GET was refused: {refused:?}"
+    );
+    assert_eq!(CACHE.breaker_state(), BreakerState::Closed);
+    let ours = lines_for(&logs, server.port());
+    assert!(
+        !ours.iter().any(|l| l.contains(REFUSED)),
+        "credentials are fine: {ours:#?}"
+    );
+    for x in [1, 1, 2, 2] {
+        assert_eq!(forever(x).await, x * 3);
+    }
+    assert_eq!(RUNS.load(SeqCst), 2, "1 stayed cached, 2 was cached");
+}
+
+/// Server compatibility: every eviction and invalidation announces itself with `PUBLISH` on the
+/// cache's event channel. Since Redis 7.0 (and in Valkey) a new ACL user may use no channel unless
+/// granted (`acl-pubsub-default resetchannels`; Redis 6.2 granted all), so the announcement of an
+/// eviction that succeeded gets `NOPERM`; caching must go on (breaker closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_without_channel_permission_keeps_caching() {
+    let logs = capture_logs();
+    let server = RedisServer::start();
+    let mut admin = server.conn().await;
+    // Every command and key, no pub/sub channel (what Redis 7 and Valkey give a new user).
+    let () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER",
+                "app",
+                "on",
+                ">app-pass",
+                "~*",
+                "resetchannels",
+                "+@all",
+            ][..],
+        )
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    static CACHE: Cache = Cache::from_env();
+    CACHE
+        .install(
+            Config::builder()
+                .url(format!("redis://app:app-pass@127.0.0.1:{}/", server.port()))
+                .namespace("nochannel")
+                .breaker_cooldown(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    #[redis_cache(cache = CACHE, ttl = 60)]
+    async fn tripled(x: u32) -> u32 {
+        RUNS.fetch_add(1, SeqCst);
+        x * 3
+    }
+    assert_eq!(tripled(1).await, 3);
+    assert!(tripled_evict(&1).await.unwrap(), "the entry was deleted");
+    let refused: Vec<Vec<(String, redis::Value)>> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(
+        format!("{refused:?}").contains("channel"),
+        "the announcement was refused: {refused:?}"
+    );
+    assert_eq!(CACHE.breaker_state(), BreakerState::Closed);
+    for _ in 0..3 {
+        assert_eq!(tripled(1).await, 3);
+    }
+    assert_eq!(RUNS.load(SeqCst), 2, "a miss after the eviction, then hits");
+    let ours = lines_for(&logs, server.port());
+    assert!(
+        !ours.iter().any(|l| l.contains(REFUSED)),
+        "credentials are fine: {ours:#?}"
+    );
+}

@@ -42,10 +42,16 @@ async fn reachable_server_reports_version_and_round_trip() {
         .query_async(&mut c)
         .await
         .unwrap();
-    let version = info
-        .lines()
-        .find_map(|l| l.trim_end().strip_prefix("redis_version:"))
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.trim_end().strip_prefix(name))
+            .map(str::to_string)
+    };
+    // Valkey also reports a `redis_version` (7.2.4, for old clients); its own is `valkey_version`.
+    let version = field("valkey_version:")
+        .or_else(|| field("redis_version:"))
         .unwrap();
+    let version = version.as_str();
     let server_field = health.server.clone().unwrap();
     assert!(
         server_field.ends_with(version),
