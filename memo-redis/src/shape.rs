@@ -17,6 +17,9 @@ use serde::Serialize;
 )]
 pub trait CacheValue: Serialize + DeserializeOwned {}
 
+// `do_not_recommend`: report the missing `CacheValue` (our message, once) instead of each of
+// the blanket impl's two unmet bounds (`Serialize` and `Deserialize`: two errors).
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> CacheValue for T {}
 
 /// How a return type `R` maps to what is stored.
