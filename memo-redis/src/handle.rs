@@ -225,7 +225,8 @@ impl Cache {
         let inner = self.ready()?;
         let full = full_key_in(&inner.config.namespace, key)?;
         let tags = tag_list(tags)?;
-        let bytes = encode(inner, value, 0)?;
+        // `T` is only `Serialize` here: its shape cannot be traced, so the entry is unchecked.
+        let bytes = encode(inner, value, 0, 0)?;
         write(inner, &full, &bytes, resolve_ttl(inner, ttl), &tags).await
     }
 
@@ -626,7 +627,7 @@ where
         Err(e) => return (Err(e), Outcome::NotShared),
     };
     let compute_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-    let bytes = match encode(inner, &value, compute_ms) {
+    let bytes = match encode(inner, &value, crate::schema::tag_of::<T>(), compute_ms) {
         Ok(bytes) => bytes,
         Err(e) => {
             FAIL_OPEN_LOG.hit(|suppressed| {
@@ -808,10 +809,12 @@ fn ttl_millis(d: Duration) -> u64 {
 fn encode<T: Serialize + ?Sized>(
     inner: &Inner,
     value: &T,
+    shape: u64,
     compute_ms: u32,
 ) -> Result<Vec<u8>, Error> {
-    let bytes = envelope::encode(inner.config.codec, Some(value), now_ms(), compute_ms)
-        .map_err(Error::Codec)?;
+    let bytes =
+        envelope::encode_shaped(inner.config.codec, Some(value), shape, now_ms(), compute_ms)
+            .map_err(Error::Codec)?;
     let payload = bytes.len().saturating_sub(envelope::HEADER_LEN);
     if payload > inner.config.max_value_bytes {
         return Err(Error::Codec(format!(
@@ -824,6 +827,12 @@ fn encode<T: Serialize + ?Sized>(
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<Option<T>, Error> {
     let env = Envelope::parse(bytes, max_len).map_err(|e| Error::Codec(e.to_string()))?;
+    if !env.shape_matches(crate::schema::tag_of::<T>()) {
+        return Err(Error::Codec(format!(
+            "entry written for a value type of another shape than `{}`",
+            std::any::type_name::<T>()
+        )));
+    }
     if env.is_none() {
         return Ok(None);
     }

@@ -120,6 +120,7 @@ mod log;
 mod memo;
 mod near;
 mod observe;
+pub mod schema;
 mod shape;
 mod store;
 mod tags;

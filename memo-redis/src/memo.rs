@@ -11,6 +11,7 @@ use crate::codec::CodecKind;
 use crate::error::Error;
 use crate::key::{self, TemplateWriter};
 use crate::log::RateLimited;
+use crate::schema::ShapeFn;
 
 /// TTL of a function's entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,9 +367,14 @@ impl Spec {
         }
     }
 
-    pub(crate) fn head(&self, inner: &Inner, self_ty: &'static str) -> Cow<'_, str> {
+    pub(crate) fn head(
+        &self,
+        inner: &Inner,
+        self_ty: &'static str,
+        shape: ShapeFn,
+    ) -> Cow<'_, str> {
         let head = self.head.get_or_init(|| {
-            let (identity, text) = self.render_head(inner, self_ty);
+            let (identity, text) = self.render_head(inner, self_ty, shape);
             Head {
                 self_ty,
                 identity,
@@ -380,11 +386,11 @@ impl Spec {
         if head.self_ty == self_ty {
             Cow::Borrowed(&head.text)
         } else {
-            Cow::Owned(self.render_head(inner, self_ty).1)
+            Cow::Owned(self.render_head(inner, self_ty, shape).1)
         }
     }
 
-    fn render_head(&self, inner: &Inner, self_ty: &str) -> (String, String) {
+    fn render_head(&self, inner: &Inner, self_ty: &str, shape: ShapeFn) -> (String, String) {
         let owner = if self_ty.is_empty() {
             self.module
         } else {
@@ -398,7 +404,21 @@ impl Spec {
             Some(p) => Cow::Borrowed(p),
             None => Cow::Owned(sanitize_prefix(&identity)),
         };
-        let fp = key::fingerprint(&identity, self.ret, self.version);
+        // Traced once per value type (a process-wide table), and the head once per spec.
+        let traced = shape();
+        let fp = match &traced.digest {
+            Some(d) => key::shaped_fingerprint(&identity, self.ret, self.version, d),
+            None => {
+                tracing::warn!(
+                    function = %identity,
+                    reason = traced.error.as_deref().unwrap_or(""),
+                    "memo-redis: the cached type's serde shape cannot be traced, so its keys only \
+                     change with the return type's name; after changing the type, bump \
+                     `version = N` on the function so old entries are not read as the new type"
+                );
+                key::fingerprint(&identity, self.ret, self.version)
+            }
+        };
         let text = format!("{}:{prefix}:{fp}:", inner.config.namespace);
         (identity.into_owned(), text)
     }
@@ -471,9 +491,10 @@ impl Key {
 fn start_key(
     spec: &'static Spec,
     self_ty: &'static str,
+    shape: ShapeFn,
 ) -> Result<(&'static Arc<Inner>, String), Error> {
     let inner = spec.cache.inner().map_err(|e| Error::Config(e.clone()))?;
-    let head = spec.head(inner, self_ty);
+    let head = spec.head(inner, self_ty, shape);
     let mut key = String::with_capacity(head.len() + 32);
     key.push_str(&head);
     Ok((inner, key))
@@ -486,9 +507,10 @@ fn start_key(
 pub fn digest_key<A: Serialize + ?Sized>(
     spec: &'static Spec,
     self_ty: &'static str,
+    shape: ShapeFn,
     args: &A,
 ) -> Result<Key, Error> {
-    let (inner, mut key) = start_key(spec, self_ty)?;
+    let (inner, mut key) = start_key(spec, self_ty, shape)?;
     key::push_digest(&mut key, args).map_err(Error::Key)?;
     Ok(Key {
         inner,
@@ -504,9 +526,10 @@ pub fn digest_key<A: Serialize + ?Sized>(
 pub fn template_key(
     spec: &'static Spec,
     self_ty: &'static str,
+    shape: ShapeFn,
     render: impl FnOnce(&mut TemplateWriter<'_>),
 ) -> Result<Key, Error> {
-    let (inner, mut key) = start_key(spec, self_ty)?;
+    let (inner, mut key) = start_key(spec, self_ty, shape)?;
     let mut w = TemplateWriter::new(&mut key);
     render(&mut w);
     w.finish();
@@ -524,11 +547,12 @@ pub fn template_key(
 pub fn custom_key(
     spec: &'static Spec,
     self_ty: &'static str,
+    shape: ShapeFn,
     custom: impl AsRef<str>,
 ) -> Result<Key, Error> {
     let custom = custom.as_ref();
     if custom.is_empty() {
         return Err(Error::Key("key_fn returned an empty key".into()));
     }
-    template_key(spec, self_ty, |w| w.lit(custom))
+    template_key(spec, self_ty, shape, |w| w.lit(custom))
 }

@@ -26,5 +26,13 @@ pub fn display_arg<T: core::fmt::Display + ?Sized>(_: &T) {}
 #[inline(always)]
 pub fn value_type<T: serde::Serialize + serde::de::DeserializeOwned>() {}
 
+/// The traced shape of the value type `policy` caches for return type `R` (passed to the key
+/// builders as a `ShapeFn`).
+pub fn shape_fn<S: crate::shape::Shape<R>, R>() -> &'static crate::schema::Traced {
+    crate::schema::shape_of::<S::Value>()
+}
+
+pub use crate::schema::ShapeFn;
+
 /// The empty `Self` name used by free functions.
 pub const NO_SELF: &str = "";

@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use memo_redis::__private::{bench, digest_key, Plain, Spec, Ttl, NO_SELF};
+use memo_redis::__private::{bench, digest_key, shape_fn, Plain, Spec, Ttl, NO_SELF};
 use memo_redis::{envelope, redis_cache, Cache, CodecKind, Config};
 use serde::Serialize;
 
@@ -185,7 +185,7 @@ fn hits(c: &mut Criterion) {
     // The reply a GET would return for this function's entry.
     let reply =
         envelope::encode(CodecKind::Bincode, Some(&p), 1_764_000_000_000, 3).expect("encode");
-    let key = || digest_key(&HIT_SPEC, NO_SELF, &(&black_box(42u64),));
+    let key = || digest_key(&HIT_SPEC, NO_SELF, shape_fn::<Plain, Profile>, &(&black_box(42u64),));
     assert_eq!(
         bench::hit::<Plain, Profile>(&HIT_SPEC, key(), &reply),
         Some(p)
