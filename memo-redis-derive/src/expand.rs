@@ -300,8 +300,21 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let value_at = anchor(r.value_ty.as_ref().unwrap_or(ret));
     let shape_ident = format_ident!("{}", r.shape.ident(), span = value_at);
     let shape = quote_spanned!(value_at=> ::memo_redis::__private::#shape_ident);
-    // Traces the cached value type's serde shape (once per type) for the key's fingerprint.
-    let shape_fn = quote_spanned!(value_at=> ::memo_redis::__private::shape_fn::<#shape, #ret>);
+    // Traces the cached value type's serde shape (once per type) for the key's fingerprint. Picked
+    // by autoref (`ShapeProbe`), so a non-serde type is reported once, by `value_type`.
+    // With `shape = ...` on an alias, only the policy knows the value type exactly.
+    let shape_fn = match r.value_ty.as_ref().filter(|_| r.shape == f.shape) {
+        Some(v) => {
+            let ty = relocate(v.to_token_stream(), value_at);
+            quote_spanned!(value_at=> {
+                // One of the two is picked; the other is unused.
+                #[allow(unused_imports)]
+                use ::memo_redis::__private::{ShapeOf as _, ShapeOfFallback as _};
+                (&&::memo_redis::__private::ShapeProbe::<#ty>::new()).shape_fn()
+            })
+        }
+        None => quote_spanned!(value_at=> ::memo_redis::__private::shape_fn_of::<#shape, #ret>),
+    };
 
     let checks_main = checks(f, r, true);
     let checks_comp = checks(f, r, false);

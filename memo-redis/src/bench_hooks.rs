@@ -30,3 +30,9 @@ pub fn hit<S: Shape<R>, R>(
     spec.count(CallOutcome::Hit);
     Some(r)
 }
+
+/// The envelope shape tag of `T` (traced on first use, then a lock-free table lookup): what every
+/// decode compares an entry's tag with.
+pub fn shape_tag<T: serde::de::DeserializeOwned>() -> u64 {
+    crate::schema::tag_of::<T>()
+}

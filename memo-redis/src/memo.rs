@@ -409,13 +409,7 @@ impl Spec {
         let fp = match &traced.digest {
             Some(d) => key::shaped_fingerprint(&identity, self.ret, self.version, d),
             None => {
-                tracing::warn!(
-                    function = %identity,
-                    reason = traced.error.as_deref().unwrap_or(""),
-                    "memo-redis: the cached type's serde shape cannot be traced, so its keys only \
-                     change with the return type's name; after changing the type, bump \
-                     `version = N` on the function so old entries are not read as the new type"
-                );
+                warn_untraced(&identity, traced.error.as_deref().unwrap_or(""));
                 key::fingerprint(&identity, self.ret, self.version)
             }
         };
@@ -451,6 +445,24 @@ impl Spec {
                 tracing::warn!(function = self.name, detail, suppressed, "{what}");
             });
     }
+}
+
+/// The one warning per function (its companions have specs of their own) whose cached type's
+/// shape cannot be traced.
+fn warn_untraced(identity: &str, reason: &str) {
+    static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if warned.iter().any(|w| w == identity) {
+        return;
+    }
+    warned.push(identity.to_string());
+    tracing::warn!(
+        function = %identity,
+        reason,
+        "memo-redis: the cached type's serde shape cannot be traced, so its keys only change \
+         with the return type's name; after changing the type, bump `version = N` on the \
+         function so old entries are not read as the new type"
+    );
 }
 
 /// `a::b::<T>::c` → `a.b._T_.c`: a default prefix is one key field.

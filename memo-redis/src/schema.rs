@@ -93,6 +93,17 @@ pub(crate) fn shape_of<T: DeserializeOwned>() -> &'static Traced {
     table_get(key).unwrap_or_else(|| table_insert(key, compute::<T>))
 }
 
+/// A shape for no type in particular (never used by a program that compiles; see
+/// `__private::ShapeOfFallback`).
+pub(crate) fn untraced() -> &'static Traced {
+    static UNTRACED: Traced = Traced {
+        digest: None,
+        error: None,
+        tag: 1,
+    };
+    &UNTRACED
+}
+
 /// The envelope tag of `T` (see [`Traced::tag`]).
 pub(crate) fn tag_of<T: DeserializeOwned>() -> u64 {
     shape_of::<T>().tag
@@ -436,9 +447,7 @@ impl Tracer {
             }
             Mode::Record => {
                 self.stack.pop();
-                if let (Some(slot), Some(body)) =
-                    (self.defs[id].bodies.get_mut(variant), body)
-                {
+                if let (Some(slot), Some(body)) = (self.defs[id].bodies.get_mut(variant), body) {
                     slot.get_or_insert(body);
                 }
             }
@@ -847,7 +856,12 @@ impl De<'_> {
 
     fn sample_bytes<V>(self) -> &'static [u8] {
         let vid = std::any::type_name::<V>();
-        let which = self.t.samples.get(&(vid, Leaf::Bytes)).copied().unwrap_or(0);
+        let which = self
+            .t
+            .samples
+            .get(&(vid, Leaf::Bytes))
+            .copied()
+            .unwrap_or(0);
         self.t.last_leaf = Some((vid, Leaf::Bytes));
         self.t.ret = Some(Fmt::Prim("bytes"));
         self.t.steps += 1;
@@ -899,7 +913,10 @@ impl<'de> SeqAccess<'de> for Seq<'_> {
 
 impl<'de> MapAccess<'de> for Seq<'_> {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         self.next(seed)
     }
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, Error> {
@@ -919,7 +936,10 @@ struct Enum<'t> {
 impl<'de, 't> EnumAccess<'de> for Enum<'t> {
     type Error = Error;
     type Variant = Variant<'t>;
-    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Variant<'t>), Error> {
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Variant<'t>), Error> {
         let value = seed.deserialize(U32Deserializer::<Error>::new(self.v))?;
         Ok((value, Variant { t: self.t }))
     }
@@ -1079,12 +1099,18 @@ mod tests {
     #[test]
     fn primitives_and_containers() {
         assert_eq!(describe::<u32>().unwrap(), "u32");
-        assert_eq!(describe::<Option<Vec<(u8, String)>>>().unwrap(), "?[(u8,str)]");
+        assert_eq!(
+            describe::<Option<Vec<(u8, String)>>>().unwrap(),
+            "?[(u8,str)]"
+        );
         assert_eq!(
             describe::<BTreeMap<String, Option<bool>>>().unwrap(),
             "{str=>?bool}"
         );
-        assert_eq!(describe::<Box<str>>().unwrap(), describe::<String>().unwrap());
+        assert_eq!(
+            describe::<Box<str>>().unwrap(),
+            describe::<String>().unwrap()
+        );
         assert_eq!(describe::<[u16; 2]>().unwrap(), "(u16,u16)");
     }
 

@@ -10,7 +10,11 @@ mod types {
         pub label: String,
     }
     pub fn score(id: u64) -> Score {
-        Score { user: id, delta: -3, label: "v1".into() }
+        Score {
+            user: id,
+            delta: -3,
+            label: "v1".into(),
+        }
     }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -58,7 +62,10 @@ mod types {
         pub inner: Vec<Inner>,
     }
     pub fn outer(id: u64) -> Outer {
-        Outer { id, inner: vec![Inner { x: 5 }] }
+        Outer {
+            id,
+            inner: vec![Inner { x: 5 }],
+        }
     }
 
     /// Cents.

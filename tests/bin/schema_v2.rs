@@ -11,7 +11,11 @@ mod types {
         pub label: String,
     }
     pub fn score(id: u64) -> Score {
-        Score { user: id, delta: 3000, label: "v2".into() }
+        Score {
+            user: id,
+            delta: 3000,
+            label: "v2".into(),
+        }
     }
 
     /// Fields reordered.
@@ -65,7 +69,10 @@ mod types {
         pub inner: Vec<Inner>,
     }
     pub fn outer(id: u64) -> Outer {
-        Outer { id, inner: vec![Inner { x: 5 }] }
+        Outer {
+            id,
+            inner: vec![Inner { x: 5 }],
+        }
     }
 
     /// Renamed, and now whole units rather than cents.

@@ -4,10 +4,15 @@
 //! other's entries. The builds are `tests/bin/schema_v1.rs` and `schema_v2.rs` (one source,
 //! `tests/bin/schema_app.rs`, two type modules), driven over stdin/stdout.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
+use memo_redis::{key, redis_cache, Cache};
 use memo_redis_tests::RedisServer;
+use serde::{Deserialize, Serialize};
 
 /// One running build.
 struct App {
@@ -50,7 +55,9 @@ impl App {
         writeln!(self.stdin, "{case} {id}").expect("write to the build");
         self.stdin.flush().expect("flush");
         let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read from the build");
+        self.stdout
+            .read_line(&mut line)
+            .expect("read from the build");
         let line = line.trim().to_string();
         let field = |k: &str| {
             line.split_whitespace()
@@ -145,4 +152,79 @@ fn the_typed_handle_never_reads_an_entry_of_another_shape() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A type that describes itself at run time (an untagged enum, read with JSON) cannot be traced:
+/// its function keeps the name-based fingerprint, still caches, and says so once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untraceable_type_keeps_the_name_fingerprint_and_warns_once() {
+    let logs = common::capture_logs();
+    let server = RedisServer::start();
+    static CACHE: Cache = Cache::from_env();
+    common::install(&CACHE, &server);
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Loose {
+        N(u32),
+        S(String),
+    }
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    #[redis_cache(cache = CACHE, ttl = 60, codec = json)]
+    async fn loose_value(x: u32) -> Loose {
+        RUNS.fetch_add(1, SeqCst);
+        if x % 2 == 0 {
+            Loose::N(x)
+        } else {
+            Loose::S(x.to_string())
+        }
+    }
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Tidy {
+        x: u32,
+    }
+    #[redis_cache(cache = CACHE, ttl = 60)]
+    async fn tidy_value(x: u32) -> Tidy {
+        Tidy { x }
+    }
+
+    for _ in 0..3 {
+        for x in 0..4 {
+            let want = if x % 2 == 0 {
+                Loose::N(x)
+            } else {
+                Loose::S(x.to_string())
+            };
+            assert_eq!(loose_value(x).await, want);
+        }
+    }
+    assert_eq!(
+        RUNS.load(SeqCst),
+        4,
+        "cached as before: one run per argument"
+    );
+
+    let k = loose_value_key(&1).unwrap();
+    let name_only = key::fingerprint("schema_evolution::loose_value", "(u32) -> Loose", 0);
+    assert_eq!(k.split(':').nth(2), Some(name_only.as_str()), "{k}");
+    // A traceable type's fingerprint is not the name-only one.
+    let k = tidy_value_key(&1).unwrap();
+    let name_only = key::fingerprint("schema_evolution::tidy_value", "(u32) -> Tidy", 0);
+    assert_ne!(k.split(':').nth(2), Some(name_only.as_str()), "{k}");
+
+    let ours = |l: &&str| l.contains("schema_evolution::loose_value");
+    let text = logs.text();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(ours)
+        .filter(|l| l.contains("cannot be traced"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(warnings[0].contains("version = N"), "{}", warnings[0]);
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("tidy_value") && l.contains("cannot be traced")),
+        "{text}"
+    );
 }
