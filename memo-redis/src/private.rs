@@ -39,6 +39,12 @@ impl<T: ?Sized> ShapeProbe<T> {
     }
 }
 
+impl<T: ?Sized> Default for ShapeProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Chosen when the value type is `DeserializeOwned`: its traced shape.
 pub trait ShapeOf {
     /// The shape function.

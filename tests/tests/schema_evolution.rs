@@ -173,7 +173,7 @@ async fn an_untraceable_type_keeps_the_name_fingerprint_and_warns_once() {
     #[redis_cache(cache = CACHE, ttl = 60, codec = json)]
     async fn loose_value(x: u32) -> Loose {
         RUNS.fetch_add(1, SeqCst);
-        if x % 2 == 0 {
+        if x.is_multiple_of(2) {
             Loose::N(x)
         } else {
             Loose::S(x.to_string())
@@ -189,8 +189,8 @@ async fn an_untraceable_type_keeps_the_name_fingerprint_and_warns_once() {
     }
 
     for _ in 0..3 {
-        for x in 0..4 {
-            let want = if x % 2 == 0 {
+        for x in 0..4u32 {
+            let want = if x.is_multiple_of(2) {
                 Loose::N(x)
             } else {
                 Loose::S(x.to_string())

@@ -25,11 +25,13 @@ mod v2 {
 }
 
 #[derive(Deserialize)]
+#[allow(dead_code)]
 struct Ab {
     a: u32,
     b: u32,
 }
 #[derive(Deserialize)]
+#[allow(dead_code)]
 struct Ba {
     b: u32,
     a: u32,
