@@ -187,3 +187,15 @@ fn shapes_are_cached_and_tagged() {
     let u = shape_of::<Untagged>();
     assert!(u.digest.is_none() && u.error.is_some() && u.tag != 0);
 }
+
+/// The hash is SHA-256 over a fixed prefix and the description: the same on every build and
+/// platform. Pinned, so a change of the scheme (which orphans every entry) is deliberate.
+#[test]
+fn the_shape_hash_is_pinned() {
+    let d = shape_of::<v1::Score>().digest.expect("traced");
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "db2b6de64409074d4f38c9470d1deeca1b848f38466891a9d42af28cdf1d8de7"
+    );
+}
