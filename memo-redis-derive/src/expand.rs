@@ -218,19 +218,25 @@ fn render_stmts(f: &CachedFn, segments: &[Segment], span: Span, ctx: Ctx) -> Tok
     quote!(#(#stmts)*)
 }
 
-fn key_expr(f: &CachedFn, r: &Resolved, ctx: Ctx, self_ty: &TokenStream) -> TokenStream {
+fn key_expr(
+    f: &CachedFn,
+    r: &Resolved,
+    ctx: Ctx,
+    self_ty: &TokenStream,
+    shape_fn: &TokenStream,
+) -> TokenStream {
     match &r.key {
         KeyMode::Digest => {
             let args = f.key_params().map(|p| digest_arg(p, ctx));
-            quote!(::memo_redis::__private::digest_key(&__MEMO_REDIS_SPEC, #self_ty, |__memo_redis_d| { #(#args)* }))
+            quote!(::memo_redis::__private::digest_key(&__MEMO_REDIS_SPEC, #self_ty, #shape_fn, |__memo_redis_d| { #(#args)* }))
         }
         KeyMode::Fn(path) => {
             let refs = f.key_params().map(|p| ref_expr(p, ctx));
-            quote!(::memo_redis::__private::custom_key(&__MEMO_REDIS_SPEC, #self_ty, #path(#(#refs),*)))
+            quote!(::memo_redis::__private::custom_key(&__MEMO_REDIS_SPEC, #self_ty, #shape_fn, #path(#(#refs),*)))
         }
         KeyMode::Template(segments, span) => {
             let stmts = render_stmts(f, segments, *span, ctx);
-            quote!(::memo_redis::__private::template_key(&__MEMO_REDIS_SPEC, #self_ty, |__memo_redis_w| { #stmts }))
+            quote!(::memo_redis::__private::template_key(&__MEMO_REDIS_SPEC, #self_ty, #shape_fn, |__memo_redis_w| { #stmts }))
         }
     }
 }
@@ -297,12 +303,27 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let value_at = anchor(r.value_ty.as_ref().unwrap_or(ret));
     let shape_ident = format_ident!("{}", r.shape.ident(), span = value_at);
     let shape = quote_spanned!(value_at=> ::memo_redis::__private::#shape_ident);
+    // Traces the cached value type's serde shape (once per type) for the key's fingerprint. Picked
+    // by autoref (`ShapeProbe`), so a non-serde type is reported once, by `value_type`.
+    // With `shape = ...` on an alias, only the policy knows the value type exactly.
+    let shape_fn = match r.value_ty.as_ref().filter(|_| r.shape == f.shape) {
+        Some(v) => {
+            let ty = relocate(v.to_token_stream(), value_at);
+            quote_spanned!(value_at=> {
+                // One of the two is picked; the other is unused.
+                #[allow(unused_imports)]
+                use ::memo_redis::__private::{ShapeOf as _, ShapeOfFallback as _};
+                (&&::memo_redis::__private::ShapeProbe::<#ty>::new()).shape_fn()
+            })
+        }
+        None => quote_spanned!(value_at=> ::memo_redis::__private::shape_fn_of::<#shape, #ret>),
+    };
 
     let checks_main = checks(f, r, true);
     let checks_comp = checks(f, r, false);
     let checks_peek = checks_main.clone();
 
-    let mut key_main = key_expr(f, r, Ctx::Main, &self_ty);
+    let mut key_main = key_expr(f, r, Ctx::Main, &self_ty, &shape_fn);
     if !r.tags.is_empty() {
         let tags = r.tags.iter().map(|(segments, span)| {
             let stmts = render_stmts(f, segments, *span, Ctx::Main);
@@ -310,7 +331,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         });
         key_main = quote!(::memo_redis::__private::with_tags(#key_main, |__memo_redis_tags| { #(#tags)* }));
     }
-    let key_comp = key_expr(f, r, Ctx::Companion, &self_ty);
+    let key_comp = key_expr(f, r, Ctx::Companion, &self_ty, &shape_fn);
 
     let body_args = quote! {
         &__MEMO_REDIS_SPEC,
@@ -434,7 +455,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         #[allow(dead_code)]
         #vis async fn #invalidate_all_name(#recv) -> ::core::result::Result<u64, ::memo_redis::Error> {
             #spec
-            ::memo_redis::__private::invalidate_all(&__MEMO_REDIS_SPEC, #self_ty).await
+            ::memo_redis::__private::invalidate_all(&__MEMO_REDIS_SPEC, #self_ty, #shape_fn).await
         }
 
         #(#cfgs)*

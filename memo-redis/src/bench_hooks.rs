@@ -40,6 +40,18 @@ pub fn encode_guarded<T>(codec: crate::CodecKind, value: &T) -> Result<Vec<u8>, 
 where
     T: serde::Serialize + serde::de::DeserializeOwned,
 {
-    crate::guard::encode::<T, T>(codec, Some(value), 1_764_000_000_000, 3)
-        .map_err(|e| e.to_string())
+    crate::guard::encode::<T, T>(
+        codec,
+        Some(value),
+        crate::schema::tag_of::<T>(),
+        1_764_000_000_000,
+        3,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The envelope shape tag of `T` (traced on first use, then a lock-free table lookup): what every
+/// decode compares an entry's tag with.
+pub fn shape_tag<T: serde::de::DeserializeOwned>() -> u64 {
+    crate::schema::tag_of::<T>()
 }

@@ -33,6 +33,9 @@ pub(crate) struct Meta {
 
 pub(crate) fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<(R, Meta), String> {
     let env = Envelope::parse(bytes, max_len).map_err(|e| e.to_string())?;
+    if !env.shape_matches(crate::schema::tag_of::<S::Value>()) {
+        return Err("entry written for a value type of another shape".into());
+    }
     let value = if env.is_none() {
         None
     } else {
@@ -66,7 +69,8 @@ fn encode_entry<S: Shape<R>, R>(
     let stored = S::stored(r, spec.cache_none)?;
     let compute_ms = u32::try_from(compute.as_millis()).unwrap_or(u32::MAX);
     let codec = spec.codec_for(inner);
-    match crate::guard::encode::<S::Value, S::Value>(codec, stored, now_ms(), compute_ms) {
+    let shape = crate::schema::tag_of::<S::Value>();
+    match crate::guard::encode::<S::Value, S::Value>(codec, stored, shape, now_ms(), compute_ms) {
         Ok(bytes) => Some(Entry {
             bytes,
             is_none: stored.is_none(),

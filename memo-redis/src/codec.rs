@@ -246,6 +246,7 @@ impl CodecKind {
         bytes: &[u8],
         depth: &Depth,
     ) -> Result<T, String> {
+        #[cfg(any(feature = "json", feature = "msgpack", feature = "postcard"))]
         use serde::de::DeserializeSeed;
         let seed = Seed::new(PhantomData::<T>, depth);
         match self {

@@ -721,7 +721,7 @@ mod tests {
             let nodes = (MAX_DEPTH / 2) as usize;
             let value = chain(nodes);
             for codec in codecs() {
-                let bytes = crate::guard::encode::<Node, Node>(codec, Some(&value), 0, 0)
+                let bytes = crate::guard::encode::<Node, Node>(codec, Some(&value), 0, 0, 0)
                     .unwrap_or_else(|e| panic!("{codec}: {e}"));
                 let env = crate::envelope::Envelope::parse(&bytes, usize::MAX).unwrap();
                 let back: Node = codec.decode(env.payload).unwrap();

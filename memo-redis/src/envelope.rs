@@ -8,19 +8,26 @@
 //! 4       1     flags: bit 0 = cached `None` (no payload)
 //! 5       8     written at, ms since the Unix epoch, big-endian
 //! 13      4     compute time of the body, ms, big-endian (for early refresh)
-//! 17      ..    payload
+//! 17      8     shape tag of the value type, big-endian (0 = not checked; see below)
+//! 25      ..    payload
 //! ```
 //! Anything that does not parse, carries an unknown version or codec, or exceeds the size limit
 //! is rejected with [`EnvelopeError`]; the caller treats it as a miss and repairs the entry.
+//!
+//! The shape tag (format version 2) is the first 8 bytes of the SHA-256 of the value type's
+//! traced serde shape ([`crate::schema`]), written by cached functions and by the typed handle
+//! (`set` writes the tag of the type its value is read back as); a reader whose type has another
+//! tag treats the entry like an undecodable one. 0 ("not checked", written by [`encode`]) is
+//! accepted by every reader. Entries of format version 1 (no tag) are a miss and are repaired.
 
 use crate::codec::CodecKind;
 
 /// First two bytes of every entry.
 pub const MAGIC: [u8; 2] = *b"MR";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 /// Header length in bytes.
-pub const HEADER_LEN: usize = 17;
+pub const HEADER_LEN: usize = 25;
 /// Flag: the entry is a cached `None`.
 pub const FLAG_NONE: u8 = 0b0000_0001;
 const KNOWN_FLAGS: u8 = FLAG_NONE;
@@ -60,6 +67,8 @@ pub struct Envelope<'a> {
     pub written_at_ms: u64,
     /// How long the body took to compute, ms.
     pub compute_ms: u32,
+    /// The shape tag of the value type that wrote the entry (0 = not checked).
+    pub shape: u64,
     /// The codec bytes.
     pub payload: &'a [u8],
 }
@@ -101,21 +110,42 @@ impl<'a> Envelope<'a> {
         written.copy_from_slice(&header[5..13]);
         let mut compute = [0u8; 4];
         compute.copy_from_slice(&header[13..17]);
+        let mut shape = [0u8; 8];
+        shape.copy_from_slice(&header[17..25]);
         Ok(Envelope {
             codec,
             flags,
             written_at_ms: u64::from_be_bytes(written),
             compute_ms: u32::from_be_bytes(compute),
+            shape: u64::from_be_bytes(shape),
             payload,
         })
     }
+
+    /// Whether a reader of a type with shape tag `expected` may decode this entry: the tags are
+    /// equal, or the writer did not know its type's (0).
+    pub fn shape_matches(&self, expected: u64) -> bool {
+        self.shape == 0 || self.shape == expected
+    }
 }
 
-/// Writes a header into `out` (which should be empty); the payload is appended after it.
+/// Writes a header with shape tag 0 ("not checked") into `out` (which should be empty); the
+/// payload is appended after it.
 pub fn write_header(
     out: &mut Vec<u8>,
     codec: CodecKind,
     flags: u8,
+    written_at_ms: u64,
+    compute_ms: u32,
+) {
+    header(out, codec, flags, 0, written_at_ms, compute_ms);
+}
+
+pub(crate) fn header(
+    out: &mut Vec<u8>,
+    codec: CodecKind,
+    flags: u8,
+    shape: u64,
     written_at_ms: u64,
     compute_ms: u32,
 ) {
@@ -125,6 +155,7 @@ pub fn write_header(
     out.push(flags);
     out.extend_from_slice(&written_at_ms.to_be_bytes());
     out.extend_from_slice(&compute_ms.to_be_bytes());
+    out.extend_from_slice(&shape.to_be_bytes());
 }
 
 /// Encodes a whole entry: `Some(value)` or a cached `None`.
@@ -145,13 +176,34 @@ pub fn encode<T: serde::Serialize + ?Sized>(
     written_at_ms: u64,
     compute_ms: u32,
 ) -> Result<Vec<u8>, String> {
+    encode_shaped(codec, value, 0, written_at_ms, compute_ms)
+}
+
+/// [`encode`] with the shape tag of the value's type (see the module docs).
+///
+/// # Errors
+/// The codec cannot represent the value.
+///
+/// ```
+/// use memo_redis::{envelope, CodecKind};
+/// let bytes = envelope::encode_shaped(CodecKind::Bincode, Some(&42u32), 7, 0, 5).unwrap();
+/// let env = envelope::Envelope::parse(&bytes, 1 << 20).unwrap();
+/// assert!(env.shape_matches(7) && !env.shape_matches(8));
+/// ```
+pub fn encode_shaped<T: serde::Serialize + ?Sized>(
+    codec: CodecKind,
+    value: Option<&T>,
+    shape: u64,
+    written_at_ms: u64,
+    compute_ms: u32,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(64);
     match value {
         Some(v) => {
-            write_header(&mut out, codec, 0, written_at_ms, compute_ms);
+            header(&mut out, codec, 0, shape, written_at_ms, compute_ms);
             codec.encode(v, &mut out)?;
         }
-        None => write_header(&mut out, codec, FLAG_NONE, written_at_ms, compute_ms),
+        None => header(&mut out, codec, FLAG_NONE, shape, written_at_ms, compute_ms),
     }
     Ok(out)
 }
@@ -170,6 +222,17 @@ mod tests {
         );
         let none = encode::<u8>(CodecKind::Bincode, None, 1, 2).unwrap();
         assert!(Envelope::parse(&none, 1024).unwrap().is_none());
+        let shaped = encode_shaped(CodecKind::Bincode, Some(&1u8), 0xabcd, 1, 2).unwrap();
+        let env = Envelope::parse(&shaped, 1024).unwrap();
+        assert_eq!(env.shape, 0xabcd);
+        assert!(env.shape_matches(0xabcd) && !env.shape_matches(1));
+        assert!(Envelope::parse(&bytes, 1024).unwrap().shape_matches(1));
+        // Format version 1 (17-byte header, no shape tag) is not read (one shorter than 25 bytes
+        // is `Truncated`: a miss all the same).
+        let mut v1 = bytes[..17].to_vec();
+        v1[2] = 1;
+        v1.extend_from_slice(&[7; 12]);
+        assert_eq!(Envelope::parse(&v1, 1024), Err(EnvelopeError::Version(1)));
 
         assert_eq!(
             Envelope::parse(&bytes[..10], 1024),
@@ -188,7 +251,7 @@ mod tests {
         v.push(0);
         assert_eq!(Envelope::parse(&v, 1024), Err(EnvelopeError::Flags(1)));
         assert_eq!(
-            Envelope::parse(b"xx-not-an-envelope", 1024),
+            Envelope::parse(b"xx-not-an-envelope-at-all, really", 1024),
             Err(EnvelopeError::BadMagic)
         );
         assert!(matches!(

@@ -57,6 +57,7 @@ impl fmt::Display for Refusal {
 pub(crate) fn encode<V, O>(
     codec: CodecKind,
     value: Option<&V>,
+    shape: u64,
     written_at_ms: u64,
     compute_ms: u32,
 ) -> Result<Vec<u8>, Refusal>
@@ -65,13 +66,13 @@ where
     O: Serialize + DeserializeOwned,
 {
     let Some(value) = value else {
-        return envelope::encode::<V>(codec, None, written_at_ms, compute_ms)
+        return envelope::encode_shaped::<V>(codec, None, shape, written_at_ms, compute_ms)
             .map_err(Refusal::NotRoundTrip);
     };
     // The canonical form first: it bounds the depth before the codec recurses.
     let original = canonical(value, false, 64)?;
     let mut out = Vec::with_capacity(original.len() + envelope::HEADER_LEN);
-    envelope::write_header(&mut out, codec, 0, written_at_ms, compute_ms);
+    envelope::header(&mut out, codec, 0, shape, written_at_ms, compute_ms);
     let depth = Depth::new();
     if let Err(e) = codec.encode_in(value, &mut out, &depth) {
         return Err(match depth.tripped() {
@@ -577,7 +578,7 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     fn check<T: Serialize + DeserializeOwned>(codec: CodecKind, v: &T) -> Result<(), Refusal> {
-        encode::<T, T>(codec, Some(v), 0, 0).map(|_| ())
+        encode::<T, T>(codec, Some(v), 0, 0, 0).map(|_| ())
     }
 
     #[test]

@@ -232,7 +232,7 @@ impl Cache {
         let inner = self.ready()?;
         let full = full_key_in(&inner.config.namespace, key)?;
         let tags = tag_list(tags)?;
-        let bytes = encode::<T, T::Owned>(inner, value, 0)?;
+        let bytes = encode::<T, T::Owned>(inner, value, crate::schema::tag_of::<T::Owned>(), 0)?;
         let mut budget = Budget::new(inner.store.op_timeout());
         write(
             inner,
@@ -678,7 +678,7 @@ where
         Err(e) => return (Err(e), Outcome::NotShared),
     };
     let compute_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-    let bytes = match encode::<T, T>(inner, &value, compute_ms) {
+    let bytes = match encode::<T, T>(inner, &value, crate::schema::tag_of::<T>(), compute_ms) {
         Ok(bytes) => bytes,
         Err(e) => {
             FAIL_OPEN_LOG.hit(|suppressed| {
@@ -861,10 +861,12 @@ fn ttl_millis(d: Duration) -> u64 {
 fn encode<V: Serialize + ?Sized, O: Serialize + DeserializeOwned>(
     inner: &Inner,
     value: &V,
+    shape: u64,
     compute_ms: u32,
 ) -> Result<Vec<u8>, Error> {
-    let bytes = crate::guard::encode::<V, O>(inner.config.codec, Some(value), now_ms(), compute_ms)
-        .map_err(|refused| Error::Codec(refused.to_string()))?;
+    let bytes =
+        crate::guard::encode::<V, O>(inner.config.codec, Some(value), shape, now_ms(), compute_ms)
+            .map_err(|refused| Error::Codec(refused.to_string()))?;
     let payload = bytes.len().saturating_sub(envelope::HEADER_LEN);
     if payload > inner.config.max_value_bytes {
         return Err(Error::Codec(format!(
@@ -877,6 +879,12 @@ fn encode<V: Serialize + ?Sized, O: Serialize + DeserializeOwned>(
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<Option<T>, Error> {
     let env = Envelope::parse(bytes, max_len).map_err(|e| Error::Codec(e.to_string()))?;
+    if !env.shape_matches(crate::schema::tag_of::<T>()) {
+        return Err(Error::Codec(format!(
+            "entry written for a value type of another shape than `{}`",
+            std::any::type_name::<T>()
+        )));
+    }
     if env.is_none() {
         return Ok(None);
     }

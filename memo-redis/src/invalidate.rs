@@ -157,9 +157,13 @@ pub async fn invalidate_pattern(pattern: &str) -> Result<u64, Error> {
 ///
 /// # Errors
 /// See [`Cache::invalidate_pattern`].
-pub async fn invalidate_all(spec: &'static Spec, self_ty: &'static str) -> Result<u64, Error> {
+pub async fn invalidate_all(
+    spec: &'static Spec,
+    self_ty: &'static str,
+    shape: crate::schema::ShapeFn,
+) -> Result<u64, Error> {
     let inner = spec.cache.inner().map_err(|e| Error::Config(e.clone()))?;
-    let head = spec.head(inner, self_ty);
+    let head = spec.head(inner, self_ty, shape);
     let pattern = format!("{}*", escape_glob(&head));
     let n = inner.unlink_matching(&pattern).await?;
     inner.announce(Event::Pattern(pattern)).await;

@@ -5,7 +5,9 @@
 //! - a template (`key = "user:{id}"`) renders each argument with `Display`, keeping the URL
 //!   "unreserved" characters `[A-Za-z0-9-._~]` and percent-escaping every other byte as `%XX`, so a
 //!   `:` (or any separator the macro accepts) inside a value can never imitate a separator;
-//! - the fingerprint covers the function identity, the return type's tokens and `version`.
+//! - the fingerprint covers the function identity, the return type's tokens, `version` and the
+//!   traced serde shape of the cached value type ([`shaped_fingerprint`]); a type whose shape
+//!   cannot be traced keeps the first three ([`fingerprint`]).
 
 use std::fmt::{self, Write as _};
 use std::io;
@@ -35,12 +37,34 @@ pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
 /// assert_eq!(fingerprint("app::f", "u32", 0).len(), 12);
 /// ```
 pub fn fingerprint(identity: &str, ret: &str, version: u32) -> String {
+    fingerprint_of(identity, ret, version, None)
+}
+
+/// The fingerprint of a function whose value type's serde shape was traced: [`fingerprint`]'s
+/// inputs plus the SHA-256 of the shape's canonical description (see [`crate::schema`]), so a
+/// change inside the type (a field's type, order or name, an enum variant) changes the keys.
+///
+/// ```
+/// use memo_redis::key::{fingerprint, shaped_fingerprint};
+/// let (a, b) = ([1u8; 32], [2u8; 32]);
+/// assert_ne!(shaped_fingerprint("app::f", "Score", 0, &a), shaped_fingerprint("app::f", "Score", 0, &b));
+/// assert_ne!(shaped_fingerprint("app::f", "Score", 0, &a), fingerprint("app::f", "Score", 0));
+/// ```
+pub fn shaped_fingerprint(identity: &str, ret: &str, version: u32, shape: &[u8; 32]) -> String {
+    fingerprint_of(identity, ret, version, Some(shape))
+}
+
+fn fingerprint_of(identity: &str, ret: &str, version: u32, shape: Option<&[u8; 32]>) -> String {
     let mut h = Sha256::new();
     h.update((identity.len() as u64).to_le_bytes());
     h.update(identity.as_bytes());
     h.update((ret.len() as u64).to_le_bytes());
     h.update(ret.as_bytes());
     h.update(version.to_le_bytes());
+    if let Some(shape) = shape {
+        h.update(b"shape");
+        h.update(shape);
+    }
     let d = h.finalize();
     let mut s = String::with_capacity(12);
     push_hex(&mut s, &d[..6]);
@@ -107,8 +131,11 @@ impl KeyDigest {
         if self.error.is_some() {
             return;
         }
+        // Depth-bounded like every codec, so that a deeply nested argument is a key error (the
+        // call bypasses the cache) instead of a stack overflow.
+        let depth = crate::depth::Depth::new();
         if let Err(e) = bincode::serde::encode_into_std_write(
-            value,
+            crate::depth::Limited::new(value, &depth),
             &mut HashWriter(&mut self.hasher),
             bincode::config::standard(),
         ) {

@@ -127,6 +127,7 @@ mod memo;
 mod near;
 mod observe;
 mod runtime;
+pub mod schema;
 mod shape;
 mod store;
 mod tags;

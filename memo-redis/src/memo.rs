@@ -9,6 +9,7 @@ use crate::codec::CodecKind;
 use crate::error::Error;
 use crate::key::{self, KeyDigest, TemplateWriter};
 use crate::log::RateLimited;
+use crate::schema::ShapeFn;
 
 /// TTL of a function's entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,9 +380,14 @@ impl Spec {
         }
     }
 
-    pub(crate) fn head(&self, inner: &Inner, self_ty: &'static str) -> Cow<'_, str> {
+    pub(crate) fn head(
+        &self,
+        inner: &Inner,
+        self_ty: &'static str,
+        shape: ShapeFn,
+    ) -> Cow<'_, str> {
         let head = self.head.get_or_init(|| {
-            let (identity, text) = self.render_head(inner, self_ty);
+            let (identity, text) = self.render_head(inner, self_ty, shape);
             Head {
                 self_ty,
                 identity,
@@ -393,11 +399,11 @@ impl Spec {
         if head.self_ty == self_ty {
             Cow::Borrowed(&head.text)
         } else {
-            Cow::Owned(self.render_head(inner, self_ty).1)
+            Cow::Owned(self.render_head(inner, self_ty, shape).1)
         }
     }
 
-    fn render_head(&self, inner: &Inner, self_ty: &str) -> (String, String) {
+    fn render_head(&self, inner: &Inner, self_ty: &str, shape: ShapeFn) -> (String, String) {
         let owner = if self_ty.is_empty() {
             self.module
         } else {
@@ -411,7 +417,15 @@ impl Spec {
             Some(p) => Cow::Borrowed(p),
             None => Cow::Owned(sanitize_prefix(&identity)),
         };
-        let fp = key::fingerprint(&identity, self.ret, self.version);
+        // Traced once per value type (a process-wide table), and the head once per spec.
+        let traced = shape();
+        let fp = match &traced.digest {
+            Some(d) => key::shaped_fingerprint(&identity, self.ret, self.version, d),
+            None => {
+                warn_untraced(&identity, traced.error.as_deref().unwrap_or(""));
+                key::fingerprint(&identity, self.ret, self.version)
+            }
+        };
         let text = format!("{}:{prefix}:{fp}:", inner.config.namespace);
         (identity.into_owned(), text)
     }
@@ -454,6 +468,24 @@ impl Spec {
     }
 }
 
+/// The one warning per function (its companions have specs of their own) whose cached type's
+/// shape cannot be traced.
+fn warn_untraced(identity: &str, reason: &str) {
+    static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if warned.iter().any(|w| w == identity) {
+        return;
+    }
+    warned.push(identity.to_string());
+    tracing::warn!(
+        function = %identity,
+        reason,
+        "memo-redis: the cached type's serde shape cannot be traced, so its keys only change \
+         with the return type's name; after changing the type, bump `version = N` on the \
+         function so old entries are not read as the new type"
+    );
+}
+
 /// `a::b::<T>::c` → `a.b._T_.c`: a default prefix is one key field.
 fn sanitize_prefix(identity: &str) -> String {
     let dotted = identity.replace("::", ".");
@@ -492,9 +524,10 @@ impl Key {
 fn start_key(
     spec: &'static Spec,
     self_ty: &'static str,
+    shape: ShapeFn,
 ) -> Result<(&'static Arc<Inner>, String), Error> {
     let inner = spec.cache.inner().map_err(|e| Error::Config(e.clone()))?;
-    let head = spec.head(inner, self_ty);
+    let head = spec.head(inner, self_ty, shape);
     let mut key = String::with_capacity(head.len() + 32);
     key.push_str(&head);
     Ok((inner, key))
@@ -508,9 +541,10 @@ fn start_key(
 pub fn digest_key(
     spec: &'static Spec,
     self_ty: &'static str,
+    shape: ShapeFn,
     args: impl FnOnce(&mut KeyDigest),
 ) -> Result<Key, Error> {
-    let (inner, mut key) = start_key(spec, self_ty)?;
+    let (inner, mut key) = start_key(spec, self_ty, shape)?;
     let mut digest = KeyDigest::new();
     args(&mut digest);
     digest.finish(&mut key).map_err(Error::Key)?;
@@ -528,9 +562,10 @@ pub fn digest_key(
 pub fn template_key(
     spec: &'static Spec,
     self_ty: &'static str,
+    shape: ShapeFn,
     render: impl FnOnce(&mut TemplateWriter<'_>),
 ) -> Result<Key, Error> {
-    let (inner, mut key) = start_key(spec, self_ty)?;
+    let (inner, mut key) = start_key(spec, self_ty, shape)?;
     let mut w = TemplateWriter::new(&mut key);
     render(&mut w);
     w.finish();
@@ -548,11 +583,12 @@ pub fn template_key(
 pub fn custom_key(
     spec: &'static Spec,
     self_ty: &'static str,
+    shape: ShapeFn,
     custom: impl AsRef<str>,
 ) -> Result<Key, Error> {
     let custom = custom.as_ref();
     if custom.is_empty() {
         return Err(Error::Key("key_fn returned an empty key".into()));
     }
-    template_key(spec, self_ty, |w| w.lit(custom))
+    template_key(spec, self_ty, shape, |w| w.lit(custom))
 }

@@ -26,5 +26,56 @@ pub fn display_arg<T: core::fmt::Display + ?Sized>(_: &T) {}
 #[inline(always)]
 pub fn value_type<T: CacheValue>() {}
 
+/// The shape function of the cached value type `T`, picked by method resolution so that a type
+/// without serde bounds is no error *here* (`value_type` reports it, once):
+/// `(&&ShapeProbe::<T>::new()).shape_fn()`.
+#[derive(Debug)]
+pub struct ShapeProbe<T: ?Sized>(core::marker::PhantomData<fn(&T)>);
+
+impl<T: ?Sized> ShapeProbe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        ShapeProbe(core::marker::PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for ShapeProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Chosen when the value type is `DeserializeOwned`: its traced shape.
+pub trait ShapeOf {
+    /// The shape function.
+    fn shape_fn(&self) -> ShapeFn;
+}
+
+impl<T: serde::de::DeserializeOwned> ShapeOf for &ShapeProbe<T> {
+    fn shape_fn(&self) -> ShapeFn {
+        crate::schema::shape_of::<T>
+    }
+}
+
+/// Chosen otherwise; such a function does not compile (`value_type` fails), so this never runs.
+pub trait ShapeOfFallback {
+    /// The shape function.
+    fn shape_fn(&self) -> ShapeFn;
+}
+
+impl<T: ?Sized> ShapeOfFallback for ShapeProbe<T> {
+    fn shape_fn(&self) -> ShapeFn {
+        crate::schema::untraced
+    }
+}
+
+/// The shape function of the value type policy `S` caches for return type `R` (`shape = ...` on
+/// an alias, where only the policy knows the value type).
+pub fn shape_fn_of<S: crate::shape::Shape<R>, R>() -> &'static crate::schema::Traced {
+    crate::schema::shape_of::<S::Value>()
+}
+
+pub use crate::schema::ShapeFn;
+
 /// The empty `Self` name used by free functions.
 pub const NO_SELF: &str = "";

@@ -15,7 +15,10 @@
 //!   struct, a 100-element `Vec` of it and a 100-entry `HashMap<String, u64>` (whose canonical
 //!   forms differ in order, so it also pays the sorted comparison), with bincode and JSON.
 //! - `hit/*`: the CPU part of a hit with the Redis reply already fetched: key (digest) + breaker
-//!   check + envelope parse + decode + stats (`memo_redis::__private::bench::hit`).
+//!   check + envelope parse + shape-tag check + decode + stats (`memo_redis::__private::bench::hit`).
+//! - `schema/*`: the structural fingerprint's one-time cost (tracing a type's serde shape and
+//!   writing its description, what the first call of a function pays once per value type) and its
+//!   steady state (the cached lookup every decode does).
 //!
 //! No Redis is contacted: the cache points at a port nothing listens on, and nothing here does
 //! I/O (a `Key` only borrows the cache's lazily connecting store).
@@ -28,7 +31,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use memo_redis::__private::{bench, digest_key, Plain, Spec, Ttl, NO_SELF};
+use memo_redis::__private::{bench, digest_key, shape_fn_of, Plain, Spec, Ttl, NO_SELF};
 use memo_redis::{envelope, redis_cache, Cache, CodecKind, Config};
 use serde::Serialize;
 
@@ -220,9 +223,14 @@ fn guards(c: &mut Criterion) {
 fn hits(c: &mut Criterion) {
     let p = profile(42);
     // The reply a GET would return for this function's entry.
-    let reply =
-        envelope::encode(CodecKind::Bincode, Some(&p), 1_764_000_000_000, 3).expect("encode");
-    let key = || digest_key(&HIT_SPEC, NO_SELF, |d| d.arg(&black_box(42u64)));
+    let tag = bench::shape_tag::<Profile>();
+    let reply = envelope::encode_shaped(CodecKind::Bincode, Some(&p), tag, 1_764_000_000_000, 3)
+        .expect("encode");
+    let key = || {
+        digest_key(&HIT_SPEC, NO_SELF, shape_fn_of::<Plain, Profile>, |d| {
+            d.arg(&black_box(42u64))
+        })
+    };
     assert_eq!(
         bench::hit::<Plain, Profile>(&HIT_SPEC, key(), &reply),
         Some(p)
@@ -248,6 +256,58 @@ fn hits(c: &mut Criterion) {
     );
 }
 
+/// A larger record: nested structs, an enum with data in its variants, a recursive type.
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct Account {
+    id: u64,
+    owner: Profile,
+    plan: Plan,
+    history: Vec<Event>,
+    limits: std::collections::BTreeMap<String, (u32, Option<f64>)>,
+    tree: Node,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+enum Plan {
+    Free,
+    Team { seats: u32, admin: String },
+    Enterprise(Box<Plan>, Vec<String>),
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+enum Event {
+    Created(u64),
+    Renamed { from: String, to: String },
+    Closed,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct Node {
+    label: String,
+    children: Vec<Node>,
+}
+
+fn schema(c: &mut Criterion) {
+    let mut g = c.benchmark_group("schema");
+    g.bench_function(
+        "trace 5-field struct (one-time, first call per type)",
+        |b| b.iter(|| memo_redis::schema::describe::<Profile>().expect("traceable")),
+    );
+    g.bench_function(
+        "trace 6-field struct with 3 enums/recursion (one-time, first call per type)",
+        |b| b.iter(|| memo_redis::schema::describe::<Account>().expect("traceable")),
+    );
+    let _ = bench::shape_tag::<Profile>();
+    g.bench_function("cached lookup (steady state, every decode)", |b| {
+        b.iter(|| black_box(bench::shape_tag::<Profile>()))
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -259,6 +319,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = keys, envelopes, guards, hits
+    targets = keys, envelopes, guards, hits, schema
 }
 criterion_main!(micro);
