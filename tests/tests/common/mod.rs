@@ -153,6 +153,28 @@ pub async fn info_counter(server: &RedisServer, section: &str, field: &str) -> u
         .map_or(0, |n| n.parse().expect("a counter"))
 }
 
+/// Commands the server has run other than connection set-up and `INFO` (`INFO commandstats`):
+/// the I/O a cache did against it, by name (`get`, `set`, `evalsha`, ...) with its call count.
+pub async fn data_commands(server: &RedisServer) -> Vec<(String, u64)> {
+    const SETUP: [&str; 7] = [
+        "info", "hello", "client", "ping", "select", "auth", "command",
+    ];
+    let mut c = server.conn().await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            let calls: u64 = rest.split(',').next()?.parse().ok()?;
+            let base = name.split('|').next().unwrap_or(name);
+            (!SETUP.contains(&base)).then(|| (name.to_string(), calls))
+        })
+        .collect()
+}
+
 /// Polls `check` every 5 ms until it returns true; panics naming `what` after `within`.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
