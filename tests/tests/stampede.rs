@@ -4,7 +4,7 @@
 //! `lock` (several OS processes, one body run in total).
 //!
 //! The cross-process tests re-execute this test binary: the children run the `lock_child` test,
-//! which does nothing unless `MEMO_LOCK_CHILD_URL` is set.
+//! which is `#[ignore]`d so a normal run lists it as ignored instead of passing it vacuously.
 
 mod common;
 
@@ -418,13 +418,15 @@ const READY_KEY: &str = "stampede:ready";
 /// The start signal: the parent sets it once every child is ready.
 const GO_KEY: &str = "stampede:go";
 
-/// The child side of the cross-process tests: with `MEMO_LOCK_CHILD_URL` set, waits for the
-/// parent's start signal, then makes 100 concurrent calls of the same cold key and checks every
-/// result. Without it (a normal test run) it does nothing.
+/// The child side of the cross-process tests: waits for the parent's start signal, then makes
+/// 100 concurrent calls of the same cold key and checks every result. Only the parent runs it
+/// (`--ignored`, with `MEMO_LOCK_CHILD_URL` and `MEMO_LOCK_CHILD_MODE` set); run by hand without
+/// them it fails rather than pass without testing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the cross_process_* tests, which run it"]
 async fn lock_child() {
     let (Ok(url), Ok(mode)) = (std::env::var(CHILD_URL_ENV), std::env::var(CHILD_MODE_ENV)) else {
-        return;
+        panic!("lock_child runs as a child of the cross_process_* tests ({CHILD_URL_ENV} unset)");
     };
     static CACHE: Cache = Cache::from_env();
     install_patient(&CACHE, &url);
@@ -513,7 +515,13 @@ async fn run_children(server: &RedisServer, mode: &str) -> i64 {
     let children: Vec<_> = (0..CHILDREN)
         .map(|_| {
             tokio::process::Command::new(&exe)
-                .args(["--exact", "lock_child", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "lock_child",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(CHILD_URL_ENV, server.url())
                 .env(CHILD_MODE_ENV, mode)
                 .stdin(Stdio::null())
