@@ -118,6 +118,15 @@ async fn golden_keys() {
         id
     }
 
+    #[redis_cache(cache = KEYS, ttl = 60, key = "s:{s}")]
+    async fn escaped(s: String) -> u64 {
+        s.len() as u64
+    }
+    #[redis_cache(cache = KEYS, ttl = 60, key = "{s}")]
+    async fn long_template(s: String) -> usize {
+        s.len()
+    }
+
     by_id(7).await;
     let filter = Filter {
         min: 3,
@@ -161,6 +170,39 @@ async fn golden_keys() {
         "key template",
         templated_key(&42).unwrap(),
         "golden:golden.templated:5e9250d43ce5:user:42",
+    )
+    .await;
+    // identity "golden::escaped", sig "(String) -> u64", version 0. Template values keep
+    // [A-Za-z0-9_.] and percent-escape every other byte, upper-case hex.
+    let tricky = "a_b.c-d:e%".to_string();
+    escaped(tricky.clone()).await;
+    assert_key(
+        &server,
+        "template escaping",
+        escaped_key(&tricky).unwrap(),
+        "golden:golden.escaped:aa1d1329d9e9:s:a_b.c%2Dd%3Ae%25",
+    )
+    .await;
+    // identity "golden::long_template", sig "(String) -> usize", version 0. A rendering of 256
+    // bytes is kept as is; from 257 bytes it becomes `#` + the first 16 bytes of SHA-256 over
+    // the rendering, in hex.
+    let at_limit = "x".repeat(256);
+    long_template(at_limit.clone()).await;
+    assert_key(
+        &server,
+        "template of 256 bytes",
+        long_template_key(&at_limit).unwrap(),
+        &format!("golden:golden.long_template:ca3d087d56ce:{at_limit}"),
+    )
+    .await;
+    let over = "x".repeat(257);
+    long_template(over.clone()).await;
+    // sha256("x" * 257)
+    assert_key(
+        &server,
+        "template over 256 bytes",
+        long_template_key(&over).unwrap(),
+        "golden:golden.long_template:ca3d087d56ce:#15eb95a462ee20bd91a415ae2d4aed34",
     )
     .await;
     // identity "golden::prefixed", sig "(u64) -> u64", version 0; args [07].
