@@ -171,13 +171,19 @@ mod tests {
         while b.now_ms() < b.retry_at.load(Ordering::Acquire) {
             std::thread::yield_now();
         }
-        assert!(!b.bypassing(), "cooldown over: calls go to Redis (one probes)");
+        assert!(
+            !b.bypassing(),
+            "cooldown over: calls go to Redis (one probes)"
+        );
 
         // Closed again by a success while the next probe time is still far ahead.
         let b = Breaker::new(1, Duration::from_secs(60));
         assert!(b.trip());
         assert!(b.success(), "the success closed it");
-        assert!(!b.bypassing(), "closed: never bypassing, whatever retry_at says");
+        assert!(
+            !b.bypassing(),
+            "closed: never bypassing, whatever retry_at says"
+        );
         assert_eq!(b.allow(), Admit::Yes);
     }
 
