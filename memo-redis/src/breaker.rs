@@ -152,6 +152,61 @@ mod tests {
     }
 
     #[test]
+    fn trip_opens_at_once_and_reports_only_the_first_time() {
+        let b = Breaker::new(5, Duration::from_secs(60));
+        assert!(b.trip(), "the trip opened it");
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(b.bypassing());
+        assert_eq!(b.allow(), Admit::No);
+        assert!(!b.trip(), "already open: nothing to report");
+        assert!(!b.failure(), "already open: nothing to report");
+    }
+
+    #[test]
+    fn bypassing_lasts_the_cooldown_of_an_open_breaker_only() {
+        let b = Breaker::new(1, Duration::from_millis(20));
+        assert!(!b.bypassing(), "closed");
+        assert!(b.failure());
+        assert!(b.bypassing(), "open, cooldown running");
+        while b.now_ms() < b.retry_at.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        assert!(
+            !b.bypassing(),
+            "cooldown over: calls go to Redis (one probes)"
+        );
+
+        // Closed again by a success while the next probe time is still far ahead.
+        let b = Breaker::new(1, Duration::from_secs(60));
+        assert!(b.trip());
+        assert!(b.success(), "the success closed it");
+        assert!(
+            !b.bypassing(),
+            "closed: never bypassing, whatever retry_at says"
+        );
+        assert_eq!(b.allow(), Admit::Yes);
+    }
+
+    #[test]
+    fn the_probe_may_go_in_the_millisecond_the_cooldown_ends() {
+        let b = Breaker::new(1, Duration::from_secs(60));
+        assert!(b.trip());
+        // Retry until the checks ran within the millisecond `retry_at` names (almost always the
+        // first attempt); a tick between them proves nothing either way.
+        loop {
+            let now = b.now_ms();
+            b.retry_at.store(now, Ordering::Release);
+            let bypassing = b.bypassing();
+            let admitted = b.allow();
+            if b.now_ms() == now {
+                assert!(!bypassing, "not bypassing at retry_at");
+                assert_eq!(admitted, Admit::Yes, "the probe goes at retry_at");
+                break;
+            }
+        }
+    }
+
+    #[test]
     fn success_resets_consecutive_count() {
         let b = Breaker::new(2, Duration::from_secs(1));
         b.failure();

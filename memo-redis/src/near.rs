@@ -650,6 +650,22 @@ mod tests {
             small.fill(t, &key, Arc::from(vec![0u8; 100]), Duration::from_secs(60));
         }
         assert!(small.entries.weight() <= 64 * 1024);
-        assert!(small.len() < 10_000);
+        // Independent of the weigher: each entry weighs at least 4 key bytes ("ns:0") + 100 value
+        // bytes + 180 overhead, so at most 65536 / 284 = 230 fit.
+        assert!(small.len() <= 230, "{} entries", small.len());
+    }
+
+    #[test]
+    fn an_entry_weighs_its_key_its_value_and_180_bytes() {
+        let n = live();
+        let t = n.ticket("ns:abc").unwrap();
+        n.fill(
+            t,
+            "ns:abc",
+            Arc::from(vec![7u8; 100]),
+            Duration::from_secs(60),
+        );
+        // 6 key bytes + 100 value bytes + 180.
+        assert_eq!(n.weight(), 286);
     }
 }

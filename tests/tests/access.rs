@@ -48,7 +48,14 @@ async fn acl_user_without_permission_on_our_keys() {
         RUNS.fetch_add(1, SeqCst);
         x * 7
     }
-    for x in 0..30 {
+    // A refusal is not a connectivity failure: the breaker stays closed from the first one on.
+    assert_eq!(f(0).await, 0);
+    assert_eq!(
+        CACHE.breaker_state(),
+        BreakerState::Closed,
+        "still closed after one refusal"
+    );
+    for x in 1..30 {
         assert_eq!(f(x % 3).await, (x % 3) * 7);
     }
     assert_eq!(RUNS.load(SeqCst), 30, "nothing could be cached");
@@ -62,6 +69,7 @@ async fn acl_user_without_permission_on_our_keys() {
         "{}",
         ours[0]
     );
+    assert!(ours[0].contains(" WARN "), "logged at WARN: {}", ours[0]);
     assert!(!ours[0].contains("app-pass"), "no password in logs");
     let s = memo_redis::stats()
         .into_iter()
@@ -98,13 +106,23 @@ async fn wrong_password() {
     async fn g(x: u32) -> u32 {
         x + 100
     }
-    for x in 0..30 {
+    // The first refusal opens the breaker at once (no threshold of failures to reach).
+    assert_eq!(g(0).await, 100);
+    assert_eq!(
+        CACHE.breaker_state(),
+        BreakerState::Open,
+        "open after one refusal"
+    );
+    for x in 1..30 {
         assert_eq!(g(x).await, x + 100);
     }
     assert_eq!(CACHE.breaker_state(), BreakerState::Open);
     let ours = lines_for(&logs, server.port());
     assert_eq!(ours.len(), 1, "one clear line: {ours:#?}");
     assert!(ours[0].contains(REFUSED), "{}", ours[0]);
+    assert!(ours[0].contains(" ERROR "), "logged at ERROR: {}", ours[0]);
+    let s = common::stats_of("g");
+    assert_eq!((s.errors, s.bypass), (1, 29), "{s:?}");
     assert!(
         !logs.text().contains("Wr0ngPassw0rd"),
         "no password in logs"

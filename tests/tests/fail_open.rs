@@ -238,6 +238,57 @@ async fn killed_mid_run_then_restarted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_sends_nothing_to_redis() {
+    let server = RedisServer::start();
+    static CACHE: Cache = Cache::from_env();
+    CACHE
+        .install(
+            config(&server.url())
+                .breaker_threshold(3)
+                // No probe during the test, however slow the machine.
+                .breaker_cooldown(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    #[redis_cache(cache = CACHE, ttl = 60)]
+    async fn guarded(x: u64) -> u64 {
+        RUNS.fetch_add(1, SeqCst);
+        x + 1
+    }
+    assert_eq!(guarded(1).await, 2);
+    server.kill();
+    let started = Instant::now();
+    let mut x = 1;
+    while !CACHE.breaker_open() {
+        deadline_check(started, "the breaker to open");
+        x += 1;
+        assert_eq!(guarded(x).await, x + 1);
+    }
+
+    // Redis is back (a fresh server on the same port, its counters at zero), the breaker is
+    // still open: the calls run their bodies and send nothing.
+    server.restart();
+    // The harness's own readiness check is all the fresh server has run.
+    let baseline = common::data_commands(&server).await;
+    const CALLS: u64 = 50;
+    let bypass = common::stats_of("guarded").bypass;
+    let runs = RUNS.load(SeqCst);
+    for i in 0..CALLS {
+        assert_eq!(guarded(i).await, i + 1);
+    }
+    assert!(CACHE.breaker_open());
+    assert_eq!(RUNS.load(SeqCst), runs + CALLS, "every call ran its body");
+    assert_eq!(common::stats_of("guarded").bypass, bypass + CALLS);
+    assert_eq!(
+        common::data_commands(&server).await,
+        baseline,
+        "no command reached Redis while the breaker was open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_then_resumed() {
     let server = RedisServer::start();
     static CACHE: Cache = Cache::from_env();
@@ -273,12 +324,16 @@ async fn paused_then_resumed() {
     while paused_at.elapsed() + OP_TIMEOUT * 2 < pause {
         for x in [1, during + 2] {
             let open_before = CACHE.breaker_open();
+            let bypassed_before = common::stats_of("patient").bypass;
             let (v, took) = timed(patient(x)).await;
             assert_eq!(v, format!("patient-{x}"));
             assert_bounded(took, &format!("call for {x} during the pause"));
             slowest = slowest.max(took);
             breaker_opened |= CACHE.breaker_open();
-            if open_before && took < Duration::from_millis(20) {
+            // A bypass is counted only on the path that skips Redis altogether (no read, no
+            // write); that it sends nothing is checked against the server in
+            // `an_open_breaker_sends_nothing_to_redis`.
+            if open_before && common::stats_of("patient").bypass == bypassed_before + 1 {
                 fast_while_open += 1;
             }
         }

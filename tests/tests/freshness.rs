@@ -111,8 +111,14 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
         );
     }
     let s = stats_of("swr_version");
-    assert!(s.stale >= 1, "stale hits are counted: {s:?}");
+    // Every one of them read the stale entry (the refresh takes BODY, the calls less than half).
+    assert_eq!(s.stale, N as u64, "each stale hit is counted: {s:?}");
     assert_eq!(s.misses, 1, "{s:?}");
+    // The refresh task may not have started its body yet: an upper bound here, exact below.
+    assert!(
+        BG.load(SeqCst) <= 1,
+        "{N} concurrent stale hits start one background refresh"
+    );
 
     // The background refresh stores v2; until then calls keep getting v1 without waiting.
     let deadline = Instant::now() + DEADLINE;
@@ -132,6 +138,10 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
         (1, 1),
         "one run for the first call, one background refresh"
     );
+    // Let any background work finish: a second refresh started late would show up now.
+    assert!(CACHE.shutdown(DEADLINE).await, "background work finished");
+    assert_eq!(VERSION.load(SeqCst), 2, "one refresh for the stale window");
+    assert_eq!(BG.load(SeqCst), 1, "one refresh for the stale window");
     let s = stats_of("swr_version");
     assert_eq!(s.refreshes, 1, "{s:?}");
     assert_eq!(s.misses, 1, "{s:?}");
@@ -183,11 +193,22 @@ async fn early_refresh_recomputes_before_expiry() {
     static BG: AtomicU32 = AtomicU32::new(0);
     // β = 50 with a 50 ms body: the XFetch gap is 2.5 s × Exp(1), larger than the 1 s TTL most
     // of the time, so nearly every hit triggers a refresh.
+    /// Background refreshes running right now, and the most ever seen at once.
+    static RUNNING: AtomicU32 = AtomicU32::new(0);
+    static MAX_RUNNING: AtomicU32 = AtomicU32::new(0);
     #[redis_cache(cache = CACHE, ttl = "1s", early_refresh = 50.0)]
     async fn xfetch(x: u64) -> (u64, u64) {
         note_run(&FG, &BG);
+        let background = IN_CALL.try_with(|_| ()).is_err();
+        if background {
+            let now = RUNNING.fetch_add(1, SeqCst) + 1;
+            MAX_RUNNING.fetch_max(now, SeqCst);
+        }
         let v = VERSION.fetch_add(1, SeqCst) + 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
+        if background {
+            RUNNING.fetch_sub(1, SeqCst);
+        }
         (x, v)
     }
 
@@ -234,8 +255,31 @@ async fn early_refresh_recomputes_before_expiry() {
     );
     assert!(BG.load(SeqCst) >= 1);
     assert_eq!(s.misses, 1, "no call after the first missed: {s:?}");
-    assert!(s.refreshes >= 1, "{s:?}");
     assert!(last >= 2, "callers saw a refreshed value");
+    // Nearly every hit asks for a refresh (β = 50), every 20 ms, while one takes 50 ms: only the
+    // claim on the key keeps them from piling up.
+    assert_eq!(
+        MAX_RUNNING.load(SeqCst),
+        1,
+        "at most one background refresh of a key at a time"
+    );
+    assert!(CACHE.shutdown(DEADLINE).await, "background work finished");
+    let s = stats_of("xfetch");
+    let bg = BG.load(SeqCst);
+    assert_eq!(
+        s.refreshes,
+        u64::from(bg),
+        "each refresh counted once: {s:?}"
+    );
+    assert_eq!(
+        VERSION.load(SeqCst),
+        1 + u64::from(bg),
+        "the body ran once per refresh"
+    );
+    assert!(
+        u64::from(bg) < calls,
+        "a refresh is started by a hit: {bg} refreshes for {calls} calls"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

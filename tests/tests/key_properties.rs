@@ -140,6 +140,16 @@ fn readings(
     }
 }
 
+/// Any text, newlines included (`(?s)`: a plain `.` never produces `\n`), or a dense mix of glob,
+/// whitespace and control characters.
+fn hostile() -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::string::string_regex("(?s).{0,40}").expect("valid regex"),
+        proptest::string::string_regex("[*?\\[\\] \n\r\t\x00\x7f\u{85}\u{2028}a:]{0,12}")
+            .expect("valid regex"),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -188,13 +198,20 @@ proptest! {
     }
 
     #[test]
-    fn keys_have_four_fields_and_stay_in_namespace(a in ".{0,40}", b in ".{0,40}") {
+    fn keys_have_four_fields_and_stay_in_namespace(a in hostile(), b in hostile()) {
         for key in [digest_key(&a, &b, &1).unwrap(), template_key(&a, &b, &1).unwrap()] {
             let fields: Vec<&str> = key.splitn(4, ':').collect();
             prop_assert_eq!(fields.len(), 4);
             prop_assert_eq!(fields[0], "props");
-            // No glob characters or whitespace from arguments reach the key.
-            prop_assert!(!fields[3].contains(['*', '?', '[', ']', ' ', '\n']), "{}", key);
+            // No glob characters, whitespace or control characters from arguments reach the key.
+            prop_assert!(
+                !fields[3].contains(['*', '?', '[', ']']),
+                "{:?}", key
+            );
+            prop_assert!(
+                !fields[3].chars().any(|c| c.is_whitespace() || c.is_control()),
+                "{:?}", key
+            );
         }
     }
 }

@@ -353,8 +353,14 @@ macro_rules! suite {
                     "every field of a key arg counts"
                 );
                 assert_eq!(RUNS.load(SeqCst), 2);
-                assert_eq!(lookup_key("x", &u).unwrap(), lookup_key("x", &u).unwrap());
-                assert_ne!(lookup_key("x", &u).unwrap(), lookup_key("y", &u).unwrap());
+                // The companion names the keys the calls stored under (without the skipped
+                // pool), one per distinct key tuple.
+                let k1 = lookup_key("x", &u).unwrap();
+                let k2 = lookup_key("x", &u2).unwrap();
+                assert_ne!(k1, k2, "every field of a key arg counts");
+                assert!(b.raw_get(&k1).await.is_some(), "stored under {k1}");
+                assert!(b.raw_get(&k2).await.is_some(), "stored under {k2}");
+                assert_ne!(k1, lookup_key("y", &u).unwrap());
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

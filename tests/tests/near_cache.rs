@@ -77,13 +77,19 @@ async fn another_process_write_delete_and_expiry_reach_the_local_copy_within_the
     wait_near_live(&A, Duration::from_secs(5)).await;
     warm_local("profile", || profile_a(1)).await;
     let before = common::stats_of("profile");
+    let commands_before = common::data_commands(&server).await;
     for _ in 0..100 {
         assert_eq!(profile_a(1).await, "1-v1");
     }
     let after = common::stats_of("profile");
     assert_eq!(after.local_hits - before.local_hits, 100, "{after:?}");
     assert_eq!(RUNS_A.load(SeqCst), 1);
-    assert_eq!(A.near_cache().unwrap().entries, 1);
+    // Served locally means Redis never saw them: not one command for 100 calls.
+    assert_eq!(
+        common::data_commands(&server).await,
+        commands_before,
+        "local hits reach Redis"
+    );
 
     // 1. Another process overwrites the value (write-through on its own connection).
     VERSION.store(2, SeqCst);
@@ -99,7 +105,13 @@ async fn another_process_write_delete_and_expiry_reach_the_local_copy_within_the
     // 2. A raw client deletes the key: A stops serving its copy and recomputes.
     // Warm A's local copy of v2 first (a Redis hit fills it).
     warm_local("profile", || profile_a(1)).await;
+    let local_before = common::stats_of("profile").local_hits;
     assert_eq!(profile_a(1).await, "1-v2");
+    assert_eq!(
+        common::stats_of("profile").local_hits,
+        local_before + 1,
+        "the copy about to go stale is served locally"
+    );
     VERSION.store(3, SeqCst);
     let key = profile_a_key(&1).unwrap();
     let mut raw = server.conn().await;
@@ -118,7 +130,13 @@ async fn another_process_write_delete_and_expiry_reach_the_local_copy_within_the
 
     // 3. The key expires in Redis (a raw PEXPIRE, far shorter than A's 60 s local cap).
     warm_local("profile", || profile_a(1)).await;
+    let local_before = common::stats_of("profile").local_hits;
     assert_eq!(profile_a(1).await, "1-v3");
+    assert_eq!(
+        common::stats_of("profile").local_hits,
+        local_before + 1,
+        "the copy about to go stale is served locally"
+    );
     VERSION.store(4, SeqCst);
     let _: () = redis::cmd("PEXPIRE")
         .arg(&key)

@@ -4,7 +4,7 @@
 //! `lock` (several OS processes, one body run in total).
 //!
 //! The cross-process tests re-execute this test binary: the children run the `lock_child` test,
-//! which does nothing unless `MEMO_LOCK_CHILD_URL` is set.
+//! which is `#[ignore]`d so a normal run lists it as ignored instead of passing it vacuously.
 
 mod common;
 
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{eventually, install, stats_of};
+use common::{eventually, info_counter, install, stats_of};
 use memo_redis::{redis_cache, Cache, Config};
 use memo_redis_tests::RedisServer;
 use tokio::sync::Barrier;
@@ -76,6 +76,13 @@ async fn gate(joined: &AtomicUsize, n: usize) {
     }
 }
 
+/// GETs that found their key (`keyspace_hits`): the reads that served a hit from Redis. Every hit
+/// a caller counts is either one of those or a `coalesced` one (the value of a concurrent call's
+/// flight), so `coalesced` is checked exactly against the server's own count.
+async fn read_hits(server: &RedisServer) -> u64 {
+    info_counter(server, "stats", "keyspace_hits").await
+}
+
 /// Runs `n` calls made by `call` in their own tasks, released together by a barrier.
 async fn concurrently<F, Fut>(n: usize, call: F) -> Vec<Result<Fut::Output, JoinError>>
 where
@@ -121,6 +128,7 @@ async fn thousand_concurrent_cold_calls_run_the_body_once() {
     }
     const N: usize = 1000;
 
+    let hits_before = read_hits(&server).await;
     let started = Instant::now();
     let results = concurrently(N, || stampede_slow(7)).await;
     let took = started.elapsed();
@@ -131,14 +139,25 @@ async fn thousand_concurrent_cold_calls_run_the_body_once() {
     assert_eq!(SLOW_RUNS.load(SeqCst), 1, "one body run for {N} calls");
     assert_eq!(CACHE.in_flight(), 0, "the flight table is empty afterwards");
     let s = stats_of("stampede_slow");
-    assert_eq!((s.misses, s.hits), (1, N as u64 - 1), "{s:?}");
+    let from_redis = read_hits(&server).await - hits_before;
     println!(
-        "stampede_slow (50 ms body): {N} calls in {took:?}, {} coalesced",
+        "stampede_slow (50 ms body): {N} calls in {took:?}, {} coalesced, {from_redis} hits read from Redis",
         s.coalesced
+    );
+    assert_eq!((s.misses, s.hits), (1, N as u64 - 1), "{s:?}");
+    assert_eq!(
+        s.coalesced + from_redis,
+        N as u64 - 1,
+        "every hit is either coalesced or read from Redis ({from_redis}): {s:?}"
+    );
+    assert!(
+        s.coalesced > 0,
+        "the calls waiting for the 50 ms body got its value: {s:?}"
     );
 
     // A body without any await: the flight lasts only the Redis read and write, so later
     // callers start new flights, and those read the stored value.
+    let hits_before = read_hits(&server).await;
     let started = Instant::now();
     let results = concurrently(N, || stampede_fast(8)).await;
     let took = started.elapsed();
@@ -146,6 +165,12 @@ async fn thousand_concurrent_cold_calls_run_the_body_once() {
         assert_eq!(r.expect("no call panics"), "value-8");
     }
     let s = stats_of("stampede_fast");
+    let from_redis = read_hits(&server).await - hits_before;
+    assert_eq!(
+        s.coalesced + from_redis,
+        N as u64 - 1,
+        "every hit is either coalesced or read from Redis ({from_redis}): {s:?}"
+    );
     println!(
         "stampede_fast (0 ms body): {N} calls in {took:?}, body runs {}, {s:?}",
         FAST_RUNS.load(SeqCst)
@@ -176,6 +201,7 @@ async fn leader_panic_hands_the_flight_to_a_follower() {
         x * 2
     }
 
+    let hits_before = read_hits(&server).await;
     let tasks: Vec<_> = (0..N)
         .map(|_| tokio::spawn(counted(panicky(21), &JOINED)))
         .collect();
@@ -202,9 +228,16 @@ async fn leader_panic_hands_the_flight_to_a_follower() {
     assert!((2..=N as u32).contains(&runs), "{runs} runs");
     assert_eq!(CACHE.in_flight(), 0);
     let s = stats_of("panicky");
-    // The panicking call never ended, so it has no outcome; every other call counts once.
+    // The panicking call never ended, so it has no outcome; every other call counts once: the
+    // calls that ran a body are misses, every other one a hit, coalesced or read from Redis.
     assert_eq!(s.misses, u64::from(runs) - 1, "{s:?}");
     assert_eq!(s.hits + s.misses, N as u64 - 1, "{s:?}");
+    let from_redis = read_hits(&server).await - hits_before;
+    assert_eq!(
+        s.coalesced + from_redis,
+        s.hits,
+        "every hit is either coalesced or read from Redis ({from_redis}): {s:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,13 +423,15 @@ const READY_KEY: &str = "stampede:ready";
 /// The start signal: the parent sets it once every child is ready.
 const GO_KEY: &str = "stampede:go";
 
-/// The child side of the cross-process tests: with `MEMO_LOCK_CHILD_URL` set, waits for the
-/// parent's start signal, then makes 100 concurrent calls of the same cold key and checks every
-/// result. Without it (a normal test run) it does nothing.
+/// The child side of the cross-process tests: waits for the parent's start signal, then makes
+/// 100 concurrent calls of the same cold key and checks every result. Only the parent runs it
+/// (`--ignored`, with `MEMO_LOCK_CHILD_URL` and `MEMO_LOCK_CHILD_MODE` set); run by hand without
+/// them it fails rather than pass without testing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the cross_process_* tests, which run it"]
 async fn lock_child() {
     let (Ok(url), Ok(mode)) = (std::env::var(CHILD_URL_ENV), std::env::var(CHILD_MODE_ENV)) else {
-        return;
+        panic!("lock_child runs as a child of the cross_process_* tests ({CHILD_URL_ENV} unset)");
     };
     static CACHE: Cache = Cache::from_env();
     install_patient(&CACHE, &url);
@@ -485,7 +520,13 @@ async fn run_children(server: &RedisServer, mode: &str) -> i64 {
     let children: Vec<_> = (0..CHILDREN)
         .map(|_| {
             tokio::process::Command::new(&exe)
-                .args(["--exact", "lock_child", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "lock_child",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(CHILD_URL_ENV, server.url())
                 .env(CHILD_MODE_ENV, mode)
                 .stdin(Stdio::null())

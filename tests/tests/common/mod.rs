@@ -132,6 +132,49 @@ pub async fn exists(server: &RedisServer, key: &str) -> bool {
         .expect("EXISTS")
 }
 
+/// A counter of the server's `INFO` output, e.g. `info_counter(s, "stats", "keyspace_hits")` or
+/// `info_counter(s, "commandstats", "cmdstat_get:calls")` (0 when absent: a command not run yet).
+pub async fn info_counter(server: &RedisServer, section: &str, field: &str) -> u64 {
+    let mut c = server.conn().await;
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut c)
+        .await
+        .expect("INFO");
+    let prefix = format!("{field}=");
+    let prefix = if field.contains(':') {
+        prefix
+    } else {
+        format!("{field}:")
+    };
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|rest| rest.split(',').next().unwrap_or(rest).trim())
+        .map_or(0, |n| n.parse().expect("a counter"))
+}
+
+/// Commands the server has run other than connection set-up and `INFO` (`INFO commandstats`):
+/// the I/O a cache did against it, by name (`get`, `set`, `evalsha`, ...) with its call count.
+pub async fn data_commands(server: &RedisServer) -> Vec<(String, u64)> {
+    const SETUP: [&str; 7] = [
+        "info", "hello", "client", "ping", "select", "auth", "command",
+    ];
+    let mut c = server.conn().await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            let calls: u64 = rest.split(',').next()?.parse().ok()?;
+            let base = name.split('|').next().unwrap_or(name);
+            (!SETUP.contains(&base)).then(|| (name.to_string(), calls))
+        })
+        .collect()
+}
+
 /// Polls `check` every 5 ms until it returns true; panics naming `what` after `within`.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
