@@ -668,48 +668,43 @@ async fn cross_process<S: Shape<R>, R>(
     };
     let lock_key = format!("{}:lock", key.key);
     let token = format!("{:032x}", fastrand::u128(..));
-    if budget.left().is_none() {
-        return Locked::GaveUp(None);
-    }
-    let locked = budget
-        .run(|limit| inner.store.try_lock(&lock_key, &token, lease, limit))
-        .await;
-    match locked {
-        Ok(true) => return recheck::<S, R>(key, guard(lock_key, token), budget).await,
-        Ok(false) => {}
-        Err(_) => return Locked::GaveUp(Some(guard(lock_key, token))),
-    }
     let deadline = Instant::now() + lease;
     let mut pause = Duration::from_millis(2);
+    // The first pass tries the lock at once; later passes wait, read, and try again only when
+    // the value is still missing: the holder may have given up (an `Err` result is not stored),
+    // so take over as soon as the lock is free instead of waiting out the whole lease.
+    let mut first = true;
     loop {
-        let now = Instant::now();
-        if now >= deadline {
-            tracing::debug!(function = spec.name, "waited a whole lock lease; computing");
+        if !first {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::debug!(function = spec.name, "waited a whole lock lease; computing");
+                return Locked::GaveUp(None);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+            match budget.run(|limit| inner.store.get(&key.key, limit)).await {
+                Ok(Some(bytes)) => {
+                    return match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
+                        Ok((r, _)) => Locked::Value(r, bytes),
+                        Err(_) => Locked::GaveUp(None),
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => return Locked::GaveUp(None),
+            }
+        }
+        first = false;
+        if budget.left().is_none() {
             return Locked::GaveUp(None);
         }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
-        match budget.run(|limit| inner.store.get(&key.key, limit)).await {
-            Ok(Some(bytes)) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
-                Ok((r, _)) => return Locked::Value(r, bytes),
-                Err(_) => return Locked::GaveUp(None),
-            },
-            Ok(None) => {
-                // The holder may have given up (an `Err` result is not stored): take over as
-                // soon as the lock is free instead of waiting out the whole lease.
-                if budget.left().is_none() {
-                    return Locked::GaveUp(None);
-                }
-                let locked = budget
-                    .run(|limit| inner.store.try_lock(&lock_key, &token, lease, limit))
-                    .await;
-                match locked {
-                    Ok(true) => return recheck::<S, R>(key, guard(lock_key, token), budget).await,
-                    Ok(false) => {}
-                    Err(_) => return Locked::GaveUp(Some(guard(lock_key, token))),
-                }
-            }
-            Err(_) => return Locked::GaveUp(None),
+        let locked = budget
+            .run(|limit| inner.store.try_lock(&lock_key, &token, lease, limit))
+            .await;
+        match locked {
+            Ok(true) => return recheck::<S, R>(key, guard(lock_key, token), budget).await,
+            Ok(false) => {}
+            Err(_) => return Locked::GaveUp(Some(guard(lock_key, token))),
         }
     }
 }

@@ -194,27 +194,7 @@ fn outside_a_tokio_runtime_the_report_says_so() {
         .install(config("redis://127.0.0.1:1/").build().unwrap())
         .unwrap();
     // A minimal executor that is not Tokio: poll the future to completion on this thread.
-    let health = block_on(CACHE.health());
+    let health = common::block_on(CACHE.health());
     assert!(!health.reachable);
     assert!(health.error.unwrap_or_default().contains("Tokio"));
-}
-
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }

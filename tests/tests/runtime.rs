@@ -3,33 +3,13 @@
 
 mod common;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use memo_redis::{redis_cache, Cache, Error};
 use memo_redis_tests::RedisServer;
 
-/// A minimal executor that is not Tokio's: polls on this thread, parks until woken.
-fn block_on<F: Future>(fut: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
-}
+use common::block_on;
 
 static RUNS: AtomicU32 = AtomicU32::new(0);
 static CACHE: Cache = Cache::from_env();
