@@ -6,7 +6,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
 
-pub const EXPECTED: &str = "expected one of `ttl`, `prefix`, `key`, `key_fn`, `cache_none`, `version`, `codec`, `cache`, `name`, `shape`, `single_flight`, `lock`, `stale`, `early_refresh`, `sliding`, `jitter`, `none_ttl`, `tags`, `local`";
+pub const EXPECTED: &str = "expected one of `ttl`, `prefix`, `key`, `key_fn`, `cache_none`, `version`, `codec`, `cache`, `name`, `shape`, `single_flight`, `lock`, `stale`, `early_refresh`, `sliding`, `jitter`, `none_ttl`, `tags`, `local`, `compress`";
 
 /// `ttl = 300` or `ttl = "5m"` / `"never"`.
 pub enum TtlArg {
@@ -18,6 +18,12 @@ pub enum TtlArg {
 pub enum LockArg {
     Bool(LitBool),
     Lease(TtlArg),
+}
+
+/// `compress = true` / `false` or `compress = "4KiB"` (the threshold).
+pub enum CompressArg {
+    Bool(LitBool),
+    Size(LitStr),
 }
 
 /// `early_refresh = true` (β = 1) or `early_refresh = 1.5` (β).
@@ -77,6 +83,7 @@ pub struct Args {
     pub none_ttl: Once<TtlArg>,
     pub tags: Once<Vec<LitStr>>,
     pub local: Once<LockArg>,
+    pub compress: Once<CompressArg>,
 }
 
 /// Whole seconds or a duration string, for `ttl`, `stale`, `none_ttl` and `lock`.
@@ -138,6 +145,18 @@ impl Parse for Args {
                     };
                     args.lock.set(at, &name, v)?;
                 }
+                "compress" => {
+                    let v = if input.peek(LitBool) {
+                        CompressArg::Bool(input.parse()?)
+                    } else if input.peek(LitStr) {
+                        CompressArg::Size(input.parse()?)
+                    } else {
+                        return Err(input.error(
+                            "expected `true`, `false` or a size for `compress`, e.g. `compress = true` or `compress = \"4KiB\"`",
+                        ));
+                    };
+                    args.compress.set(at, &name, v)?;
+                }
                 "local" => {
                     let v = if input.peek(LitBool) {
                         LockArg::Bool(input.parse()?)
@@ -163,6 +182,35 @@ impl Parse for Args {
         }
         Ok(args)
     }
+}
+
+/// Parses `"512B"`, `"4KiB"`, `"1MiB"` into bytes.
+pub fn parse_size_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err(format!("expected a size such as \"4KiB\", found `{s}`"));
+    }
+    let n: usize = s[..digits]
+        .parse()
+        .map_err(|_| "size too large".to_string())?;
+    let factor: usize = match s[digits..].trim_start() {
+        "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "" => {
+            return Err(format!(
+                "expected a unit (`B`, `KiB` or `MiB`) right after `{n}`"
+            ))
+        }
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` (expected `B`, `KiB` or `MiB`)"
+            ))
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| "size too large".to_string())
 }
 
 /// Parses `"90s"`, `"5m"`, `"1h30m"`, `"1500ms"`, `"2d"` into milliseconds.
@@ -212,7 +260,19 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration_ms;
+    use super::{parse_duration_ms, parse_size_bytes};
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_bytes("512B"), Ok(512));
+        assert_eq!(parse_size_bytes("4KiB"), Ok(4096));
+        assert_eq!(parse_size_bytes("1 MiB"), Ok(1 << 20));
+        assert_eq!(parse_size_bytes("0B"), Ok(0));
+        assert!(parse_size_bytes("4").is_err());
+        assert!(parse_size_bytes("4KB").is_err());
+        assert!(parse_size_bytes("KiB").is_err());
+        assert!(parse_size_bytes("99999999999999999999B").is_err());
+    }
 
     #[test]
     fn durations() {

@@ -276,6 +276,10 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let prefix = r.prefix.as_ref().map(|p| quote!(.prefix(#p)));
     let identity = r.name.as_ref().map(|n| quote!(.identity(#n)));
     let codec = r.codec.as_ref().map(|c| quote!(.codec(#c)));
+    let compress = r.compress.map(|min| match min {
+        Some(n) => quote!(.compress(::core::option::Option::Some(#n))),
+        None => quote!(.compress(::core::option::Option::None)),
+    });
     let none_ttl = r.none_ttl.as_ref().map(|t| quote!(.none_ttl(#t)));
     let stale = r.stale_ms.map(|ms| quote!(.stale(#ms)));
     let lock = r.lock_ms.map(|ms| quote!(.lock(#ms)));
@@ -293,7 +297,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
                 .ttl(#ttl)
                 .version(#version)
                 .cache_none(#cache_none)
-                #prefix #identity #codec #none_ttl #stale #lock #early #jitter #single_flight #sliding #local;
+                #prefix #identity #codec #compress #none_ttl #stale #lock #early #jitter #single_flight #sliding #local;
     };
     let self_ty = match f.receiver {
         ReceiverKind::Present { .. } => quote!(::core::any::type_name::<Self>()),

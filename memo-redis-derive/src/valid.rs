@@ -6,7 +6,9 @@ use syn::spanned::Spanned;
 use syn::{Error, GenericParam, Path, ReturnType, Type};
 
 use crate::ast::{value_for_override, CachedFn, ReceiverKind, ShapeKind};
-use crate::attr::{parse_duration_ms, Args, BetaArg, LockArg, TtlArg};
+use crate::attr::{
+    parse_duration_ms, parse_size_bytes, Args, BetaArg, CompressArg, LockArg, TtlArg,
+};
 use crate::template::{self, Segment};
 
 pub enum KeyMode {
@@ -22,6 +24,8 @@ pub struct Resolved {
     pub cache_none: bool,
     pub version: u32,
     pub codec: Option<TokenStream>,
+    /// `compress = ...`: `Some(Some(n))` from `n` bytes, `Some(None)` never, `None`: the cache's.
+    pub compress: Option<Option<usize>>,
     pub cache: TokenStream,
     pub name: Option<String>,
     pub shape: ShapeKind,
@@ -38,6 +42,9 @@ pub struct Resolved {
     /// `tags = [...]`: each a template over the arguments.
     pub tags: Vec<(Vec<Segment>, Span)>,
 }
+
+/// Threshold of `compress = true`.
+const DEFAULT_COMPRESS_MIN_BYTES: usize = 1024;
 
 /// Lease of `lock = true`.
 const DEFAULT_LOCK_MS: u64 = 5_000;
@@ -400,6 +407,21 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
         Some(quote!(::memo_redis::__private::CodecKind::#v))
     });
 
+    let compress = match args.compress.get() {
+        None => None,
+        Some(CompressArg::Bool(b)) => Some(b.value.then_some(DEFAULT_COMPRESS_MIN_BYTES)),
+        Some(CompressArg::Size(lit)) => match parse_size_bytes(&lit.value()) {
+            Ok(n) => Some(Some(n)),
+            Err(why) => {
+                errs.push(Error::new(
+                    lit.span(),
+                    format!("invalid `compress` size: {why}; e.g. `compress = \"4KiB\"`, or `compress = true` for 1 KiB"),
+                ));
+                None
+            }
+        },
+    };
+
     let cache = match args.cache.get() {
         Some(path) => quote!(#path),
         None => quote!(::memo_redis::__private::GLOBAL),
@@ -450,6 +472,7 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
             cache_none,
             version,
             codec,
+            compress,
             cache,
             name,
             shape,

@@ -1032,7 +1032,8 @@ fn hit(
     if envelope.is_none() {
         return None;
     }
-    let entry: StoredResponse = envelope.codec.decode(envelope.payload).ok()?;
+    let payload = envelope.decompressed(cache.config.max_value_bytes).ok()?;
+    let entry: StoredResponse = envelope.codec.decode(&payload).ok()?;
     let status = StatusCode::from_u16(entry.status).ok()?;
     let mut headers = HeaderMap::with_capacity(entry.headers.len() + 5);
     for (name, value) in entry.headers {
@@ -1114,7 +1115,14 @@ async fn store(
         headers,
         body,
     };
-    let encoded = envelope::encode(cache.config.codec, Some(&entry), now_ms(), compute_ms);
+    let encoded =
+        envelope::encode(cache.config.codec, Some(&entry), now_ms(), compute_ms).map(|bytes| {
+            envelope::compress(
+                bytes,
+                cache.config.compress_min_bytes,
+                cache.config.max_value_bytes,
+            )
+        });
     let body = entry.body;
     let Ok(bytes) = encoded else {
         return Stored {

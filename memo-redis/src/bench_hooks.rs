@@ -46,6 +46,8 @@ where
         crate::schema::tag_of::<T>(),
         1_764_000_000_000,
         3,
+        None,
+        usize::MAX,
     )
     .map_err(|e| e.to_string())
 }

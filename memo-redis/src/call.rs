@@ -39,7 +39,8 @@ pub(crate) fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<(R,
     let value = if env.is_none() {
         None
     } else {
-        Some(env.codec.decode::<S::Value>(env.payload)?)
+        let payload = env.decompressed(max_len).map_err(|e| e.to_string())?;
+        Some(env.codec.decode::<S::Value>(&payload)?)
     };
     let r = S::from_cached(value)
         .ok_or_else(|| "cached None under a function that cannot return None".to_string())?;
@@ -70,7 +71,15 @@ fn encode_entry<S: Shape<R>, R>(
     let compute_ms = u32::try_from(compute.as_millis()).unwrap_or(u32::MAX);
     let codec = spec.codec_for(inner);
     let shape = crate::schema::tag_of::<S::Value>();
-    match crate::guard::encode::<S::Value, S::Value>(codec, stored, shape, now_ms(), compute_ms) {
+    match crate::guard::encode::<S::Value, S::Value>(
+        codec,
+        stored,
+        shape,
+        now_ms(),
+        compute_ms,
+        spec.compress_for(inner),
+        inner.config.max_value_bytes,
+    ) {
         Ok(bytes) => Some(Entry {
             bytes,
             is_none: stored.is_none(),

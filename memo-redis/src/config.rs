@@ -58,6 +58,9 @@ pub struct Config {
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
     pub(crate) max_value_bytes: usize,
+    /// `REDIS_COMPRESS_MIN_BYTES`: payloads of at least this many bytes are compressed (`None`:
+    /// off).
+    pub(crate) compress_min_bytes: Option<usize>,
     pub(crate) local_max_bytes: usize,
     pub(crate) codec: CodecKind,
     pub(crate) tls_ca_cert: Option<Vec<u8>>,
@@ -163,6 +166,9 @@ impl Config {
         if let Some(v) = get("REDIS_MAX_VALUE_BYTES") {
             b.max_value_bytes = Some(parse_num::<usize>("REDIS_MAX_VALUE_BYTES", &v)?);
         }
+        if let Some(v) = get("REDIS_COMPRESS_MIN_BYTES") {
+            b.compress_min_bytes = Some(parse_num::<usize>("REDIS_COMPRESS_MIN_BYTES", &v)?);
+        }
         if let Some(v) = get("REDIS_LOCAL_MAX_BYTES") {
             b.local_max_bytes = Some(parse_num::<usize>("REDIS_LOCAL_MAX_BYTES", &v)?);
         }
@@ -219,6 +225,20 @@ impl Config {
         self.max_value_bytes
     }
 
+    /// The size from which codec payloads are compressed (LZ4) before they are stored, for
+    /// functions without a `compress` argument, the typed handle and the HTTP layer; `None`
+    /// (the default): not compressed. Entries are decoded whatever this says.
+    ///
+    /// ```
+    /// let config = memo_redis::Config::builder().compress_min_bytes(1024).build()?;
+    /// assert_eq!(config.compress_min_bytes(), Some(1024));
+    /// assert_eq!(memo_redis::Config::builder().build()?.compress_min_bytes(), None);
+    /// # Ok::<(), memo_redis::ConfigError>(())
+    /// ```
+    pub fn compress_min_bytes(&self) -> Option<usize> {
+        self.compress_min_bytes
+    }
+
     /// The bound of the in-process near cache shared by this cache's `local = ...` functions
     /// (keys plus encoded values, in bytes).
     ///
@@ -262,6 +282,7 @@ impl fmt::Debug for Config {
             .field("breaker_threshold", &self.breaker_threshold)
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field("compress_min_bytes", &self.compress_min_bytes)
             .field("local_max_bytes", &self.local_max_bytes)
             .field("codec", &self.codec)
             .field("cluster", &self.is_cluster())
@@ -315,6 +336,7 @@ pub struct ConfigBuilder {
     breaker_threshold: Option<u32>,
     breaker_cooldown: Option<Duration>,
     max_value_bytes: Option<usize>,
+    compress_min_bytes: Option<usize>,
     local_max_bytes: Option<usize>,
     codec: Option<CodecKind>,
     tls_ca_cert: Option<Vec<u8>>,
@@ -433,6 +455,19 @@ impl ConfigBuilder {
     /// `REDIS_MAX_VALUE_BYTES`: largest encoded value stored (default 8 MiB).
     pub fn max_value_bytes(mut self, n: usize) -> Self {
         self.max_value_bytes = Some(n);
+        self
+    }
+    /// `REDIS_COMPRESS_MIN_BYTES`: compress codec payloads of at least `n` bytes (LZ4) before
+    /// storing them (unset: never; a function's `compress = ...` argument wins). An entry is
+    /// stored compressed only when that makes it smaller.
+    ///
+    /// ```
+    /// let config = memo_redis::Config::builder().compress_min_bytes(4096).build()?;
+    /// assert_eq!(config.compress_min_bytes(), Some(4096));
+    /// # Ok::<(), memo_redis::ConfigError>(())
+    /// ```
+    pub fn compress_min_bytes(mut self, n: usize) -> Self {
+        self.compress_min_bytes = Some(n);
         self
     }
     /// `REDIS_LOCAL_MAX_BYTES`: bound of the near cache (keys plus encoded values) shared by this
@@ -569,6 +604,7 @@ impl ConfigBuilder {
             breaker_threshold,
             breaker_cooldown,
             max_value_bytes,
+            compress_min_bytes: self.compress_min_bytes,
             local_max_bytes,
             codec: self.codec.unwrap_or_default(),
             tls_ca_cert: self.tls_ca_cert,
@@ -1093,6 +1129,7 @@ mod tests {
             ("REDIS_BREAKER_THRESHOLD", "3"),
             ("REDIS_BREAKER_COOLDOWN", "0.5"),
             ("REDIS_MAX_VALUE_BYTES", "1024"),
+            ("REDIS_COMPRESS_MIN_BYTES", "512"),
             ("REDIS_LOCAL_MAX_BYTES", "2048"),
             ("REDIS_CODEC", " bincode "),
             ("REDIS_TLS_CA_CERT", &ca_path),
@@ -1111,6 +1148,7 @@ mod tests {
         assert_eq!(c.breaker_threshold, 3);
         assert_eq!(c.breaker_cooldown, Duration::from_millis(500));
         assert_eq!(c.max_value_bytes(), 1024);
+        assert_eq!(c.compress_min_bytes(), Some(512));
         assert_eq!(c.local_max_bytes(), 2048);
         assert_eq!(
             c.codec(),
@@ -1139,6 +1177,7 @@ mod tests {
             .breaker_threshold(3)
             .breaker_cooldown(Duration::from_millis(500))
             .max_value_bytes(1024)
+            .compress_min_bytes(512)
             .local_max_bytes(2048)
             .codec(CodecKind::Bincode)
             .tls_ca_cert_pem(b"-----BEGIN CERTIFICATE-----\n".to_vec());

@@ -721,8 +721,9 @@ mod tests {
             let nodes = (MAX_DEPTH / 2) as usize;
             let value = chain(nodes);
             for codec in codecs() {
-                let bytes = crate::guard::encode::<Node, Node>(codec, Some(&value), 0, 0, 0)
-                    .unwrap_or_else(|e| panic!("{codec}: {e}"));
+                let bytes =
+                    crate::guard::encode::<Node, Node>(codec, Some(&value), 0, 0, 0, None, 0)
+                        .unwrap_or_else(|e| panic!("{codec}: {e}"));
                 let env = crate::envelope::Envelope::parse(&bytes, usize::MAX).unwrap();
                 let back: Node = codec.decode(env.payload).unwrap();
                 assert_eq!(back.v, value.v);

@@ -5,7 +5,7 @@
 //! 0       2     magic  b"MR"
 //! 2       1     format version (1)
 //! 3       1     codec id (see CodecKind::id)
-//! 4       1     flags: bit 0 = cached `None` (no payload)
+//! 4       1     flags: bit 0 = cached `None` (no payload), bit 1 = payload compressed
 //! 5       8     written at, ms since the Unix epoch, big-endian
 //! 13      4     compute time of the body, ms, big-endian (for early refresh)
 //! 17      8     shape tag of the value type, big-endian (0 = not checked; see below)
@@ -19,6 +19,16 @@
 //! (`set` writes the tag of the type its value is read back as); a reader whose type has another
 //! tag treats the entry like an undecodable one. 0 ("not checked", written by [`encode`]) is
 //! accepted by every reader. Entries of format version 1 (no tag) are a miss and are repaired.
+//!
+//! A compressed payload ([`FLAG_COMPRESSED`], written when the cache's
+//! `REDIS_COMPRESS_MIN_BYTES` or the function's `compress = ...` asks for it) is the codec
+//! payload's length as a big-endian `u32` followed by one LZ4 block (`lz4_flex::block`). Every
+//! reader decompresses, whatever its own setting; the length is checked against the reader's
+//! `max_value_bytes` before anything is allocated, and a block that does not decompress to
+//! exactly that length is rejected. The format version stays 2: a build older than the flag
+//! rejects it as an unknown flag, which is a miss (and a repair), never a wrong value.
+
+use std::borrow::Cow;
 
 use crate::codec::CodecKind;
 
@@ -30,7 +40,11 @@ pub const FORMAT_VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 25;
 /// Flag: the entry is a cached `None`.
 pub const FLAG_NONE: u8 = 0b0000_0001;
-const KNOWN_FLAGS: u8 = FLAG_NONE;
+/// Flag: the payload is compressed (see the module docs).
+pub const FLAG_COMPRESSED: u8 = 0b0000_0010;
+const KNOWN_FLAGS: u8 = FLAG_NONE | FLAG_COMPRESSED;
+/// Length of the uncompressed-size prefix of a compressed payload.
+const SIZE_PREFIX: usize = 4;
 
 /// Why an entry was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +68,9 @@ pub enum EnvelopeError {
     /// Larger than the configured maximum.
     #[error("entry of {0} bytes exceeds the size limit")]
     TooLarge(usize),
+    /// A compressed payload that does not decompress to the length it announces.
+    #[error("compressed payload does not decompress ({0})")]
+    Compression(String),
 }
 
 /// A parsed envelope borrowing its payload.
@@ -103,7 +120,9 @@ impl<'a> Envelope<'a> {
         }
         let codec = CodecKind::from_id(header[3]).ok_or(EnvelopeError::Codec(header[3]))?;
         let flags = header[4];
-        if flags & !KNOWN_FLAGS != 0 || (flags & FLAG_NONE != 0 && !payload.is_empty()) {
+        if flags & !KNOWN_FLAGS != 0
+            || (flags & FLAG_NONE != 0 && (!payload.is_empty() || flags & FLAG_COMPRESSED != 0))
+        {
             return Err(EnvelopeError::Flags(flags));
         }
         let mut written = [0u8; 8];
@@ -120,6 +139,49 @@ impl<'a> Envelope<'a> {
             shape: u64::from_be_bytes(shape),
             payload,
         })
+    }
+
+    /// Whether the payload is compressed.
+    pub fn is_compressed(&self) -> bool {
+        self.flags & FLAG_COMPRESSED != 0
+    }
+
+    /// The codec payload, decompressed if the entry is compressed; a decompressed payload longer
+    /// than `max_len` is rejected before anything is allocated.
+    ///
+    /// # Errors
+    /// [`EnvelopeError::TooLarge`] or [`EnvelopeError::Compression`].
+    ///
+    /// ```
+    /// use memo_redis::{envelope, CodecKind};
+    /// let value = "abc".repeat(100);
+    /// let plain = envelope::encode(CodecKind::Bincode, Some(&value), 0, 0).unwrap();
+    /// let bytes = envelope::compress(plain, Some(64), 1 << 20);
+    /// let env = envelope::Envelope::parse(&bytes, 1 << 20).unwrap();
+    /// assert!(env.is_compressed() && env.payload.len() < 100);
+    /// let payload = env.decompressed(1 << 20).unwrap();
+    /// assert_eq!(env.codec.decode::<String>(&payload).unwrap(), value);
+    /// ```
+    pub fn decompressed(&self, max_len: usize) -> Result<Cow<'a, [u8]>, EnvelopeError> {
+        if !self.is_compressed() {
+            return Ok(Cow::Borrowed(self.payload));
+        }
+        let Some((len, block)) = self.payload.split_first_chunk::<SIZE_PREFIX>() else {
+            return Err(EnvelopeError::Compression("no length".into()));
+        };
+        let len = u32::from_be_bytes(*len);
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > max_len {
+            return Err(EnvelopeError::TooLarge(len));
+        }
+        let mut out = vec![0u8; len];
+        match lz4_flex::block::decompress_into(block, &mut out) {
+            Ok(n) if n == len => Ok(Cow::Owned(out)),
+            Ok(n) => Err(EnvelopeError::Compression(format!(
+                "{n} bytes where {len} were announced"
+            ))),
+            Err(e) => Err(EnvelopeError::Compression(e.to_string())),
+        }
     }
 
     /// Whether a reader of a type with shape tag `expected` may decode this entry: the tags are
@@ -156,6 +218,43 @@ pub(crate) fn header(
     out.extend_from_slice(&written_at_ms.to_be_bytes());
     out.extend_from_slice(&compute_ms.to_be_bytes());
     out.extend_from_slice(&shape.to_be_bytes());
+}
+
+/// Compresses the payload of the whole entry `entry` (header included, as [`encode`] returns it)
+/// if it is at least `min_bytes` long (`None`: never), at most `max_len` long (a longer one is
+/// refused by the size limit anyway) and compressing makes it smaller; otherwise returns
+/// `entry` unchanged. A cached `None` is never compressed.
+///
+/// ```
+/// use memo_redis::{envelope, CodecKind};
+/// let small = envelope::encode(CodecKind::Bincode, Some(&"abc".repeat(10)), 0, 0).unwrap();
+/// assert_eq!(envelope::compress(small.clone(), Some(64), 1 << 20), small);
+/// ```
+pub fn compress(entry: Vec<u8>, min_bytes: Option<usize>, max_len: usize) -> Vec<u8> {
+    let Some(min_bytes) = min_bytes else {
+        return entry;
+    };
+    let Some((header, payload)) = entry.split_first_chunk::<HEADER_LEN>() else {
+        return entry;
+    };
+    let Ok(len) = u32::try_from(payload.len()) else {
+        return entry;
+    };
+    if payload.len() < min_bytes || payload.len() > max_len || header[4] != 0 {
+        return entry;
+    }
+    let bound = lz4_flex::block::get_maximum_output_size(payload.len());
+    let mut out = vec![0u8; HEADER_LEN + SIZE_PREFIX + bound];
+    out[..HEADER_LEN].copy_from_slice(header);
+    out[4] = FLAG_COMPRESSED;
+    out[HEADER_LEN..HEADER_LEN + SIZE_PREFIX].copy_from_slice(&len.to_be_bytes());
+    match lz4_flex::block::compress_into(payload, &mut out[HEADER_LEN + SIZE_PREFIX..]) {
+        Ok(n) if SIZE_PREFIX + n < payload.len() => {
+            out.truncate(HEADER_LEN + SIZE_PREFIX + n);
+            out
+        }
+        _ => entry,
+    }
 }
 
 /// Encodes a whole entry: `Some(value)` or a cached `None`.
@@ -258,5 +357,81 @@ mod tests {
             Envelope::parse(&bytes, 1),
             Err(EnvelopeError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn compression_roundtrip_threshold_and_hostile_lengths() {
+        let value = "memo-redis ".repeat(200);
+        let plain = encode(CodecKind::Bincode, Some(&value), 1, 2).unwrap();
+        let payload_len = plain.len() - HEADER_LEN;
+        // Off, below the threshold, above the size limit: unchanged.
+        assert_eq!(compress(plain.clone(), None, 1 << 20), plain);
+        assert_eq!(
+            compress(plain.clone(), Some(payload_len + 1), 1 << 20),
+            plain
+        );
+        assert_eq!(compress(plain.clone(), Some(0), payload_len - 1), plain);
+        // At the threshold: compressed, same header but the flag.
+        let packed = compress(plain.clone(), Some(payload_len), 1 << 20);
+        assert!(packed.len() < plain.len() / 4, "{}", packed.len());
+        assert_eq!(packed[..4], plain[..4]);
+        assert_eq!(packed[4], FLAG_COMPRESSED);
+        assert_eq!(packed[5..HEADER_LEN], plain[5..HEADER_LEN]);
+        let env = Envelope::parse(&packed, 1 << 20).unwrap();
+        assert!(env.is_compressed() && !env.is_none());
+        let back = env.decompressed(payload_len).unwrap();
+        assert_eq!(&back[..], &plain[HEADER_LEN..]);
+        // The reader's limit bounds the decompressed length.
+        assert_eq!(
+            env.decompressed(payload_len - 1),
+            Err(EnvelopeError::TooLarge(payload_len))
+        );
+        // Incompressible payloads stay as they are; a cached None is never compressed.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let noise: Vec<u8> = (0..2000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed.to_le_bytes()[0]
+            })
+            .collect();
+        let raw = encode(CodecKind::Bincode, Some(&noise), 1, 2).unwrap();
+        assert_eq!(compress(raw.clone(), Some(0), 1 << 20), raw);
+        let none = encode::<u8>(CodecKind::Bincode, None, 1, 2).unwrap();
+        assert_eq!(compress(none.clone(), Some(0), 1 << 20), none);
+        // Hostile: a 4 GiB claim is refused before allocating; garbage and wrong lengths fail.
+        let mut huge = packed[..HEADER_LEN].to_vec();
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        huge.extend_from_slice(&[0x1f; 16]);
+        let env = Envelope::parse(&huge, 1 << 20).unwrap();
+        assert_eq!(
+            env.decompressed(1 << 20),
+            Err(EnvelopeError::TooLarge(u32::MAX as usize))
+        );
+        let mut garbage = packed[..HEADER_LEN].to_vec();
+        garbage.extend_from_slice(&100u32.to_be_bytes());
+        garbage.extend_from_slice(&[0xff; 16]);
+        let env = Envelope::parse(&garbage, 1 << 20).unwrap();
+        assert!(matches!(
+            env.decompressed(1 << 20),
+            Err(EnvelopeError::Compression(_))
+        ));
+        let mut short = packed.clone();
+        short[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&(payload_len as u32 + 1).to_be_bytes());
+        let env = Envelope::parse(&short, 1 << 20).unwrap();
+        assert!(matches!(
+            env.decompressed(1 << 20),
+            Err(EnvelopeError::Compression(_))
+        ));
+        let env = Envelope::parse(&packed[..HEADER_LEN + 2], 1 << 20).unwrap();
+        assert!(matches!(
+            env.decompressed(1 << 20),
+            Err(EnvelopeError::Compression(_))
+        ));
+        // A cached None cannot be compressed.
+        let mut v = none.clone();
+        v[4] = FLAG_NONE | FLAG_COMPRESSED;
+        assert_eq!(Envelope::parse(&v, 1024), Err(EnvelopeError::Flags(3)));
     }
 }

@@ -53,13 +53,18 @@ impl fmt::Display for Refusal {
 
 /// The envelope for `value` (`None`: a cached `None`), written only if it passes the guards.
 ///
-/// `O` is the type the entry is read back as (`T` itself, or `String` for `str`).
+/// `O` is the type the entry is read back as (`T` itself, or `String` for `str`). The guards
+/// run on the uncompressed codec payload; a payload of at least `compress` bytes (and at most
+/// `max_len`) is then compressed ([`envelope::compress`]): the one place every write of a cached
+/// function or of the typed handle compresses.
 pub(crate) fn encode<V, O>(
     codec: CodecKind,
     value: Option<&V>,
     shape: u64,
     written_at_ms: u64,
     compute_ms: u32,
+    compress: Option<usize>,
+    max_len: usize,
 ) -> Result<Vec<u8>, Refusal>
 where
     V: Serialize + ?Sized,
@@ -90,7 +95,7 @@ where
     if canonical(&back, false, n)? == original
         || canonical(&back, true, n)? == canonical(value, true, n)?
     {
-        return Ok(out);
+        return Ok(envelope::compress(out, compress, max_len));
     }
     Err(Refusal::NotRoundTrip("decodes to another value".into()))
 }
@@ -578,7 +583,7 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     fn check<T: Serialize + DeserializeOwned>(codec: CodecKind, v: &T) -> Result<(), Refusal> {
-        encode::<T, T>(codec, Some(v), 0, 0, 0).map(|_| ())
+        encode::<T, T>(codec, Some(v), 0, 0, 0, None, usize::MAX).map(|_| ())
     }
 
     #[test]

@@ -864,9 +864,16 @@ fn encode<V: Serialize + ?Sized, O: Serialize + DeserializeOwned>(
     shape: u64,
     compute_ms: u32,
 ) -> Result<Vec<u8>, Error> {
-    let bytes =
-        crate::guard::encode::<V, O>(inner.config.codec, Some(value), shape, now_ms(), compute_ms)
-            .map_err(|refused| Error::Codec(refused.to_string()))?;
+    let bytes = crate::guard::encode::<V, O>(
+        inner.config.codec,
+        Some(value),
+        shape,
+        now_ms(),
+        compute_ms,
+        inner.config.compress_min_bytes,
+        inner.config.max_value_bytes,
+    )
+    .map_err(|refused| Error::Codec(refused.to_string()))?;
     let payload = bytes.len().saturating_sub(envelope::HEADER_LEN);
     if payload > inner.config.max_value_bytes {
         return Err(Error::Codec(format!(
@@ -888,8 +895,11 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<Option<T>
     if env.is_none() {
         return Ok(None);
     }
+    let payload = env
+        .decompressed(max_len)
+        .map_err(|e| Error::Codec(e.to_string()))?;
     env.codec
-        .decode::<T>(env.payload)
+        .decode::<T>(&payload)
         .map(Some)
         .map_err(Error::Codec)
 }

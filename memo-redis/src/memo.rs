@@ -34,6 +34,9 @@ pub struct Spec {
     pub(crate) ttl: Ttl,
     pub(crate) cache_none: bool,
     pub(crate) codec: Option<CodecKind>,
+    /// `compress = ...`: `Some(Some(n))` from `n` bytes, `Some(None)` never, `None`: the
+    /// cache's `compress_min_bytes`.
+    pub(crate) compress: Option<Option<usize>>,
     pub(crate) cache: &'static Cache,
     pub(crate) head: OnceLock<Head>,
     pub(crate) stats: Stats,
@@ -274,6 +277,7 @@ impl Spec {
             ttl: Ttl::Default,
             cache_none: false,
             codec: None,
+            compress: None,
             cache,
             head: OnceLock::new(),
             stats: Stats::new(),
@@ -361,6 +365,11 @@ impl Spec {
         self.codec = Some(codec);
         self
     }
+    /// `compress = ...`: compress payloads of at least `min_bytes` (`None`: never).
+    pub const fn compress(mut self, min_bytes: Option<usize>) -> Spec {
+        self.compress = Some(min_bytes);
+        self
+    }
 
     /// The counters of this function.
     pub fn stats(&self) -> FnStats {
@@ -444,6 +453,11 @@ impl Spec {
 
     pub(crate) fn codec_for(&self, inner: &Inner) -> CodecKind {
         self.codec.unwrap_or(inner.config.codec)
+    }
+
+    /// The size from which this function's payloads are compressed (`None`: never).
+    pub(crate) fn compress_for(&self, inner: &Inner) -> Option<usize> {
+        self.compress.unwrap_or(inner.config.compress_min_bytes)
     }
 
     /// The function's identity (as in [`stats`]), for log lines.

@@ -16,6 +16,11 @@
 //!   forms differ in order, so it also pays the sorted comparison), with bincode and JSON.
 //! - `hit/*`: the CPU part of a hit with the Redis reply already fetched: key (digest) + breaker
 //!   check + envelope parse + shape-tag check + decode + stats (`memo_redis::__private::bench::hit`).
+//! - `compress/*`: the payload compression of `REDIS_COMPRESS_MIN_BYTES` / `compress = ...`
+//!   (LZ4 through `lz4_flex`, `memo_redis::envelope::compress` and `Envelope::decompressed`)
+//!   against zstd (levels 1 and 3, the `zstd` crate's bulk API) on JSON of 1 KB, 100 KB and 1 MB
+//!   of records; each ratio is printed once. `cargo bench -p memo-redis-tests --bench micro --
+//!   compress`.
 //! - `schema/*`: the structural fingerprint's one-time cost (tracing a type's serde shape and
 //!   writing its description, what the first call of a function pays once per value type) and its
 //!   steady state (the cached lookup every decode does).
@@ -30,7 +35,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use memo_redis::__private::{bench, digest_key, shape_fn_of, Plain, Spec, Ttl, NO_SELF};
 use memo_redis::{envelope, redis_cache, Cache, CodecKind, Config};
 use serde::Serialize;
@@ -238,9 +243,12 @@ fn hits(c: &mut Criterion) {
     let hits_before = HIT_SPEC.stats().hits;
 
     let mut g = c.benchmark_group("hit");
+    // Criterion calls the closure only when the benchmark is not filtered out (`-- compress`).
+    let mut measured = false;
     g.bench_function(
         "full CPU path, reply pre-fetched (key + breaker + envelope + decode + stats)",
         |b| {
+            measured = true;
             b.iter(|| {
                 bench::hit::<Plain, Profile>(&HIT_SPEC, key(), black_box(&reply)).expect("a hit")
             })
@@ -251,7 +259,7 @@ fn hits(c: &mut Criterion) {
     });
     g.finish();
     assert!(
-        HIT_SPEC.stats().hits > hits_before,
+        !measured || HIT_SPEC.stats().hits > hits_before,
         "every measured call is counted as a hit"
     );
 }
@@ -308,6 +316,68 @@ fn schema(c: &mut Criterion) {
     g.finish();
 }
 
+/// JSON of `Profile` records (distinct ids, names and e-mails) of at least `bytes` bytes, in an
+/// envelope as the miss path stores it.
+fn json_entry(bytes: usize) -> Vec<u8> {
+    let mut records = Vec::new();
+    let mut json = Vec::new();
+    while json.len() < bytes {
+        records.push(profile(records.len() as u64 * 7919 + 1_000_003));
+        json = serde_json::to_vec(&records).expect("json");
+    }
+    envelope::encode(CodecKind::Json, Some(&records), 1_764_000_000_000, 3).expect("encode")
+}
+
+fn compression(c: &mut Criterion) {
+    let mut g = c.benchmark_group("compress");
+    for (label, size) in [("1 KB", 1_000), ("100 KB", 100_000), ("1 MB", 1_000_000)] {
+        let entry = json_entry(size);
+        let payload = &entry[envelope::HEADER_LEN..];
+        let lz4 = envelope::compress(entry.clone(), Some(0), usize::MAX);
+        let env = envelope::Envelope::parse(&lz4, usize::MAX).expect("parse");
+        assert!(env.is_compressed(), "{label}: lz4 shrinks JSON");
+        assert_eq!(&env.decompressed(usize::MAX).expect("lz4")[..], payload);
+        let z1 = zstd::bulk::compress(payload, 1).expect("zstd");
+        let z3 = zstd::bulk::compress(payload, 3).expect("zstd");
+        eprintln!(
+            "compress/{label}: payload {} B; lz4_flex {} B (ratio {:.2}); zstd-1 {} B ({:.2}); zstd-3 {} B ({:.2})",
+            payload.len(),
+            env.payload.len(),
+            payload.len() as f64 / env.payload.len() as f64,
+            z1.len(),
+            payload.len() as f64 / z1.len() as f64,
+            z3.len(),
+            payload.len() as f64 / z3.len() as f64,
+        );
+        g.bench_function(format!("lz4_flex encode {label}"), |b| {
+            b.iter_batched(
+                || entry.clone(),
+                |e| envelope::compress(e, Some(0), usize::MAX),
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(format!("lz4_flex decode {label}"), |b| {
+            b.iter(|| {
+                let env = envelope::Envelope::parse(black_box(&lz4), usize::MAX).expect("parse");
+                env.decompressed(usize::MAX).expect("lz4").len()
+            })
+        });
+        for (level, packed) in [(1, &z1), (3, &z3)] {
+            g.bench_function(format!("zstd-{level} encode {label}"), |b| {
+                b.iter(|| zstd::bulk::compress(black_box(payload), level).expect("zstd"))
+            });
+            g.bench_function(format!("zstd-{level} decode {label}"), |b| {
+                b.iter(|| {
+                    zstd::bulk::decompress(black_box(packed), payload.len())
+                        .expect("zstd")
+                        .len()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -319,6 +389,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = keys, envelopes, guards, hits, schema
+    targets = keys, envelopes, guards, hits, schema, compression
 }
 criterion_main!(micro);

@@ -672,3 +672,58 @@ async fn nested_routers_key_by_the_full_path() {
     // Exclusions see the full path too.
     assert_eq!(get_(addr, "/b/private").await.x_cache(), None);
 }
+
+/// The layer follows the cache's `REDIS_COMPRESS_MIN_BYTES`: a large response is stored
+/// compressed (flag byte `02`) and served back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_compressed_by_the_cache_setting_and_served_exactly() {
+    let server = RedisServer::start();
+    static CACHE: Cache = Cache::from_env();
+    CACHE
+        .install(
+            Config::builder()
+                .url(server.url())
+                .namespace("t")
+                .op_timeout(Duration::from_millis(300))
+                .compress_min_bytes(1024)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    let runs = Runs::default();
+    let page: String = (0..200).map(|i| format!("<li>item {i}</li>")).collect();
+    let r = runs.clone();
+    let body = page.clone();
+    let app = Router::new()
+        .route(
+            "/page",
+            get(move || {
+                let (r, body) = (r.clone(), body.clone());
+                async move {
+                    r.bump();
+                    body
+                }
+            }),
+        )
+        .layer(ResponseCacheLayer::new(Duration::from_secs(10)).cache(&CACHE));
+    let layer = ResponseCacheLayer::new(Duration::from_secs(10)).cache(&CACHE);
+    let addr = serve(app).await;
+
+    let miss = get_(addr, "/page").await;
+    assert_eq!(miss.x_cache(), Some("MISS"));
+    assert_eq!(miss.text(), page);
+    let stored = raw_get(&server, &key(&layer, "/page"))
+        .await
+        .expect("stored");
+    assert_eq!(stored[4], 0b10, "flag byte: compressed");
+    assert!(
+        stored.len() * 2 < page.len(),
+        "{} stored bytes for a {}-byte body",
+        stored.len(),
+        page.len()
+    );
+    let hit = get_(addr, "/page").await;
+    assert_eq!(hit.x_cache(), Some("HIT"));
+    assert_eq!(hit.body, miss.body);
+    assert_eq!(runs.get(), 1);
+}
