@@ -18,7 +18,7 @@
 //!   check + envelope parse + shape-tag check + decode + stats (`memo_redis::__private::bench::hit`).
 //! - `compress/*`: the payload compression of `REDIS_COMPRESS_MIN_BYTES` / `compress = ...`
 //!   (LZ4 through `lz4_flex`, `memo_redis::envelope::compress` and `Envelope::decompressed`)
-//!   against zstd (levels 1 and 3, the `zstd` crate's bulk API) on JSON of 1 KB, 100 KB and 1 MB
+//!   against zstd (levels 1 and 3, the `zstd` crate's bulk API; `--features compare-zstd`) on JSON of 1 KB, 100 KB and 1 MB
 //!   of records; each ratio is printed once. `cargo bench -p memo-redis-tests --bench micro --
 //!   compress`.
 //! - `schema/*`: the structural fingerprint's one-time cost (tracing a type's serde shape and
@@ -337,17 +337,11 @@ fn compression(c: &mut Criterion) {
         let env = envelope::Envelope::parse(&lz4, usize::MAX).expect("parse");
         assert!(env.is_compressed(), "{label}: lz4 shrinks JSON");
         assert_eq!(&env.decompressed(usize::MAX).expect("lz4")[..], payload);
-        let z1 = zstd::bulk::compress(payload, 1).expect("zstd");
-        let z3 = zstd::bulk::compress(payload, 3).expect("zstd");
         eprintln!(
-            "compress/{label}: payload {} B; lz4_flex {} B (ratio {:.2}); zstd-1 {} B ({:.2}); zstd-3 {} B ({:.2})",
+            "compress/{label}: payload {} B; lz4_flex {} B (ratio {:.2})",
             payload.len(),
             env.payload.len(),
             payload.len() as f64 / env.payload.len() as f64,
-            z1.len(),
-            payload.len() as f64 / z1.len() as f64,
-            z3.len(),
-            payload.len() as f64 / z3.len() as f64,
         );
         g.bench_function(format!("lz4_flex encode {label}"), |b| {
             b.iter_batched(
@@ -362,20 +356,40 @@ fn compression(c: &mut Criterion) {
                 env.decompressed(usize::MAX).expect("lz4").len()
             })
         });
-        for (level, packed) in [(1, &z1), (3, &z3)] {
-            g.bench_function(format!("zstd-{level} encode {label}"), |b| {
-                b.iter(|| zstd::bulk::compress(black_box(payload), level).expect("zstd"))
-            });
-            g.bench_function(format!("zstd-{level} decode {label}"), |b| {
-                b.iter(|| {
-                    zstd::bulk::decompress(black_box(packed), payload.len())
-                        .expect("zstd")
-                        .len()
-                })
-            });
-        }
+        #[cfg(feature = "compare-zstd")]
+        zstd_rows(&mut g, label, payload);
     }
     g.finish();
+}
+
+/// zstd levels 1 and 3 on the same payload (`--features compare-zstd`: a C build).
+#[cfg(feature = "compare-zstd")]
+fn zstd_rows(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    payload: &[u8],
+) {
+    let z1 = zstd::bulk::compress(payload, 1).expect("zstd");
+    let z3 = zstd::bulk::compress(payload, 3).expect("zstd");
+    eprintln!(
+        "compress/{label}: zstd-1 {} B ({:.2}); zstd-3 {} B ({:.2})",
+        z1.len(),
+        payload.len() as f64 / z1.len() as f64,
+        z3.len(),
+        payload.len() as f64 / z3.len() as f64,
+    );
+    for (level, packed) in [(1, &z1), (3, &z3)] {
+        g.bench_function(format!("zstd-{level} encode {label}"), |b| {
+            b.iter(|| zstd::bulk::compress(black_box(payload), level).expect("zstd"))
+        });
+        g.bench_function(format!("zstd-{level} decode {label}"), |b| {
+            b.iter(|| {
+                zstd::bulk::decompress(black_box(packed), payload.len())
+                    .expect("zstd")
+                    .len()
+            })
+        });
+    }
 }
 
 fn config() -> Criterion {
