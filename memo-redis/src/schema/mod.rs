@@ -61,7 +61,8 @@ pub struct Untraceable {
 /// ```
 pub fn describe<T: DeserializeOwned>() -> Result<String, Untraceable> {
     let type_name = std::any::type_name::<T>();
-    let traced = std::panic::catch_unwind(trace::<T>).map_err(|_| Untraceable {
+    let pass = |t: &mut trace::Tracer| T::deserialize(de::De { t }).map(drop);
+    let traced = std::panic::catch_unwind(|| trace(pass)).map_err(|_| Untraceable {
         type_name,
         reason: "its Deserialize implementation panicked".into(),
     })?;

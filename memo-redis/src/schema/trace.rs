@@ -3,9 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write as _};
 
-use serde::de::{self, DeserializeOwned};
-
-use super::de::De;
+use serde::de;
 
 /// Passes over the type before giving up (each explores one more enum variant or sample).
 const MAX_PASSES: usize = 2048;
@@ -135,7 +133,12 @@ pub(super) enum Mode {
     Cut,
 }
 
-pub(super) fn trace<T: DeserializeOwned>() -> Result<String, String> {
+/// Runs `pass` (one deserialization of the traced type against the tracer, `de::De`) until
+/// every reachable definition is complete, then writes the description. The pass is handed in
+/// so that this file does not import the deserializer, which imports it.
+pub(super) fn trace(
+    mut pass: impl FnMut(&mut Tracer) -> Result<(), Error>,
+) -> Result<String, String> {
     let mut t = Tracer::default();
     let mut root = None;
     for _ in 0..MAX_PASSES {
@@ -145,7 +148,7 @@ pub(super) fn trace<T: DeserializeOwned>() -> Result<String, String> {
         t.blame = None;
         t.last_leaf = None;
         t.ret = None;
-        match T::deserialize(De { t: &mut t }) {
+        match pass(&mut t) {
             Ok(_) => {
                 let fmt = t.ret.take().unwrap_or(Fmt::Prim("nothing"));
                 root.get_or_insert(fmt);
