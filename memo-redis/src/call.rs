@@ -844,10 +844,3 @@ where
     }
     r
 }
-
-/// Pins the output type of the body block so `?` and `.into()` inside it infer as in the
-/// original function.
-#[inline(always)]
-pub fn body<R, F: Future<Output = R>>(f: F) -> F {
-    f
-}

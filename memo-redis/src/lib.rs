@@ -129,6 +129,7 @@ mod observe;
 mod runtime;
 pub mod schema;
 mod shape;
+mod site;
 mod store;
 mod tags;
 

@@ -107,29 +107,6 @@ pub fn stats() -> Vec<FunctionStats> {
     out
 }
 
-/// The counters of the function `companion` (a companion's spec) belongs to; `self_ty` tells
-/// apart methods of the same name and signature in two `impl` blocks of one module.
-pub fn stats_for(companion: &Spec, self_ty: &str) -> FnStats {
-    let Ok(registry) = REGISTRY.lock() else {
-        return FnStats::default();
-    };
-    let mut same = registry.iter().filter(|s| {
-        s.module == companion.module
-            && s.name == companion.name
-            && s.ret == companion.ret
-            && s.identity == companion.identity
-    });
-    let Some(first) = same.next() else {
-        return FnStats::default();
-    };
-    let of_self = |s: &&&Spec| s.head.get().is_some_and(|h| h.self_ty == self_ty);
-    if of_self(&first) {
-        return first.stats();
-    }
-    // A generic impl shares one spec over its instantiations: no exact `Self`, take the first.
-    same.find(of_self).unwrap_or(first).stats()
-}
-
 /// Stripes of [`Stats`]: threads spread their increments over them, so that two cores counting
 /// hits of one hot function do not fight over one cache line.
 const STAT_STRIPES: usize = 4;
