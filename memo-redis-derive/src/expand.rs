@@ -236,6 +236,9 @@ fn key_expr(f: &CachedFn, r: &Resolved, site: &TokenStream) -> TokenStream {
 /// The `Spec` builder calls for the arguments that differ from `Spec::new`'s defaults.
 fn spec_options(r: &Resolved) -> TokenStream {
     let mut out = TokenStream::new();
+    if let Some(cache) = &r.cache {
+        out.extend(quote!(.cache(&#cache)));
+    }
     let ttl = &r.ttl;
     out.extend(quote!(.ttl(#ttl)));
     if r.version != 0 {
@@ -356,11 +359,6 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let key_fn = hidden(&name_str, "key", name.span());
     let body_fn = hidden(&name_str, "body", name.span());
 
-    let self_ty = if method {
-        quote!(::core::any::type_name::<Self>())
-    } else {
-        quote!(::memo_redis::__private::NO_SELF)
-    };
     // The `Shape` bound is spanned where `value_type` reports (see `checks`).
     let value_at = anchor(r.value_ty.as_ref().unwrap_or(ret));
     let shape_ident = format_ident!("{}", r.shape.ident(), span = value_at);
@@ -375,20 +373,32 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         }
         None => quote_spanned!(value_at=> ::memo_redis::__private::shape_fn_of::<#shape, #ret>),
     };
-    let cache = &r.cache;
     let options = spec_options(r);
+    let site_new = if method {
+        quote!(::memo_redis::__private::Site::method(&__MEMO_REDIS_SPEC, ::core::any::type_name::<Self>(), #shape_fn))
+    } else {
+        quote!(::memo_redis::__private::Site::new(&__MEMO_REDIS_SPEC, #shape_fn))
+    };
 
     // The function's one spec (its counters live there).
     let spec_item = quote! {
         #(#cfgs)*
         fn #spec_fn() -> ::memo_redis::__private::Site<#shape> {
             static __MEMO_REDIS_SPEC: ::memo_redis::__private::Spec =
-                ::memo_redis::__private::Spec::new(::core::module_path!(), #name_str, #sig_str, &#cache)
+                ::memo_redis::__private::Spec::new(::core::module_path!(), #name_str, #sig_str)
                     #options;
-            ::memo_redis::__private::Site::new(&__MEMO_REDIS_SPEC, #self_ty, #shape_fn)
+            #site_new
         }
     };
     let site = quote!(#qual #spec_fn());
+
+    // A lifetime the user's signature names once was also named by the key code in the same
+    // function (up to the fourth session): the split must not make `single_use_lifetimes` fire.
+    let lifetimes = sig
+        .generics
+        .lifetimes()
+        .next()
+        .map(|_| quote!(#[allow(single_use_lifetimes)]));
 
     // The body, once: the user's signature under a hidden name.
     let mut body_sig = sig.clone();
@@ -401,6 +411,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     body.set_span(block.brace_token.span.join());
     let body_item = quote! {
         #(#body_attrs)*
+        #lifetimes
         #body_sig #body
     };
 
@@ -426,6 +437,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let key = key_expr(f, r, &site);
     let key_item = quote! {
         #(#cfgs)*
+        #lifetimes
         fn #key_fn #generics (#recv #(#comp_params),*)
             -> ::memo_redis::__private::KeyResult #where_clause
         {
@@ -501,6 +513,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         #body_item
 
         #(#outer)*
+        #lifetimes
         #vis #main_sig {
             #check
             #memo_call
@@ -508,7 +521,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
 
         #(#cfgs)*
         #[doc = #doc_key]
-        #[allow(dead_code)]
+        #[allow(dead_code)] #lifetimes
         #vis fn #key_name #generics (#recv #(#comp_params),*)
             -> ::core::result::Result<::std::string::String, ::memo_redis::Error> #where_clause
         {
@@ -517,7 +530,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
 
         #(#cfgs)*
         #[doc = #doc_evict]
-        #[allow(dead_code)]
+        #[allow(dead_code)] #lifetimes
         #vis async fn #evict_name #generics (#recv #(#comp_params),*)
             -> ::core::result::Result<bool, ::memo_redis::Error> #where_clause
         {
@@ -526,7 +539,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
 
         #(#cfgs)*
         #[doc = #doc_peek]
-        #[allow(dead_code)]
+        #[allow(dead_code)] #lifetimes
         #vis async fn #peek_name #generics (#recv #(#comp_params),*)
             -> ::core::result::Result<::core::option::Option<#ret>, ::memo_redis::Error> #where_clause
         {
@@ -544,13 +557,13 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         #(#cfgs)*
         #[doc = #doc_stats]
         #[allow(dead_code)]
-        #vis fn #stats_name(#recv) -> ::memo_redis::FnStats {
+        #vis fn #stats_name(#recv) -> ::memo_redis::Stats {
             #site.stats()
         }
 
         #(#cfgs)*
         #[doc = #doc_refresh]
-        #[allow(dead_code)]
+        #[allow(dead_code)] #lifetimes
         #vis #refresh_sig {
             #check
             #refresh_call

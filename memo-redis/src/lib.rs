@@ -65,7 +65,7 @@
 //! | `f_peek(&args).await -> Result<Option<R>, Error>` | what a hit would return, without running the body |
 //! | `f_refresh(args).await -> R` | runs the body and stores the result (write-through) |
 //! | `f_invalidate_all().await -> Result<u64, Error>` | deletes the function's entries for every argument tuple |
-//! | `f_stats() -> FnStats` | the function's counters in this process (hits, misses, bypass, errors…) |
+//! | `f_stats() -> Stats` | the function's counters in this process (hits, misses, bypass, errors…) |
 //!
 //! Companions take references to the key arguments only (skipped arguments are left out), except
 //! `f_refresh`, which takes the function's own parameters because it runs the body.
@@ -123,13 +123,14 @@ mod health;
 mod invalidate;
 pub mod key;
 mod log;
-mod memo;
 mod near;
 mod observe;
 mod runtime;
 pub mod schema;
 mod shape;
 mod site;
+mod spec;
+mod stats;
 mod store;
 mod tags;
 
@@ -142,15 +143,15 @@ pub use crate::cache::{Cache, NearCacheState};
 pub use crate::codec::CodecKind;
 pub use crate::config::{
     Config, ConfigBuilder, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_NAMESPACE, DEFAULT_OP_TIMEOUT,
-    DEFAULT_TTL, DEFAULT_URL,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCAL_MAX_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_NAMESPACE,
+    DEFAULT_OP_TIMEOUT, DEFAULT_TTL, DEFAULT_URL,
 };
 pub use crate::error::{ConfigError, Error};
 pub use crate::events::Event;
 pub use crate::health::{health, Health};
 pub use crate::invalidate::invalidate_pattern;
-pub use crate::memo::{stats, FnStats, FunctionStats};
-pub use crate::observe::StatsTable;
+pub use crate::spec::stats;
+pub use crate::stats::{FunctionStats, Stats, StatsTable};
 pub use crate::tags::invalidate_tags;
 pub use memo_redis_derive::redis_cache;
 

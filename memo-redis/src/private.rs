@@ -6,9 +6,10 @@ pub mod bench;
 pub use crate::call::{evict, key_string};
 pub use crate::invalidate::invalidate_all;
 pub use crate::key::{KeyArg, KeyDigest, TemplateWriter};
-pub use crate::memo::{custom_key, digest_key, template_key, Key, Spec, Ttl};
 pub use crate::shape::{CacheValue, Opt, Plain, Res, ResOpt, Shape};
 pub use crate::site::Site;
+pub use crate::spec::key::{custom_key, digest_key, template_key, Key};
+pub use crate::spec::{Spec, Ttl};
 pub use crate::tags::{with_tags, TagList};
 pub use crate::CodecKind;
 

@@ -7,9 +7,11 @@ use std::marker::PhantomData;
 
 use crate::error::Error;
 use crate::key::{KeyDigest, TemplateWriter};
-use crate::memo::{FnStats, Key, Spec};
 use crate::schema::ShapeFn;
 use crate::shape::Shape;
+use crate::spec::key::Key;
+use crate::spec::Spec;
+use crate::stats::Stats;
 
 /// One cached function as its generated code sees it; `S` is its shape policy
 /// ([`Plain`](crate::shape::Plain), [`Opt`](crate::shape::Opt), ...).
@@ -30,10 +32,15 @@ impl<S> Clone for Site<S> {
 impl<S> Copy for Site<S> {}
 
 impl<S> Site<S> {
-    /// The function of `spec`, a method of `self_ty` ([`NO_SELF`](crate::__private::NO_SELF)
-    /// for a function without `self`), caching a value type whose shape `shape` traces.
+    /// The function of `spec`, without `self`, caching a value type whose shape `shape` traces.
     #[inline]
-    pub fn new(spec: &'static Spec, self_ty: &'static str, shape: ShapeFn) -> Self {
+    pub fn new(spec: &'static Spec, shape: ShapeFn) -> Self {
+        Self::method(spec, crate::__private::NO_SELF, shape)
+    }
+
+    /// The method of `spec` of the type named `self_ty` (`type_name::<Self>()`).
+    #[inline]
+    pub fn method(spec: &'static Spec, self_ty: &'static str, shape: ShapeFn) -> Self {
         Site {
             spec,
             self_ty,
@@ -49,35 +56,35 @@ impl<S> Site<S> {
     }
 
     /// The function's counters in this process (companion `f_stats`).
-    pub fn stats(self) -> FnStats {
+    pub fn stats(self) -> Stats {
         self.spec.stats()
     }
 
-    /// See [`digest_key`](crate::memo::digest_key).
+    /// See [`digest_key`](crate::spec::key::digest_key).
     ///
     /// # Errors
     /// The cache configuration is invalid, or an argument failed to serialize.
     #[inline]
     pub fn digest_key(self, args: impl FnOnce(&mut KeyDigest)) -> Result<Key, Error> {
-        crate::memo::digest_key(self.spec, self.self_ty, self.shape, args)
+        crate::spec::key::digest_key(self.spec, self.self_ty, self.shape, args)
     }
 
-    /// See [`template_key`](crate::memo::template_key).
+    /// See [`template_key`](crate::spec::key::template_key).
     ///
     /// # Errors
     /// The cache configuration is invalid.
     #[inline]
     pub fn template_key(self, render: impl FnOnce(&mut TemplateWriter<'_>)) -> Result<Key, Error> {
-        crate::memo::template_key(self.spec, self.self_ty, self.shape, render)
+        crate::spec::key::template_key(self.spec, self.self_ty, self.shape, render)
     }
 
-    /// See [`custom_key`](crate::memo::custom_key).
+    /// See [`custom_key`](crate::spec::key::custom_key).
     ///
     /// # Errors
     /// The cache configuration is invalid, or the builder returned an empty string.
     #[inline]
     pub fn custom_key(self, custom: impl AsRef<str>) -> Result<Key, Error> {
-        crate::memo::custom_key(self.spec, self.self_ty, self.shape, custom)
+        crate::spec::key::custom_key(self.spec, self.self_ty, self.shape, custom)
     }
 
     /// Companion `f_invalidate_all`.

@@ -7,13 +7,14 @@ use std::time::Duration;
 use memo_redis::{redis_cache, Cache, Config};
 use memo_redis_tests::RedisServer;
 
-static CACHE: Cache = Cache::from_env();
+static COUNTING: Cache = Cache::from_env();
+static SKIPPING: Cache = Cache::from_env();
 
 /// Results larger than this are returned but not stored.
 const MAX: usize = 1024;
 
-fn install(server: &RedisServer) {
-    CACHE
+fn install(cache: &'static Cache, server: &RedisServer) {
+    cache
         .install(
             Config::builder()
                 .url(server.url())
@@ -27,7 +28,7 @@ fn install(server: &RedisServer) {
 }
 
 /// Counts its own runs in a `static` declared in the body.
-#[redis_cache(cache = CACHE, ttl = 60)]
+#[redis_cache(cache = COUNTING, ttl = 60)]
 async fn counter(x: u64) -> u64 {
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let _ = x;
@@ -35,7 +36,7 @@ async fn counter(x: u64) -> u64 {
 }
 
 /// Always too large to store.
-#[redis_cache(cache = CACHE, ttl = 60)]
+#[redis_cache(cache = SKIPPING, ttl = 60)]
 async fn oversized(x: u64) -> Vec<u64> {
     vec![x; MAX]
 }
@@ -43,7 +44,7 @@ async fn oversized(x: u64) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_static_is_shared_with_refresh() {
     let server = RedisServer::start();
-    install(&server);
+    install(&COUNTING, &server);
 
     assert_eq!(counter(1).await, 1);
     assert_eq!(counter(2).await, 2);
@@ -56,6 +57,12 @@ async fn body_static_is_shared_with_refresh() {
         4,
         "the refreshed value is what a hit returns"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_show_what_refresh_skipped() {
+    let server = RedisServer::start();
+    install(&SKIPPING, &server);
 
     // What `f_refresh` skipped as too large is counted on the function.
     assert_eq!(oversized_refresh(5).await.len(), MAX);
