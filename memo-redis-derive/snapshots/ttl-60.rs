@@ -16,6 +16,7 @@ fn __f_key(x: &u64) -> ::memo_redis::__private::KeyResult {
             ::memo_redis::__private::KeyDigest::arg::<u64>(__memo_redis_d, &*x);
         })
 }
+#[allow(clippy::unused_async)]
 async fn __f_body(x: u64) -> u64 {
     let _ = (&x,);
     x

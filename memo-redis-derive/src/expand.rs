@@ -107,9 +107,9 @@ fn value_check(r: &Resolved) -> Option<TokenStream> {
     Some(quote_spanned!(at=> ::memo_redis::__private::value_type::<#ty>();))
 }
 
-/// An expression of type `&T` for a parameter declared as `T`. Shown at the parameter's name, in
-/// the same form in the function and its companions (`&*` reborrows a companion's reference), so
-/// a `key_fn` taking the wrong type is one error, there.
+/// An expression of type `&T` for a parameter declared as `T`, inside the key function (which
+/// takes `&T`: `&*` reborrows it). Shown at the parameter's name, so a `key_fn` taking the wrong
+/// type is one error, there.
 fn ref_expr(p: &Param) -> TokenStream {
     let ident = &p.ident;
     let at = Span::call_site().located_at(ident.span());
@@ -120,9 +120,9 @@ fn ref_expr(p: &Param) -> TokenStream {
     }
 }
 
-/// `KeyDigest::arg::<T>(__memo_redis_d, &a);` for one key argument: the same bound on the same
-/// type at the same token as its check (see [`checks`]), so a type that cannot be hashed is one
-/// error, there.
+/// `KeyDigest::arg::<T>(__memo_redis_d, &a);` for one key argument, spanned at its type, in the
+/// one function that hashes it (the key function): a type that cannot be hashed is one error,
+/// there.
 fn digest_arg(p: &Param) -> TokenStream {
     let at = anchor(&p.ty);
     let arg = relocate(ref_expr(p), at);
@@ -184,8 +184,8 @@ fn respan(tokens: TokenStream, at: Span) -> TokenStream {
         .collect()
 }
 
-/// `#site.#method(#args)` (with `.await` when `awaited`), every token of the call at `at` (see
-/// [`checks`]): a missing `Shape` bound is reported at the value type, once.
+/// `#site.#method(#args).await`, every token of the call at `at` (see
+/// [`value_check`]): a missing `Shape` bound is reported at the value type, once.
 fn site_call(site: &TokenStream, method: &str, args: TokenStream, at: Span) -> TokenStream {
     let site = respan(site.clone(), at);
     let method = Ident::new(method, at);
@@ -359,7 +359,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let key_fn = hidden(&name_str, "key", name.span());
     let body_fn = hidden(&name_str, "body", name.span());
 
-    // The `Shape` bound is spanned where `value_type` reports (see `checks`).
+    // The `Shape` bound is spanned where `value_type` reports (see `value_check`).
     let value_at = anchor(r.value_ty.as_ref().unwrap_or(ret));
     let shape_ident = format_ident!("{}", r.shape.ident(), span = value_at);
     let shape = quote_spanned!(value_at=> ::memo_redis::__private::#shape_ident);
@@ -398,7 +398,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         .generics
         .lifetimes()
         .next()
-        .map(|_| quote!(#[allow(single_use_lifetimes)]));
+        .map(|_| quote!(#[allow(single_use_lifetimes, clippy::needless_lifetimes)]));
 
     // The body, once: the user's signature under a hidden name.
     let mut body_sig = sig.clone();
@@ -412,6 +412,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
     let body_item = quote! {
         #(#body_attrs)*
         #lifetimes
+        #[allow(clippy::unused_async)] // the user's body need not await
         #body_sig #body
     };
 
