@@ -267,7 +267,9 @@ impl Store {
             let mut guard = self
                 .conn
                 .write()
-                .map_err(|_| Error::Redis("connection lock poisoned".into()))?;
+                .map_err(|_| {
+                    redis::RedisError::from((redis::ErrorKind::Client, "connection lock poisoned"))
+                })?;
             if let Some(c) = guard.as_ref() {
                 return Ok(c.clone());
             }
@@ -443,7 +445,7 @@ impl Store {
                     // once (one log line) and let the probes find out when an operator fixed it.
                     let e = Error::from(e);
                     if self.breaker.trip() {
-                        crate::observe::breaker_gauge(&self.url, true);
+                        crate::breaker::gauge(&self.url, true);
                         tracing::error!(
                             url = %self.url,
                             error = %e,
@@ -479,7 +481,7 @@ impl Store {
     /// Redis answered: reset the failure count, and close an open breaker (this was its probe).
     fn reachable(&self) {
         if self.breaker.success() {
-            crate::observe::breaker_gauge(&self.url, false);
+            crate::breaker::gauge(&self.url, false);
             tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
         }
     }
@@ -517,7 +519,7 @@ impl Store {
 
     fn failed(&self, e: &Error) {
         if self.breaker.failure() {
-            crate::observe::breaker_gauge(&self.url, true);
+            crate::breaker::gauge(&self.url, true);
             tracing::warn!(
                 url = %self.url,
                 error = %e,
