@@ -22,7 +22,11 @@ impl Inner {
         };
         let published: Result<u64, Error> = self
             .store
-            .query(redis::cmd("PUBLISH").arg(self.events.channel()).arg(payload))
+            .query(
+                redis::cmd("PUBLISH")
+                    .arg(self.events.channel())
+                    .arg(payload),
+            )
             .await;
         if let Err(e) = published {
             tracing::debug!(error = %e, "could not publish an invalidation event");
@@ -73,7 +77,11 @@ impl Cache {
         let payload = encode(&Event::Custom(message.into()))?;
         let _: u64 = inner
             .store
-            .query(redis::cmd("PUBLISH").arg(inner.events.channel()).arg(payload))
+            .query(
+                redis::cmd("PUBLISH")
+                    .arg(inner.events.channel())
+                    .arg(payload),
+            )
             .await?;
         Ok(())
     }

@@ -135,9 +135,7 @@ async fn epoch_of(
     .map_err(|_| ())?
     {
         Ok(v) => Ok(Epoch::Checked(v)),
-        Err(e) if classify(&e) == Fault::Refused => {
-            Ok(Epoch::Unchecked)
-        }
+        Err(e) if classify(&e) == Fault::Refused => Ok(Epoch::Unchecked),
         Err(_) => Err(()),
     }
 }
@@ -152,8 +150,7 @@ pub(super) async fn track(near: Arc<Near>, config: Config) {
             Ok((mut conn, mut rx)) => {
                 backoff = Duration::from_millis(50);
                 let epoch_key = epoch_key(&config);
-                let mut epoch = match epoch_of(&mut conn, &epoch_key, config.op_timeout).await
-                {
+                let mut epoch = match epoch_of(&mut conn, &epoch_key, config.op_timeout).await {
                     Ok(e) => e,
                     Err(()) => {
                         near.go_dark();
