@@ -64,12 +64,12 @@ pub enum Error {
     /// ```
     /// use std::error::Error as _;
     /// let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-    /// let e = memo_redis::Error::from(redis::RedisError::from(io));
+    /// let e = memo_redis::Error::from(memo_redis::redis::RedisError::from(io));
     /// assert!(e.to_string().starts_with("redis error: "));
-    /// let source = e.source().and_then(|s| s.downcast_ref::<redis::RedisError>());
+    /// let source = e.source().and_then(|s| s.downcast_ref::<memo_redis::redis::RedisError>());
     /// assert!(source.is_some_and(|r| r.is_connection_refusal()));
     /// if let memo_redis::Error::Redis(r) = &e {
-    ///     assert_eq!(r.kind(), redis::ErrorKind::Io);
+    ///     assert_eq!(r.kind(), memo_redis::redis::ErrorKind::Io);
     /// }
     /// ```
     #[error("redis error: {0}")]
