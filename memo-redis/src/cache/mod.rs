@@ -4,10 +4,12 @@
 //! variables on first use; named caches are declared by the user and pointed at with
 //! `#[redis_cache(cache = NAME)]`.
 //!
-//! The public handle is a facade over [`Inner`] (the shared parts, `inner.rs`); its methods are
-//! grouped by concept: lifecycle and state here, the event bus in `events.rs`, the near-cache
-//! tier in `near.rs`; invalidation (`invalidate.rs`, `tags.rs`), health (`health.rs`) and the
-//! typed handle (`handle.rs`) add theirs next to their own machinery.
+//! The public handle is a facade over [`Inner`] (the shared parts, `cache/inner.rs`); its methods
+//! are grouped by concept: lifecycle and state here, publishing and subscribing in
+//! `cache/events.rs`, the near-cache state in `cache/near.rs`. Invalidation (`invalidate.rs`,
+//! `tags.rs`), health (`health.rs`) and the typed handle add theirs next to their own machinery.
+//! The parts themselves take what they need and know nothing of `Cache`: the Redis side
+//! (`store/`), the event bus (`events.rs`), the near tier (`near/`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

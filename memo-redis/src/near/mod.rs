@@ -24,6 +24,9 @@
 //!
 //! Bounds: the tier is weighted by key + value bytes (`REDIS_LOCAL_MAX_BYTES`); each entry lives
 //! at most the function's `local` cap, the Redis key's remaining `PTTL` and its fresh TTL.
+//!
+//! Here: the tier (entries, stripes, tickets, the sync bound). The tracking task is `track.rs`;
+//! how a cache creates and reports its tier is `cache/near.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
