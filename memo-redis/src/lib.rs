@@ -152,6 +152,10 @@ pub use crate::memo::{stats, FnStats, FunctionStats};
 pub use crate::observe::StatsTable;
 pub use crate::tags::invalidate_tags;
 pub use memo_redis_derive::redis_cache;
+/// redis-rs, whose [`RedisError`](redis::RedisError) [`Error::Redis`] carries: name its types
+/// (`memo_redis::redis::ErrorKind`) without depending on redis-rs at a matching version.
+#[doc(no_inline)]
+pub use redis;
 
 use std::time::Duration;
 

@@ -211,18 +211,6 @@ impl Spec {
     }
 }
 
-/// Reports a breaker transition on the `memo_redis_breaker_open` gauge.
-pub(crate) fn breaker_gauge(url: &str, open: bool) {
-    #[cfg(feature = "metrics")]
-    metrics::gauge!("memo_redis_breaker_open", "url" => url.to_string()).set(if open {
-        1.0
-    } else {
-        0.0
-    });
-    #[cfg(not(feature = "metrics"))]
-    let _ = (url, open);
-}
-
 /// A table of [`FunctionStats`] for logs.
 ///
 /// ```
