@@ -154,6 +154,10 @@ pub use crate::spec::stats;
 pub use crate::stats::{FunctionStats, Stats, StatsTable};
 pub use crate::tags::invalidate_tags;
 pub use memo_redis_derive::redis_cache;
+/// redis-rs, whose [`RedisError`](redis::RedisError) [`Error::Redis`] carries: name its types
+/// (`memo_redis::redis::ErrorKind`) without depending on redis-rs at a matching version.
+#[doc(no_inline)]
+pub use redis;
 
 use std::time::Duration;
 

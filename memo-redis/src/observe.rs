@@ -159,15 +159,3 @@ impl FnMetrics {
         let _ = (reason, label);
     }
 }
-
-/// Reports a breaker transition on the `memo_redis_breaker_open` gauge.
-pub(crate) fn breaker_gauge(url: &str, open: bool) {
-    #[cfg(feature = "metrics")]
-    metrics::gauge!("memo_redis_breaker_open", "url" => url.to_string()).set(if open {
-        1.0
-    } else {
-        0.0
-    });
-    #[cfg(not(feature = "metrics"))]
-    let _ = (url, open);
-}
