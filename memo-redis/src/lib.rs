@@ -117,6 +117,7 @@ pub mod envelope;
 mod error;
 mod events;
 mod flight;
+mod global;
 mod guard;
 mod handle;
 mod health;
@@ -174,7 +175,7 @@ use std::time::Duration;
 /// # Ok::<(), memo_redis::Error>(())
 /// ```
 pub fn init(config: Config) -> Result<(), Error> {
-    __private::GLOBAL.install(config)
+    global::GLOBAL.install(config)
 }
 
 /// The global cache, used by every function that does not name another.
@@ -184,7 +185,7 @@ pub fn init(config: Config) -> Result<(), Error> {
 /// assert!(!cache.breaker_open());
 /// ```
 pub fn global() -> &'static Cache {
-    &__private::GLOBAL
+    &global::GLOBAL
 }
 
 /// Waits (at most 5 s) for the global cache's background work, then closes its connection.
@@ -198,7 +199,7 @@ pub fn global() -> &'static Cache {
 /// # }
 /// ```
 pub async fn shutdown() -> bool {
-    __private::GLOBAL.shutdown(Duration::from_secs(5)).await
+    global::GLOBAL.shutdown(Duration::from_secs(5)).await
 }
 
 /// The README's Rust snippets, compiled by `cargo test --doc` so the Quickstart stays a program

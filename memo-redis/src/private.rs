@@ -13,9 +13,6 @@ pub use crate::spec::{Spec, Ttl};
 pub use crate::tags::{with_tags, TagList};
 pub use crate::CodecKind;
 
-/// The cache functions use when they name none.
-pub static GLOBAL: crate::Cache = crate::Cache::from_env();
-
 /// Compile-time check that a cached value type can be stored and read back.
 #[inline(always)]
 pub fn value_type<T: CacheValue>() {}
@@ -88,5 +85,4 @@ pub fn shape_fn_of<S: crate::shape::Shape<R>, R>() -> &'static crate::schema::Tr
 
 pub use crate::schema::ShapeFn;
 
-/// The empty `Self` name used by free functions.
-pub const NO_SELF: &str = "";
+pub use crate::site::NO_SELF;

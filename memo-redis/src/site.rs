@@ -13,6 +13,9 @@ use crate::spec::key::Key;
 use crate::spec::Spec;
 use crate::stats::Stats;
 
+/// The empty `Self` name used by free functions.
+pub const NO_SELF: &str = "";
+
 /// One cached function as its generated code sees it; `S` is its shape policy
 /// ([`Plain`](crate::shape::Plain), [`Opt`](crate::shape::Opt), ...).
 #[derive(Debug)]
@@ -32,10 +35,10 @@ impl<S> Clone for Site<S> {
 impl<S> Copy for Site<S> {}
 
 impl<S> Site<S> {
-    /// The function of `spec`, without `self`, caching a value type whose shape `shape` traces.
+    /// The function of `spec`, without `self` ([`NO_SELF`]), caching a value type whose shape `shape` traces.
     #[inline]
     pub fn new(spec: &'static Spec, shape: ShapeFn) -> Self {
-        Self::method(spec, crate::__private::NO_SELF, shape)
+        Self::method(spec, NO_SELF, shape)
     }
 
     /// The method of `spec` of the type named `self_ty` (`type_name::<Self>()`).

@@ -117,7 +117,7 @@ impl Spec {
             cache_none: false,
             codec: None,
             compress: None,
-            cache: &crate::__private::GLOBAL,
+            cache: &crate::global::GLOBAL,
             head: OnceLock::new(),
             stats: Counters::new(),
             key_errors: OnceLock::new(),
