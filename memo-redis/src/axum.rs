@@ -71,7 +71,7 @@ use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
 
 use crate::cache::{Cache, Inner};
-use crate::call::now_ms;
+use crate::clock::now_ms;
 use crate::envelope::{self, Envelope};
 use crate::error::Error;
 use crate::key::{push_digest, push_hex, render};

@@ -30,21 +30,23 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Script;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::cache::{Cache, Inner};
-use crate::call::now_ms;
+use crate::clock::now_ms;
 use crate::codec::{Bincode, Codec, Storable};
-use crate::envelope::{self, Envelope};
+use crate::envelope;
 use crate::error::Error;
 use crate::events::Event;
-use crate::flight::{self, Outcome, Role, Wait};
 use crate::log::RateLimited;
+use crate::pipeline::{self, entry, Rules, Target};
+use crate::shape::Res;
 use crate::store::Budget;
+use crate::slot::{slot_of, slot_tag};
 use crate::tags;
 
 /// TTLs are capped at 2^52 ms (about 142,000 years): expiry times then stay exact as sorted-set
@@ -232,7 +234,7 @@ impl Cache {
         let inner = self.ready()?;
         let full = full_key_in(&inner.config.namespace, key)?;
         let tags = tag_list(tags)?;
-        let bytes = encode::<T, T::Owned>(inner, value, crate::schema::tag_of::<T::Owned>(), 0)?;
+        let bytes = encode::<T, T::Owned>(inner, value, crate::schema::tag_of::<T::Owned>())?;
         let mut budget = Budget::new(inner.store.op_timeout());
         write(
             inner,
@@ -591,10 +593,6 @@ impl Cache {
         }
     }
 
-    fn ready(&self) -> Result<&Arc<Inner>, Error> {
-        self.inner().map_err(|e| Error::Config(e.clone()))
-    }
-
     /// `get_or_set_with`'s flow: `Err` only for errors before `make` runs; `Ok(make's result)`.
     async fn fill<T, E, F, Fut>(
         &self,
@@ -609,91 +607,61 @@ impl Cache {
     {
         let inner = self.ready()?;
         let full = full_key_in(&inner.config.namespace, key)?;
-        if inner.store.breaker.bypassing() {
-            return Ok(make().await);
-        }
-        // One Redis time budget for the whole call: read, re-read and write together.
-        let mut budget = Budget::new(inner.store.op_timeout());
-        loop {
-            match inner.flights.join(&full) {
-                Role::Leader(lead) => {
-                    match flight::catching(lead_fill(inner, &full, ttl, make, &mut budget)).await {
-                        Ok((outcome, shared)) => {
-                            lead.finish(shared);
-                            return Ok(outcome);
-                        }
-                        Err(panic) => {
-                            // `make` panicked: the waiting calls run their own `make` at once
-                            // (a deterministic panic must not be retried by one caller after
-                            // another), then the panic goes on to our caller.
-                            lead.finish(Outcome::NotShared);
-                            std::panic::resume_unwind(panic);
-                        }
-                    }
-                }
-                Role::Follower(rx) => match flight::wait(rx).await {
-                    Wait::Shared(bytes) => {
-                        if let Ok(Some(value)) = decode::<T>(&bytes, usize::MAX) {
-                            return Ok(Ok(value));
-                        }
-                        return Ok(make().await);
-                    }
-                    // The leader's `make` failed (`Err` or panic): run ours, as without
-                    // single-flight, concurrently with the other waiting calls.
-                    Wait::NotShared => return Ok(make().await),
-                    // The leader was cancelled or panicked: race to lead.
-                    Wait::Abandoned => continue,
-                },
-            }
-        }
+        let target = Target {
+            inner,
+            key: &full,
+            tags: &[],
+        };
+        let rules = Fill { key: &full, ttl };
+        Ok(pipeline::run::<Res, Result<T, E>, Fill<'_>, F, Fut>(&rules, target, make, None).await)
     }
 }
 
-/// One read and, on a miss, one `make` and one write; returns what to share with followers.
-async fn lead_fill<T, E, F, Fut>(
-    inner: &Arc<Inner>,
-    full: &str,
+/// The rules of [`Cache::get_or_set_with`] in the pipeline: the TTL it was given, no counters,
+/// refusals logged (rate-limited), and the handle's write (which keeps tag lists right).
+struct Fill<'a> {
+    key: &'a str,
     ttl: Option<Duration>,
-    make: F,
-    budget: &mut Budget,
-) -> (Result<T, E>, Outcome)
-where
-    T: Serialize + DeserializeOwned,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let read = budget.run(|limit| inner.store.get(full, limit)).await;
-    let readable = match read {
-        Ok(Some(bytes)) => match decode::<T>(&bytes, inner.config.max_value_bytes) {
-            Ok(Some(value)) => return (Ok(value), Outcome::Shared(Arc::from(bytes))),
-            Ok(None) | Err(_) => true,
-        },
-        // A Redis list or hash under the key: SET replaces it.
-        Ok(None) | Err(Error::WrongType) => true,
-        Err(_) => false,
-    };
-    let started = Instant::now();
-    let value = match make().await {
-        Ok(value) => value,
-        Err(e) => return (Err(e), Outcome::NotShared),
-    };
-    let compute_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-    let bytes = match encode::<T, T>(inner, &value, crate::schema::tag_of::<T>(), compute_ms) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            FAIL_OPEN_LOG.hit(|suppressed| {
-                tracing::warn!(key = full, error = %e, suppressed, "memo-redis: get_or_set_with did not store the value");
-            });
-            return (Ok(value), Outcome::NotShared);
-        }
-    };
-    if readable {
-        if let Err(e) = write(inner, full, &bytes, resolve_ttl(inner, ttl), &[], budget).await {
-            // Redis failures are logged (rate-limited) by the store; the value is served anyway.
-            tracing::debug!(key = full, error = %e, "get_or_set_with: value not stored");
-        }
+}
+
+impl Fill<'_> {
+    fn not_stored(&self, why: &dyn std::fmt::Display) {
+        FAIL_OPEN_LOG.hit(|suppressed| {
+            tracing::warn!(key = self.key, error = %why, suppressed, "memo-redis: get_or_set_with did not store the value");
+        });
     }
-    (Ok(value), Outcome::Shared(Arc::from(bytes)))
+}
+
+impl Rules for Fill<'_> {
+    fn label(&self) -> &str {
+        "get_or_set_with"
+    }
+
+    fn base_ttl(&self, inner: &Inner, _is_none: bool) -> Option<Duration> {
+        resolve_ttl(inner, self.ttl).map(Duration::from_millis)
+    }
+
+    fn refused(&self, _codec: crate::CodecKind, why: &crate::guard::Refusal) {
+        self.not_stored(why);
+    }
+
+    fn too_large(&self, len: usize) {
+        self.not_stored(&format_args!(
+            "value of {} bytes exceeds max_value_bytes",
+            len.saturating_sub(envelope::HEADER_LEN)
+        ));
+    }
+
+    fn write<'f>(
+        &'f self,
+        target: Target<'f>,
+        bytes: &'f [u8],
+        ttl: Option<Duration>,
+        budget: &'f mut Budget,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'f {
+        let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        write(target.inner, target.key, bytes, ttl_ms, target.tags, budget)
+    }
 }
 
 /// See the module docs for the rule.
@@ -718,7 +686,7 @@ fn full_key_in(namespace: &str, key: &str) -> Result<String, Error> {
 }
 
 /// Where an entry's tag list lives: `{namespace}:tags:{{S}}{entry key}`, where the hash tag `S`
-/// is a short text in the entry's Redis Cluster slot ([`slot_tag`]). The entry and its list
+/// is a short text in the entry's Redis Cluster slot ([`slot_tag`](crate::slot::slot_tag)). The entry and its list
 /// then share a slot (on a cluster, a master), so every two-key script here runs atomically on a
 /// cluster as on a single node, whatever the entry key looks like (even one with its own
 /// `{hash tag}`). The namespace contains no `{`, so `{S}` is the list key's first hash tag.
@@ -731,94 +699,6 @@ fn tag_list_key_in(namespace: &str, full: &str) -> String {
         "{namespace}:tags:{{{}}}{full}",
         slot_tag(slot_of(full.as_bytes()))
     )
-}
-
-/// Redis Cluster's hash slots.
-const SLOTS: u16 = 16384;
-
-/// CRC16/XMODEM lookup table, the checksum Redis Cluster hashes keys with.
-const CRC16: [u16; 256] = {
-    let mut table = [0u16; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = (i as u16) << 8;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
-
-fn crc16(data: &[u8]) -> u16 {
-    data.iter().fold(0u16, |crc, &b| {
-        (crc << 8) ^ CRC16[usize::from((crc >> 8) as u8 ^ b)]
-    })
-}
-
-/// The cluster slot of `key`: CRC16 of its hash tag (the text between the first `{` and the
-/// next `}`, if not empty) or else of the whole key, modulo 16384.
-fn slot_of(key: &[u8]) -> u16 {
-    let hashed = key
-        .iter()
-        .position(|b| *b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let len = rest.iter().position(|b| *b == b'}')?;
-            (len > 0).then(|| &rest[..len])
-        })
-        .unwrap_or(key);
-    crc16(hashed) % SLOTS
-}
-
-/// `n` as lowercase hex digits, least significant first (a slot tag's text).
-fn tag_text(mut n: u32, buf: &mut [u8; 8]) -> &str {
-    let mut len = 0;
-    loop {
-        buf[len] = b"0123456789abcdef"[(n & 15) as usize];
-        len += 1;
-        n >>= 4;
-        if n == 0 || len == buf.len() {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[..len]).unwrap_or("0")
-}
-
-/// For every slot, the smallest `n` whose [`tag_text`] hashes to it: found by counting up once
-/// per process (about 156,000 checksums of 5 bytes, under a millisecond in release builds; every
-/// slot is covered by `n < 0x263de`, which the unit tests check).
-static SLOT_TAGS: LazyLock<Vec<u32>> = LazyLock::new(|| {
-    let mut table = vec![u32::MAX; usize::from(SLOTS)];
-    let mut missing = table.len();
-    let mut buf = [0u8; 8];
-    let mut n = 0u32;
-    while missing > 0 && n < 1 << 24 {
-        let slot = usize::from(slot_of(tag_text(n, &mut buf).as_bytes()));
-        if table[slot] == u32::MAX {
-            table[slot] = n;
-            missing -= 1;
-        }
-        n += 1;
-    }
-    table
-});
-
-/// A short hash tag text (no braces) that Redis Cluster hashes to `slot`.
-fn slot_tag(slot: u16) -> String {
-    let n = SLOT_TAGS
-        .get(usize::from(slot))
-        .copied()
-        .unwrap_or(u32::MAX);
-    let mut buf = [0u8; 8];
-    tag_text(n, &mut buf).to_string()
 }
 
 fn tag_list(tags: &[&str]) -> Result<Vec<String>, Error> {
@@ -862,45 +742,28 @@ fn encode<V: Serialize + ?Sized, O: Serialize + DeserializeOwned>(
     inner: &Inner,
     value: &V,
     shape: u64,
-    compute_ms: u32,
 ) -> Result<Vec<u8>, Error> {
-    let bytes = crate::guard::encode::<V, O>(
+    let encoded = entry::encode_value::<V, O>(
         inner.config.codec,
+        inner.config.compress_min_bytes,
+        inner,
         Some(value),
         shape,
-        now_ms(),
-        compute_ms,
-        inner.config.compress_min_bytes,
-        inner.config.max_value_bytes,
+        Duration::ZERO,
     )
     .map_err(|refused| Error::Codec(refused.to_string()))?;
-    let payload = bytes.len().saturating_sub(envelope::HEADER_LEN);
-    if payload > inner.config.max_value_bytes {
+    if let Some(payload) = entry::oversize(inner, &encoded.bytes) {
         return Err(Error::Codec(format!(
             "value of {payload} bytes exceeds max_value_bytes ({})",
             inner.config.max_value_bytes
         )));
     }
-    Ok(bytes)
+    Ok(encoded.bytes)
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<Option<T>, Error> {
-    let env = Envelope::parse(bytes, max_len).map_err(|e| Error::Codec(e.to_string()))?;
-    if !env.shape_matches(crate::schema::tag_of::<T>()) {
-        return Err(Error::Codec(format!(
-            "entry written for a value type of another shape than `{}`",
-            std::any::type_name::<T>()
-        )));
-    }
-    if env.is_none() {
-        return Ok(None);
-    }
-    let payload = env
-        .decompressed(max_len)
-        .map_err(|e| Error::Codec(e.to_string()))?;
-    env.codec
-        .decode::<T>(&payload)
-        .map(Some)
+    entry::decode_value::<T>(bytes, max_len, crate::schema::tag_of::<T>())
+        .map(|(value, _)| value)
         .map_err(Error::Codec)
 }
 
@@ -1007,46 +870,7 @@ mod tests {
     }
 
     #[test]
-    fn slots_match_redis_rs() {
-        use redis::cluster_routing::Slot;
-        assert_eq!(crc16(b"123456789"), 0x31c3, "CRC16/XMODEM check value");
-        for key in [
-            "",
-            "a",
-            "memo:user:42",
-            "t:x{user1}y",
-            "t:{}x{y}",
-            "t:{x",
-            "t:}x{",
-            "{a}{b}",
-            "ns:é",
-        ] {
-            assert_eq!(
-                Slot::new(slot_of(key.as_bytes())),
-                Some(Slot::for_key(key)),
-                "{key:?}"
-            );
-        }
-        for n in 0..2000u32 {
-            let key = format!("ns:k{n}:{{{}}}", n % 7);
-            assert_eq!(
-                Slot::new(slot_of(key.as_bytes())),
-                Some(Slot::for_key(&key))
-            );
-        }
-    }
-
-    #[test]
-    fn every_slot_has_a_tag_and_tag_lists_share_the_entry_slot() {
-        assert!(
-            SLOT_TAGS.iter().all(|n| *n < 0x263de),
-            "a slot without a tag"
-        );
-        for slot in 0..SLOTS {
-            let tag = slot_tag(slot);
-            assert!(!tag.is_empty() && !tag.contains(['{', '}']));
-            assert_eq!(slot_of(format!("ns:tags:{{{tag}}}rest").as_bytes()), slot);
-        }
+    fn tag_lists_share_the_entry_slot() {
         for full in ["ns:a", "ns:{user1}:cart", "ns:x}y", "ns:{}z", "ns:{open"] {
             let list = tag_list_key_in("ns", full);
             assert!(

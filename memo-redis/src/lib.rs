@@ -109,7 +109,7 @@
 pub mod axum;
 mod breaker;
 mod cache;
-mod call;
+mod clock;
 pub mod codec;
 mod config;
 pub mod depth;
@@ -126,9 +126,11 @@ mod log;
 mod memo;
 mod near;
 mod observe;
+mod pipeline;
 mod runtime;
 pub mod schema;
 mod shape;
+mod slot;
 mod store;
 mod tags;
 

@@ -3,7 +3,7 @@
 /// Hooks for the benchmarks in `tests/benches/`.
 #[path = "bench_hooks.rs"]
 pub mod bench;
-pub use crate::call::{body, evict, key_string, memo, memo_bg, peek, refresh};
+pub use crate::pipeline::{body, evict, key_string, memo, memo_bg, peek, refresh};
 pub use crate::invalidate::invalidate_all;
 pub use crate::key::{KeyArg, KeyDigest, TemplateWriter};
 pub use crate::memo::{custom_key, digest_key, stats_for, template_key, Key, Spec, Ttl};
