@@ -301,13 +301,16 @@ impl Cache {
     /// overwritten.
     ///
     /// # Concurrent calls on the same key
-    /// Within a process, one call reads Redis and, on a miss, runs its `make`; the concurrent
-    /// calls wait and decode its result (`T` needs no `Clone`). If that call is cancelled, one
-    /// of the waiting calls takes over; if its `make` panics, every waiting call runs its own
-    /// `make` at once (and the panic goes on to that call's caller). All of them share one
-    /// Redis time budget per call (the operation timeout). The calls share this table with cached
-    /// functions, so a function's call and a handle call on the function's key also coalesce.
-    /// Across processes there is no lock: each process may compute once.
+    /// Within a process, each call reads Redis (hits need no coordination); on a miss one call
+    /// runs its `make` and the concurrent calls wait and decode its result (`T` needs no
+    /// `Clone`). If that call is cancelled, one of the waiting calls takes over; if its `make`
+    /// returns an `Err` or panics, every waiting call runs its own `make` at once and stores an
+    /// `Ok` it gets (the panic goes on to that call's caller). Each call has one Redis time
+    /// budget (the operation timeout) for all its reads and writes. The calls share this table
+    /// with cached functions (it is the same pipeline), so a function's call and a handle call
+    /// on the function's key also coalesce. Across processes there is no lock: each process may
+    /// compute once. An entry that cannot be decoded as a `T` and is not overwritten (the value
+    /// was not stored) is deleted, unless it changed meanwhile, as for cached functions.
     ///
     /// # Errors
     /// Only [`Error::Key`] and [`Error::Config`] (as for [`Cache::full_key`]), and then `make`
