@@ -28,9 +28,10 @@ impl Claim {
     fn take(cache: usize, key: &str) -> Option<Claim> {
         let id: RefreshId = (cache, key.to_string());
         let mut set = REFRESHING.lock().ok()?;
-        set.get_or_insert_with(HashSet::new)
-            .insert(id.clone())
-            .then_some(Claim(id))
+        let claimed = set.get_or_insert_with(HashSet::new).insert(id.clone());
+        drop(set);
+        // Built only when claimed: dropping a `Claim` frees its key.
+        claimed.then(|| Claim(id))
     }
 }
 
