@@ -26,7 +26,8 @@ pub fn hit<S: Shape<R>, R>(
     if inner.store.breaker.bypassing() {
         return None;
     }
-    let (r, _) = crate::pipeline::entry::decode::<S, R>(reply, inner.config.max_value_bytes).ok()?;
+    let (r, _) =
+        crate::pipeline::entry::decode::<S, R>(reply, inner.config.max_value_bytes).ok()?;
     spec.count(CallOutcome::Hit);
     Some(r)
 }

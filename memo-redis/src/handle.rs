@@ -45,8 +45,8 @@ use crate::events::Event;
 use crate::log::RateLimited;
 use crate::pipeline::{self, entry, Rules, Target};
 use crate::shape::Res;
-use crate::store::Budget;
 use crate::slot::{slot_of, slot_tag};
+use crate::store::Budget;
 use crate::tags;
 
 /// TTLs are capped at 2^52 ms (about 142,000 years): expiry times then stay exact as sorted-set

@@ -3,10 +3,10 @@
 /// Hooks for the benchmarks in `tests/benches/`.
 #[path = "bench_hooks.rs"]
 pub mod bench;
-pub use crate::pipeline::{body, evict, key_string, memo, memo_bg, peek, refresh};
 pub use crate::invalidate::invalidate_all;
 pub use crate::key::{KeyArg, KeyDigest, TemplateWriter};
 pub use crate::memo::{custom_key, digest_key, stats_for, template_key, Key, Spec, Ttl};
+pub use crate::pipeline::{body, evict, key_string, memo, memo_bg, peek, refresh};
 pub use crate::shape::{CacheValue, Opt, Plain, Res, ResOpt, Shape};
 pub use crate::tags::{with_tags, TagList};
 pub use crate::CodecKind;

@@ -31,7 +31,12 @@ impl Settings {
         })
     }
 
-    pub(super) fn key(&self, namespace: &str, uri: &Uri, headers: &HeaderMap) -> Result<String, String> {
+    pub(super) fn key(
+        &self,
+        namespace: &str,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<String, String> {
         let mut query: Vec<(&str, &str)> = uri
             .query()
             .unwrap_or("")

@@ -75,7 +75,8 @@ pub(super) fn hit(
     head: bool,
 ) -> Option<Response<Body>> {
     let (entry, meta) =
-        entry::decode_value::<StoredResponse>(bytes, cache.config.max_value_bytes, UNSHAPED).ok()?;
+        entry::decode_value::<StoredResponse>(bytes, cache.config.max_value_bytes, UNSHAPED)
+            .ok()?;
     let entry = entry?;
     let status = StatusCode::from_u16(entry.status).ok()?;
     let mut headers = HeaderMap::with_capacity(entry.headers.len() + 5);

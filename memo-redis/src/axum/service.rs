@@ -308,7 +308,10 @@ async fn store(
         compute,
     );
     match encoded {
-        Ok(encoded) => matches!(write::store(&rules, target, &encoded, budget).await, Ok(true)),
+        Ok(encoded) => matches!(
+            write::store(&rules, target, &encoded, budget).await,
+            Ok(true)
+        ),
         Err(refused) => {
             tracing::debug!(key = target.key, reason = %refused, "response not stored");
             false

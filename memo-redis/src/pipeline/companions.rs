@@ -65,7 +65,8 @@ where
                 tags: &key.tags,
             };
             let mut budget = Budget::new(key.inner.store.op_timeout());
-            if let Some(encoded) = entry::encode::<S, R, Spec>(spec, key.inner, &r, started.elapsed())
+            if let Some(encoded) =
+                entry::encode::<S, R, Spec>(spec, key.inner, &r, started.elapsed())
             {
                 // A failed write is logged by the store; the result is returned either way.
                 let _ = write::store(spec, target, &encoded, &mut budget).await;

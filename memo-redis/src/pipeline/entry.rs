@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::cache::Inner;
-use crate::codec::CodecKind;
 use crate::clock::now_ms;
+use crate::codec::CodecKind;
 use crate::envelope::{self, Envelope};
 use crate::guard::Refusal;
 use crate::shape::Shape;

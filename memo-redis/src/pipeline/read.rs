@@ -110,8 +110,7 @@ where
     let mut missing = false;
     let mut failure = None;
     match fetched {
-        Fetched::Found(bytes, pttl) => match decode::<S, R>(&bytes, inner.config.max_value_bytes)
-        {
+        Fetched::Found(bytes, pttl) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
             Ok((r, meta)) => {
                 let fresh = freshness(rules, inner, meta);
                 if let (Some(ticket), Freshness::Fresh) = (ticket, &fresh) {

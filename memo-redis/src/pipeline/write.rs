@@ -66,8 +66,7 @@ pub(crate) async fn plain(
     }
     let now = now_ms();
     let expiry = ttl.map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
-    if let Err(e) = crate::tags::record(inner, target.tags, target.key, expiry, now, budget).await
-    {
+    if let Err(e) = crate::tags::record(inner, target.tags, target.key, expiry, now, budget).await {
         // An entry missing from its tag sets would survive `invalidate_tags`: take it back (in
         // the background, not charged to this call). Redis refused the bookkeeping (an ACL
         // without scripting) or failed; the store logged why.
