@@ -29,78 +29,32 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::Script;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::cache::{Cache, Inner};
 use crate::clock::now_ms;
-use crate::codec::{Bincode, Codec, Storable};
-use crate::envelope;
+use crate::codec::Storable;
 use crate::error::Error;
 use crate::events::Event;
 use crate::log::RateLimited;
-use crate::pipeline::{self, entry, Rules, Target};
-use crate::shape::Res;
-use crate::slot::{slot_of, slot_tag};
+use crate::pipeline::entry;
 use crate::store::Budget;
 use crate::tags;
+
+mod fill;
+mod tag_list;
+
+use tag_list::{
+    decode_tags, leave_groups, tag_list, tag_list_key, write, DELETE, EXPIRE_AT, EXTEND,
+};
 
 /// TTLs are capped at 2^52 ms (about 142,000 years): expiry times then stay exact as sorted-set
 /// scores (doubles) and far from the overflow Redis checks for.
 const MAX_TTL_MS: u64 = 1 << 52;
-
-/// KEYS = entry, its tag list; ARGV = value, TTL in ms (`''`: none), encoded tag list (`''`: none).
-/// Returns the previous tag list, so the caller can take the entry out of the groups it leaves.
-/// The read comes first: a foreign value under the list key fails the script before any write.
-const SET_LUA: &str = r"
-local old = redis.call('GET', KEYS[2])
-if ARGV[2] == '' then
-  redis.call('SET', KEYS[1], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-if ARGV[3] == '' then
-  redis.call('DEL', KEYS[2])
-elseif ARGV[2] == '' then
-  redis.call('SET', KEYS[2], ARGV[3])
-else
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-end
-return old
-";
-
-/// KEYS = entry, its tag list; ARGV = TTL in ms. `{}` when the entry is missing, else
-/// `{value, tag list or nil}`, both now expiring in TTL.
-const EXTEND_LUA: &str = r"
-local v = redis.call('GETEX', KEYS[1], 'PX', ARGV[1])
-if not v then return {} end
-return {v, redis.call('GETEX', KEYS[2], 'PX', ARGV[1])}
-";
-
-/// KEYS = entry, its tag list; ARGV = expiry in ms since the epoch. `{0, nil}` when the entry is
-/// missing, else `{1, tag list or nil}` (nil too when the time has passed and both are gone).
-const EXPIRE_AT_LUA: &str = r"
-if redis.call('PEXPIREAT', KEYS[1], ARGV[1]) == 0 then return {0, false} end
-redis.call('PEXPIREAT', KEYS[2], ARGV[1])
-return {1, redis.call('GET', KEYS[2])}
-";
-
-/// KEYS = entry, its tag list. Returns `{entries deleted, previous tag list or nil}`.
-const DELETE_LUA: &str = r"
-local old = redis.call('GET', KEYS[2])
-local n = redis.call('UNLINK', KEYS[1])
-redis.call('DEL', KEYS[2])
-return {n, old}
-";
-
-static SET: LazyLock<Script> = LazyLock::new(|| Script::new(SET_LUA));
-static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
-static EXPIRE_AT: LazyLock<Script> = LazyLock::new(|| Script::new(EXPIRE_AT_LUA));
-static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_LUA));
 
 /// One warning per interval for the fail-open variants, whatever the key.
 static FAIL_OPEN_LOG: LazyLock<RateLimited> = LazyLock::new(RateLimited::new);
@@ -595,76 +549,6 @@ impl Cache {
             }
         }
     }
-
-    /// `get_or_set_with`'s flow: `Err` only for errors before `make` runs; `Ok(make's result)`.
-    async fn fill<T, E, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Option<Duration>,
-        make: F,
-    ) -> Result<Result<T, E>, Error>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let inner = self.ready()?;
-        let full = full_key_in(&inner.config.namespace, key)?;
-        let target = Target {
-            inner,
-            key: &full,
-            tags: &[],
-        };
-        let rules = Fill { key: &full, ttl };
-        Ok(pipeline::run::<Res, Result<T, E>, Fill<'_>, F, Fut>(&rules, target, make, None).await)
-    }
-}
-
-/// The rules of [`Cache::get_or_set_with`] in the pipeline: the TTL it was given, no counters,
-/// refusals logged (rate-limited), and the handle's write (which keeps tag lists right).
-struct Fill<'a> {
-    key: &'a str,
-    ttl: Option<Duration>,
-}
-
-impl Fill<'_> {
-    fn not_stored(&self, why: &dyn std::fmt::Display) {
-        FAIL_OPEN_LOG.hit(|suppressed| {
-            tracing::warn!(key = self.key, error = %why, suppressed, "memo-redis: get_or_set_with did not store the value");
-        });
-    }
-}
-
-impl Rules for Fill<'_> {
-    fn label(&self) -> &str {
-        "get_or_set_with"
-    }
-
-    fn base_ttl(&self, inner: &Inner, _is_none: bool) -> Option<Duration> {
-        resolve_ttl(inner, self.ttl).map(Duration::from_millis)
-    }
-
-    fn refused(&self, _codec: crate::CodecKind, why: &crate::guard::Refusal) {
-        self.not_stored(why);
-    }
-
-    fn too_large(&self, len: usize) {
-        self.not_stored(&format_args!(
-            "value of {} bytes exceeds max_value_bytes",
-            len.saturating_sub(envelope::HEADER_LEN)
-        ));
-    }
-
-    fn write<'f>(
-        &'f self,
-        target: Target<'f>,
-        bytes: &'f [u8],
-        ttl: Option<Duration>,
-        budget: &'f mut Budget,
-    ) -> impl Future<Output = Result<(), Error>> + Send + 'f {
-        let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-        write(target.inner, target.key, bytes, ttl_ms, target.tags, budget)
-    }
 }
 
 /// See the module docs for the rule.
@@ -686,42 +570,6 @@ fn full_key_in(namespace: &str, key: &str) -> Result<String, Error> {
         )));
     }
     Ok(format!("{namespace}:{rest}"))
-}
-
-/// Where an entry's tag list lives: `{namespace}:tags:{{S}}{entry key}`, where the hash tag `S`
-/// is a short text in the entry's Redis Cluster slot ([`slot_tag`](crate::slot::slot_tag)). The entry and its list
-/// then share a slot (on a cluster, a master), so every two-key script here runs atomically on a
-/// cluster as on a single node, whatever the entry key looks like (even one with its own
-/// `{hash tag}`). The namespace contains no `{`, so `{S}` is the list key's first hash tag.
-fn tag_list_key(inner: &Inner, full: &str) -> String {
-    tag_list_key_in(&inner.config.namespace, full)
-}
-
-fn tag_list_key_in(namespace: &str, full: &str) -> String {
-    format!(
-        "{namespace}:tags:{{{}}}{full}",
-        slot_tag(slot_of(full.as_bytes()))
-    )
-}
-
-fn tag_list(tags: &[&str]) -> Result<Vec<String>, Error> {
-    let mut out: Vec<String> = Vec::with_capacity(tags.len());
-    for &tag in tags {
-        if tag.is_empty() {
-            return Err(Error::Key("empty tag".into()));
-        }
-        if !out.iter().any(|t| t == tag) {
-            out.push(tag.to_string());
-        }
-    }
-    Ok(out)
-}
-
-fn decode_tags(bytes: &[u8]) -> Vec<String> {
-    Bincode::decode::<Vec<String>>(bytes).unwrap_or_else(|e| {
-        tracing::debug!(error = %e, "unreadable tag list; ignoring it");
-        Vec::new()
-    })
 }
 
 /// `None` (the cache's default), `NO_EXPIRY` or a duration → PX milliseconds, `None` = never.
@@ -770,74 +618,6 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<Option<T>
         .map_err(Error::Codec)
 }
 
-/// Writes an entry and its tag list (one script), takes it out of the groups it leaves, and
-/// records it in `tags`, all within `budget`. The membership is recorded after the write, with an
-/// expiry taken after it, so the recorded expiry is never earlier than the entry's.
-async fn write(
-    inner: &Arc<Inner>,
-    full: &str,
-    bytes: &[u8],
-    ttl_ms: Option<u64>,
-    tags: &[String],
-    budget: &mut Budget,
-) -> Result<(), Error> {
-    if ttl_ms.is_none() {
-        inner.check_eviction_policy();
-    }
-    let mut list = Vec::new();
-    if !tags.is_empty() {
-        Bincode::encode(tags, &mut list).map_err(Error::Codec)?;
-    }
-    let mut invocation = SET.key(full);
-    invocation.key(tag_list_key(inner, full)).arg(bytes);
-    match ttl_ms {
-        Some(ms) => invocation.arg(ms),
-        None => invocation.arg(""),
-    };
-    invocation.arg(list);
-    let invocation = &invocation;
-    let old = budget
-        .run(|limit| {
-            inner
-                .store
-                .invoke_within::<Option<Vec<u8>>>(invocation, limit)
-        })
-        .await;
-    // This process's near-cache copy goes at once (also when the reply was lost: the write may
-    // have happened), not when Redis's invalidation push arrives.
-    inner.forget_local(full);
-    if let Some(old) = old? {
-        leave_groups(inner, full, &decode_tags(&old), tags, budget).await?;
-    }
-    if !tags.is_empty() {
-        let now = now_ms();
-        let expiry = ttl_ms.map(|ms| now.saturating_add(ms));
-        tags::record(inner, tags, full, expiry, now, budget).await?;
-    }
-    Ok(())
-}
-
-/// Removes `full` from the groups in `old` that are not in `keep`.
-async fn leave_groups(
-    inner: &Inner,
-    full: &str,
-    old: &[String],
-    keep: &[String],
-    budget: &mut Budget,
-) -> Result<(), Error> {
-    for tag in old.iter().filter(|t| !keep.contains(t)) {
-        let cmd = redis::cmd("ZREM")
-            .arg(tags::tag_key(inner, tag))
-            .arg(full)
-            .take();
-        let cmd = &cmd;
-        let _: u64 = budget
-            .run(|limit| inner.store.query_within(cmd, limit))
-            .await?;
-    }
-    Ok(())
-}
-
 /// Errors the connection layer already logs.
 fn is_redis_trouble(e: &Error) -> bool {
     matches!(e, Error::Redis(_) | Error::Timeout(_) | Error::BreakerOpen)
@@ -870,28 +650,5 @@ mod tests {
         assert_eq!(ttl_millis(Duration::from_micros(1500)), 2);
         assert_eq!(ttl_millis(Duration::from_secs(2)), 2000);
         assert_eq!(ttl_millis(Duration::from_secs(u64::MAX)), MAX_TTL_MS);
-    }
-
-    #[test]
-    fn tag_lists_share_the_entry_slot() {
-        for full in ["ns:a", "ns:{user1}:cart", "ns:x}y", "ns:{}z", "ns:{open"] {
-            let list = tag_list_key_in("ns", full);
-            assert!(
-                list.starts_with("ns:tags:{") && list.ends_with(full),
-                "{list}"
-            );
-            assert_eq!(slot_of(list.as_bytes()), slot_of(full.as_bytes()), "{full}");
-        }
-    }
-
-    #[test]
-    fn tag_lists_roundtrip_and_dedupe() {
-        let tags = tag_list(&["a", "b", "a"]).unwrap();
-        assert_eq!(tags, ["a", "b"]);
-        let mut bytes = Vec::new();
-        Bincode::encode(&tags, &mut bytes).unwrap();
-        assert_eq!(decode_tags(&bytes), tags);
-        assert!(decode_tags(b"\xff\xff").is_empty());
-        assert!(tag_list(&[""]).is_err());
     }
 }
