@@ -7,7 +7,7 @@
 //! Three callers go through it, each with its [`Rules`]:
 //! * cached functions (`#[redis_cache]`): [`memo`], [`memo_bg`] and the companions, with the
 //!   function's `Spec`;
-//! * the typed handle's `get_or_set_with` (`handle.rs`), every option off;
+//! * the typed handle's `get_or_set_with` (`handle/fill.rs`), every option off;
 //! * the HTTP layer (`axum/`), which uses the read ([`read::fetch`]), decode, encode and write
 //!   steps around its own handler call.
 //!
