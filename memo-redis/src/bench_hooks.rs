@@ -11,7 +11,7 @@ use crate::spec::key::Key;
 use crate::spec::Spec;
 
 /// What a hit does besides the `GET`, on `reply`: the breaker check, the envelope parse and
-/// decode (`call::decode`) and the stats (counter + span field + metrics counter).
+/// decode (`pipeline::entry::decode`) and the stats (counter + span field + metrics counter).
 /// `None` when the breaker bypasses, the key is an error, or `reply` does not decode.
 ///
 /// The key itself is an argument, so a caller can time it with or without the key's cost (pass
@@ -27,7 +27,8 @@ pub fn hit<S: Shape<R>, R>(
     if inner.store.breaker.bypassing() {
         return None;
     }
-    let (r, _) = crate::call::decode::<S, R>(reply, inner.config.max_value_bytes).ok()?;
+    let (r, _) =
+        crate::pipeline::entry::decode::<S, R>(reply, inner.config.max_value_bytes).ok()?;
     spec.count(CallOutcome::Hit);
     Some(r)
 }

@@ -130,7 +130,7 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64, Error> {
-        let inner = self.inner().map_err(|e| Error::Config(e.clone()))?;
+        let inner = self.ready()?;
         let scoped = inner.scoped(pattern);
         let n = inner.unlink_matching(&scoped).await?;
         inner.announce(Event::Pattern(scoped)).await;
@@ -162,7 +162,7 @@ pub async fn invalidate_all(
     self_ty: &'static str,
     shape: crate::schema::ShapeFn,
 ) -> Result<u64, Error> {
-    let inner = spec.cache.inner().map_err(|e| Error::Config(e.clone()))?;
+    let inner = spec.cache.ready()?;
     let head = spec.head(inner, self_ty, shape);
     let pattern = format!("{}*", escape_glob(&head));
     let n = inner.unlink_matching(&pattern).await?;

@@ -3,9 +3,9 @@
 /// Hooks for the benchmarks in `tests/benches/`.
 #[path = "bench_hooks.rs"]
 pub mod bench;
-pub use crate::call::{evict, key_string};
 pub use crate::invalidate::invalidate_all;
 pub use crate::key::{KeyArg, KeyDigest, TemplateWriter};
+pub use crate::pipeline::{evict, key_string};
 pub use crate::shape::{CacheValue, Opt, Plain, Res, ResOpt, Shape};
 pub use crate::site::Site;
 pub use crate::spec::key::{custom_key, digest_key, template_key, Key};

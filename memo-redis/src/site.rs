@@ -98,18 +98,18 @@ impl<S> Site<S> {
         crate::invalidate::invalidate_all(self.spec, self.self_ty, self.shape).await
     }
 
-    /// The memoized call (see [`call::memo`](crate::call::memo)).
+    /// The memoized call (see [`pipeline::memo`](crate::pipeline::memo)).
     #[inline]
     pub fn memo<R, F>(self, key: Result<Key, Error>, body: F) -> impl Future<Output = R>
     where
         S: Shape<R>,
         F: Future<Output = R>,
     {
-        crate::call::memo::<S, R, F>(self.spec, key, body)
+        crate::pipeline::memo::<S, R, F>(self.spec, key, body)
     }
 
     /// The memoized call of a function with background refreshes: `make` builds the body future
-    /// (see [`call::memo_bg`](crate::call::memo_bg)).
+    /// (see [`pipeline::memo_bg`](crate::pipeline::memo_bg)).
     #[inline]
     pub fn memo_bg<R, M, F>(self, key: Result<Key, Error>, make: M) -> impl Future<Output = R>
     where
@@ -118,7 +118,7 @@ impl<S> Site<S> {
         M: Fn() -> F + Clone + Send + Sync + 'static,
         F: Future<Output = R> + Send + 'static,
     {
-        crate::call::memo_bg::<S, R, M, F>(self.spec, key, make)
+        crate::pipeline::memo_bg::<S, R, M, F>(self.spec, key, make)
     }
 
     /// Companion `f_refresh`: the body's result stored whatever is cached, counted on this
@@ -131,17 +131,17 @@ impl<S> Site<S> {
     {
         // Listed by `stats()` even before the function's first call: the refresh is counted.
         self.spec.register();
-        crate::call::refresh::<S, R, F>(self.spec, key, body)
+        crate::pipeline::refresh::<S, R, F>(self.spec, key, body)
     }
 
     /// Companion `f_peek`.
     ///
     /// # Errors
-    /// See [`call::peek`](crate::call::peek).
+    /// See [`pipeline::peek`](crate::pipeline::peek).
     pub async fn peek<R>(self, key: Result<Key, Error>) -> Result<Option<R>, Error>
     where
         S: Shape<R>,
     {
-        crate::call::peek::<S, R>(key).await
+        crate::pipeline::peek::<S, R>(key).await
     }
 }

@@ -169,7 +169,7 @@ impl Cache {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let inner = self.inner().map_err(|e| Error::Config(e.clone()))?;
+        let inner = self.ready()?;
         let tags: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
         if tags.is_empty() {
             return Ok(0);

@@ -291,6 +291,17 @@ macro_rules! suite {
                     .try_get_or_set_with("", None, || async { Ok(0) })
                     .await;
                 assert!(matches!(bad, Err(AppError::Cache(Error::Key(_)))));
+
+                // A corrupt entry that an `Err` leaves in place is removed (compare-and-delete),
+                // as a cached function's miss path does: the next call does not decode it again.
+                let () = b
+                    .query(redis::cmd("SET").arg(b.key("bad")).arg("garbage"))
+                    .await;
+                let failed: Result<u32, AppError> = CACHE
+                    .try_get_or_set_with("bad", None, || async { Err(AppError::Db) })
+                    .await;
+                assert!(matches!(failed, Err(AppError::Db)));
+                assert_eq!(b.raw_get(&b.key("bad")).await, None, "corrupt entry repaired");
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

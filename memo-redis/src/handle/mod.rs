@@ -29,76 +29,32 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::Script;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::cache::{Cache, Inner};
-use crate::call::now_ms;
-use crate::codec::{Bincode, Codec, Storable};
-use crate::envelope::{self, Envelope};
+use crate::clock::now_ms;
+use crate::codec::Storable;
 use crate::error::Error;
 use crate::events::Event;
-use crate::flight::{self, Outcome, Role, Wait};
 use crate::log::RateLimited;
+use crate::pipeline::entry;
 use crate::store::Budget;
 use crate::tags;
+
+mod fill;
+mod tag_list;
+
+use tag_list::{
+    decode_tags, leave_groups, tag_list, tag_list_key, write, DELETE, EXPIRE_AT, EXTEND,
+};
 
 /// TTLs are capped at 2^52 ms (about 142,000 years): expiry times then stay exact as sorted-set
 /// scores (doubles) and far from the overflow Redis checks for.
 const MAX_TTL_MS: u64 = 1 << 52;
-
-/// KEYS = entry, its tag list; ARGV = value, TTL in ms (`''`: none), encoded tag list (`''`: none).
-/// Returns the previous tag list, so the caller can take the entry out of the groups it leaves.
-/// The read comes first: a foreign value under the list key fails the script before any write.
-const SET_LUA: &str = r"
-local old = redis.call('GET', KEYS[2])
-if ARGV[2] == '' then
-  redis.call('SET', KEYS[1], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-if ARGV[3] == '' then
-  redis.call('DEL', KEYS[2])
-elseif ARGV[2] == '' then
-  redis.call('SET', KEYS[2], ARGV[3])
-else
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-end
-return old
-";
-
-/// KEYS = entry, its tag list; ARGV = TTL in ms. `{}` when the entry is missing, else
-/// `{value, tag list or nil}`, both now expiring in TTL.
-const EXTEND_LUA: &str = r"
-local v = redis.call('GETEX', KEYS[1], 'PX', ARGV[1])
-if not v then return {} end
-return {v, redis.call('GETEX', KEYS[2], 'PX', ARGV[1])}
-";
-
-/// KEYS = entry, its tag list; ARGV = expiry in ms since the epoch. `{0, nil}` when the entry is
-/// missing, else `{1, tag list or nil}` (nil too when the time has passed and both are gone).
-const EXPIRE_AT_LUA: &str = r"
-if redis.call('PEXPIREAT', KEYS[1], ARGV[1]) == 0 then return {0, false} end
-redis.call('PEXPIREAT', KEYS[2], ARGV[1])
-return {1, redis.call('GET', KEYS[2])}
-";
-
-/// KEYS = entry, its tag list. Returns `{entries deleted, previous tag list or nil}`.
-const DELETE_LUA: &str = r"
-local old = redis.call('GET', KEYS[2])
-local n = redis.call('UNLINK', KEYS[1])
-redis.call('DEL', KEYS[2])
-return {n, old}
-";
-
-static SET: LazyLock<Script> = LazyLock::new(|| Script::new(SET_LUA));
-static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
-static EXPIRE_AT: LazyLock<Script> = LazyLock::new(|| Script::new(EXPIRE_AT_LUA));
-static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_LUA));
 
 /// One warning per interval for the fail-open variants, whatever the key.
 static FAIL_OPEN_LOG: LazyLock<RateLimited> = LazyLock::new(RateLimited::new);
@@ -232,7 +188,7 @@ impl Cache {
         let inner = self.ready()?;
         let full = full_key_in(&inner.config.namespace, key)?;
         let tags = tag_list(tags)?;
-        let bytes = encode::<T, T::Owned>(inner, value, crate::schema::tag_of::<T::Owned>(), 0)?;
+        let bytes = encode::<T, T::Owned>(inner, value, crate::schema::tag_of::<T::Owned>())?;
         let mut budget = Budget::new(inner.store.op_timeout());
         write(
             inner,
@@ -299,13 +255,16 @@ impl Cache {
     /// overwritten.
     ///
     /// # Concurrent calls on the same key
-    /// Within a process, one call reads Redis and, on a miss, runs its `make`; the concurrent
-    /// calls wait and decode its result (`T` needs no `Clone`). If that call is cancelled, one
-    /// of the waiting calls takes over; if its `make` panics, every waiting call runs its own
-    /// `make` at once (and the panic goes on to that call's caller). All of them share one
-    /// Redis time budget per call (the operation timeout). The calls share this table with cached
-    /// functions, so a function's call and a handle call on the function's key also coalesce.
-    /// Across processes there is no lock: each process may compute once.
+    /// Within a process, each call reads Redis (hits need no coordination); on a miss one call
+    /// runs its `make` and the concurrent calls wait and decode its result (`T` needs no
+    /// `Clone`). If that call is cancelled, one of the waiting calls takes over; if its `make`
+    /// returns an `Err` or panics, every waiting call runs its own `make` at once and stores an
+    /// `Ok` it gets (the panic goes on to that call's caller). Each call has one Redis time
+    /// budget (the operation timeout) for all its reads and writes. The calls share this table
+    /// with cached functions (it is the same pipeline), so a function's call and a handle call
+    /// on the function's key also coalesce. Across processes there is no lock: each process may
+    /// compute once. An entry that cannot be decoded as a `T` and is not overwritten (the value
+    /// was not stored) is deleted, unless it changed meanwhile, as for cached functions.
     ///
     /// # Errors
     /// Only [`Error::Key`] and [`Error::Config`] (as for [`Cache::full_key`]), and then `make`
@@ -590,110 +549,6 @@ impl Cache {
             }
         }
     }
-
-    fn ready(&self) -> Result<&Arc<Inner>, Error> {
-        self.inner().map_err(|e| Error::Config(e.clone()))
-    }
-
-    /// `get_or_set_with`'s flow: `Err` only for errors before `make` runs; `Ok(make's result)`.
-    async fn fill<T, E, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Option<Duration>,
-        make: F,
-    ) -> Result<Result<T, E>, Error>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let inner = self.ready()?;
-        let full = full_key_in(&inner.config.namespace, key)?;
-        if inner.store.breaker.bypassing() {
-            return Ok(make().await);
-        }
-        // One Redis time budget for the whole call: read, re-read and write together.
-        let mut budget = Budget::new(inner.store.op_timeout());
-        loop {
-            match inner.flights.join(&full) {
-                Role::Leader(lead) => {
-                    match flight::catching(lead_fill(inner, &full, ttl, make, &mut budget)).await {
-                        Ok((outcome, shared)) => {
-                            lead.finish(shared);
-                            return Ok(outcome);
-                        }
-                        Err(panic) => {
-                            // `make` panicked: the waiting calls run their own `make` at once
-                            // (a deterministic panic must not be retried by one caller after
-                            // another), then the panic goes on to our caller.
-                            lead.finish(Outcome::NotShared);
-                            std::panic::resume_unwind(panic);
-                        }
-                    }
-                }
-                Role::Follower(rx) => match flight::wait(rx).await {
-                    Wait::Shared(bytes) => {
-                        if let Ok(Some(value)) = decode::<T>(&bytes, usize::MAX) {
-                            return Ok(Ok(value));
-                        }
-                        return Ok(make().await);
-                    }
-                    // The leader's `make` failed (`Err` or panic): run ours, as without
-                    // single-flight, concurrently with the other waiting calls.
-                    Wait::NotShared => return Ok(make().await),
-                    // The leader was cancelled or panicked: race to lead.
-                    Wait::Abandoned => continue,
-                },
-            }
-        }
-    }
-}
-
-/// One read and, on a miss, one `make` and one write; returns what to share with followers.
-async fn lead_fill<T, E, F, Fut>(
-    inner: &Arc<Inner>,
-    full: &str,
-    ttl: Option<Duration>,
-    make: F,
-    budget: &mut Budget,
-) -> (Result<T, E>, Outcome)
-where
-    T: Serialize + DeserializeOwned,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let read = budget.run(|limit| inner.store.get(full, limit)).await;
-    let readable = match read {
-        Ok(Some(bytes)) => match decode::<T>(&bytes, inner.config.max_value_bytes) {
-            Ok(Some(value)) => return (Ok(value), Outcome::Shared(Arc::from(bytes))),
-            Ok(None) | Err(_) => true,
-        },
-        // A Redis list or hash under the key: SET replaces it.
-        Ok(None) | Err(Error::WrongType) => true,
-        Err(_) => false,
-    };
-    let started = Instant::now();
-    let value = match make().await {
-        Ok(value) => value,
-        Err(e) => return (Err(e), Outcome::NotShared),
-    };
-    let compute_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-    let bytes = match encode::<T, T>(inner, &value, crate::schema::tag_of::<T>(), compute_ms) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            FAIL_OPEN_LOG.hit(|suppressed| {
-                tracing::warn!(key = full, error = %e, suppressed, "memo-redis: get_or_set_with did not store the value");
-            });
-            return (Ok(value), Outcome::NotShared);
-        }
-    };
-    if readable {
-        if let Err(e) = write(inner, full, &bytes, resolve_ttl(inner, ttl), &[], budget).await {
-            // Redis failures are logged (rate-limited) by the store; the value is served anyway.
-            tracing::debug!(key = full, error = %e, "get_or_set_with: value not stored");
-        }
-    }
-    (Ok(value), Outcome::Shared(Arc::from(bytes)))
 }
 
 /// See the module docs for the rule.
@@ -717,130 +572,6 @@ fn full_key_in(namespace: &str, key: &str) -> Result<String, Error> {
     Ok(format!("{namespace}:{rest}"))
 }
 
-/// Where an entry's tag list lives: `{namespace}:tags:{{S}}{entry key}`, where the hash tag `S`
-/// is a short text in the entry's Redis Cluster slot ([`slot_tag`]). The entry and its list
-/// then share a slot (on a cluster, a master), so every two-key script here runs atomically on a
-/// cluster as on a single node, whatever the entry key looks like (even one with its own
-/// `{hash tag}`). The namespace contains no `{`, so `{S}` is the list key's first hash tag.
-fn tag_list_key(inner: &Inner, full: &str) -> String {
-    tag_list_key_in(&inner.config.namespace, full)
-}
-
-fn tag_list_key_in(namespace: &str, full: &str) -> String {
-    format!(
-        "{namespace}:tags:{{{}}}{full}",
-        slot_tag(slot_of(full.as_bytes()))
-    )
-}
-
-/// Redis Cluster's hash slots.
-const SLOTS: u16 = 16384;
-
-/// CRC16/XMODEM lookup table, the checksum Redis Cluster hashes keys with.
-const CRC16: [u16; 256] = {
-    let mut table = [0u16; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = (i as u16) << 8;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
-
-fn crc16(data: &[u8]) -> u16 {
-    data.iter().fold(0u16, |crc, &b| {
-        (crc << 8) ^ CRC16[usize::from((crc >> 8) as u8 ^ b)]
-    })
-}
-
-/// The cluster slot of `key`: CRC16 of its hash tag (the text between the first `{` and the
-/// next `}`, if not empty) or else of the whole key, modulo 16384.
-fn slot_of(key: &[u8]) -> u16 {
-    let hashed = key
-        .iter()
-        .position(|b| *b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let len = rest.iter().position(|b| *b == b'}')?;
-            (len > 0).then(|| &rest[..len])
-        })
-        .unwrap_or(key);
-    crc16(hashed) % SLOTS
-}
-
-/// `n` as lowercase hex digits, least significant first (a slot tag's text).
-fn tag_text(mut n: u32, buf: &mut [u8; 8]) -> &str {
-    let mut len = 0;
-    loop {
-        buf[len] = b"0123456789abcdef"[(n & 15) as usize];
-        len += 1;
-        n >>= 4;
-        if n == 0 || len == buf.len() {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[..len]).unwrap_or("0")
-}
-
-/// For every slot, the smallest `n` whose [`tag_text`] hashes to it: found by counting up once
-/// per process (about 156,000 checksums of 5 bytes, under a millisecond in release builds; every
-/// slot is covered by `n < 0x263de`, which the unit tests check).
-static SLOT_TAGS: LazyLock<Vec<u32>> = LazyLock::new(|| {
-    let mut table = vec![u32::MAX; usize::from(SLOTS)];
-    let mut missing = table.len();
-    let mut buf = [0u8; 8];
-    let mut n = 0u32;
-    while missing > 0 && n < 1 << 24 {
-        let slot = usize::from(slot_of(tag_text(n, &mut buf).as_bytes()));
-        if table[slot] == u32::MAX {
-            table[slot] = n;
-            missing -= 1;
-        }
-        n += 1;
-    }
-    table
-});
-
-/// A short hash tag text (no braces) that Redis Cluster hashes to `slot`.
-fn slot_tag(slot: u16) -> String {
-    let n = SLOT_TAGS
-        .get(usize::from(slot))
-        .copied()
-        .unwrap_or(u32::MAX);
-    let mut buf = [0u8; 8];
-    tag_text(n, &mut buf).to_string()
-}
-
-fn tag_list(tags: &[&str]) -> Result<Vec<String>, Error> {
-    let mut out: Vec<String> = Vec::with_capacity(tags.len());
-    for &tag in tags {
-        if tag.is_empty() {
-            return Err(Error::Key("empty tag".into()));
-        }
-        if !out.iter().any(|t| t == tag) {
-            out.push(tag.to_string());
-        }
-    }
-    Ok(out)
-}
-
-fn decode_tags(bytes: &[u8]) -> Vec<String> {
-    Bincode::decode::<Vec<String>>(bytes).unwrap_or_else(|e| {
-        tracing::debug!(error = %e, "unreadable tag list; ignoring it");
-        Vec::new()
-    })
-}
-
 /// `None` (the cache's default), `NO_EXPIRY` or a duration → PX milliseconds, `None` = never.
 fn resolve_ttl(inner: &Inner, ttl: Option<Duration>) -> Option<u64> {
     match ttl {
@@ -862,114 +593,29 @@ fn encode<V: Serialize + ?Sized, O: Serialize + DeserializeOwned>(
     inner: &Inner,
     value: &V,
     shape: u64,
-    compute_ms: u32,
 ) -> Result<Vec<u8>, Error> {
-    let bytes = crate::guard::encode::<V, O>(
+    let encoded = entry::encode_value::<V, O>(
         inner.config.codec,
+        inner.config.compress_min_bytes,
+        inner,
         Some(value),
         shape,
-        now_ms(),
-        compute_ms,
-        inner.config.compress_min_bytes,
-        inner.config.max_value_bytes,
+        Duration::ZERO,
     )
     .map_err(|refused| Error::Codec(refused.to_string()))?;
-    let payload = bytes.len().saturating_sub(envelope::HEADER_LEN);
-    if payload > inner.config.max_value_bytes {
+    if let Some(payload) = entry::oversize(inner, &encoded.bytes) {
         return Err(Error::Codec(format!(
             "value of {payload} bytes exceeds max_value_bytes ({})",
             inner.config.max_value_bytes
         )));
     }
-    Ok(bytes)
+    Ok(encoded.bytes)
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<Option<T>, Error> {
-    let env = Envelope::parse(bytes, max_len).map_err(|e| Error::Codec(e.to_string()))?;
-    if !env.shape_matches(crate::schema::tag_of::<T>()) {
-        return Err(Error::Codec(format!(
-            "entry written for a value type of another shape than `{}`",
-            std::any::type_name::<T>()
-        )));
-    }
-    if env.is_none() {
-        return Ok(None);
-    }
-    let payload = env
-        .decompressed(max_len)
-        .map_err(|e| Error::Codec(e.to_string()))?;
-    env.codec
-        .decode::<T>(&payload)
-        .map(Some)
+    entry::decode_value::<T>(bytes, max_len, crate::schema::tag_of::<T>())
+        .map(|(value, _)| value)
         .map_err(Error::Codec)
-}
-
-/// Writes an entry and its tag list (one script), takes it out of the groups it leaves, and
-/// records it in `tags`, all within `budget`. The membership is recorded after the write, with an
-/// expiry taken after it, so the recorded expiry is never earlier than the entry's.
-async fn write(
-    inner: &Arc<Inner>,
-    full: &str,
-    bytes: &[u8],
-    ttl_ms: Option<u64>,
-    tags: &[String],
-    budget: &mut Budget,
-) -> Result<(), Error> {
-    if ttl_ms.is_none() {
-        inner.check_eviction_policy();
-    }
-    let mut list = Vec::new();
-    if !tags.is_empty() {
-        Bincode::encode(tags, &mut list).map_err(Error::Codec)?;
-    }
-    let mut invocation = SET.key(full);
-    invocation.key(tag_list_key(inner, full)).arg(bytes);
-    match ttl_ms {
-        Some(ms) => invocation.arg(ms),
-        None => invocation.arg(""),
-    };
-    invocation.arg(list);
-    let invocation = &invocation;
-    let old = budget
-        .run(|limit| {
-            inner
-                .store
-                .invoke_within::<Option<Vec<u8>>>(invocation, limit)
-        })
-        .await;
-    // This process's near-cache copy goes at once (also when the reply was lost: the write may
-    // have happened), not when Redis's invalidation push arrives.
-    inner.forget_local(full);
-    if let Some(old) = old? {
-        leave_groups(inner, full, &decode_tags(&old), tags, budget).await?;
-    }
-    if !tags.is_empty() {
-        let now = now_ms();
-        let expiry = ttl_ms.map(|ms| now.saturating_add(ms));
-        tags::record(inner, tags, full, expiry, now, budget).await?;
-    }
-    Ok(())
-}
-
-/// Removes `full` from the groups in `old` that are not in `keep`.
-async fn leave_groups(
-    inner: &Inner,
-    full: &str,
-    old: &[String],
-    keep: &[String],
-    budget: &mut Budget,
-) -> Result<(), Error> {
-    for tag in old.iter().filter(|t| !keep.contains(t)) {
-        let cmd = redis::cmd("ZREM")
-            .arg(tags::tag_key(inner, tag))
-            .arg(full)
-            .take();
-        let cmd = &cmd;
-        let _: u64 = budget
-            .run(|limit| inner.store.query_within(cmd, limit))
-            .await?;
-    }
-    Ok(())
 }
 
 /// Errors the connection layer already logs.
@@ -1004,67 +650,5 @@ mod tests {
         assert_eq!(ttl_millis(Duration::from_micros(1500)), 2);
         assert_eq!(ttl_millis(Duration::from_secs(2)), 2000);
         assert_eq!(ttl_millis(Duration::from_secs(u64::MAX)), MAX_TTL_MS);
-    }
-
-    #[test]
-    fn slots_match_redis_rs() {
-        use redis::cluster_routing::Slot;
-        assert_eq!(crc16(b"123456789"), 0x31c3, "CRC16/XMODEM check value");
-        for key in [
-            "",
-            "a",
-            "memo:user:42",
-            "t:x{user1}y",
-            "t:{}x{y}",
-            "t:{x",
-            "t:}x{",
-            "{a}{b}",
-            "ns:é",
-        ] {
-            assert_eq!(
-                Slot::new(slot_of(key.as_bytes())),
-                Some(Slot::for_key(key)),
-                "{key:?}"
-            );
-        }
-        for n in 0..2000u32 {
-            let key = format!("ns:k{n}:{{{}}}", n % 7);
-            assert_eq!(
-                Slot::new(slot_of(key.as_bytes())),
-                Some(Slot::for_key(&key))
-            );
-        }
-    }
-
-    #[test]
-    fn every_slot_has_a_tag_and_tag_lists_share_the_entry_slot() {
-        assert!(
-            SLOT_TAGS.iter().all(|n| *n < 0x263de),
-            "a slot without a tag"
-        );
-        for slot in 0..SLOTS {
-            let tag = slot_tag(slot);
-            assert!(!tag.is_empty() && !tag.contains(['{', '}']));
-            assert_eq!(slot_of(format!("ns:tags:{{{tag}}}rest").as_bytes()), slot);
-        }
-        for full in ["ns:a", "ns:{user1}:cart", "ns:x}y", "ns:{}z", "ns:{open"] {
-            let list = tag_list_key_in("ns", full);
-            assert!(
-                list.starts_with("ns:tags:{") && list.ends_with(full),
-                "{list}"
-            );
-            assert_eq!(slot_of(list.as_bytes()), slot_of(full.as_bytes()), "{full}");
-        }
-    }
-
-    #[test]
-    fn tag_lists_roundtrip_and_dedupe() {
-        let tags = tag_list(&["a", "b", "a"]).unwrap();
-        assert_eq!(tags, ["a", "b"]);
-        let mut bytes = Vec::new();
-        Bincode::encode(&tags, &mut bytes).unwrap();
-        assert_eq!(decode_tags(&bytes), tags);
-        assert!(decode_tags(b"\xff\xff").is_empty());
-        assert!(tag_list(&[""]).is_err());
     }
 }

@@ -1,0 +1,76 @@
+//! The entry points of cached functions (`#[redis_cache]` expansions call them through
+//! `__private`): the key's errors, the call's span, then the pipeline with the function's spec.
+
+use std::future::Future;
+
+use tracing::Instrument;
+
+use crate::error::Error;
+use crate::observe::{self, CallOutcome};
+use crate::shape::Shape;
+use crate::spec::key::Key;
+use crate::spec::Spec;
+
+use super::{refresh, run, Refresher, Target};
+
+/// The memoized call: hit → decoded value; miss → body, then store; Redis trouble → body.
+///
+/// Concurrent calls with the same key share one read and one body run (single-flight) unless
+/// the function opted out with `single_flight = false`.
+pub async fn memo<S, R, F>(spec: &'static Spec, key: Result<Key, Error>, body: F) -> R
+where
+    S: Shape<R>,
+    F: Future<Output = R>,
+{
+    call::<S, R, F>(spec, key, body, None)
+        .instrument(spec.call_span())
+        .await
+}
+
+/// [`memo`] for functions with `stale` or `early_refresh`: `make` builds the body future, once
+/// for this call and again for each background refresh, so it must own clones of the arguments.
+pub async fn memo_bg<S, R, M, F>(spec: &'static Spec, key: Result<Key, Error>, make: M) -> R
+where
+    S: Shape<R> + 'static,
+    R: Send + 'static,
+    M: Fn() -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = R> + Send + 'static,
+{
+    let refresher = |key: &Key| refresh::spawn::<S, R, M, F>(spec, key, make.clone());
+    call::<S, R, F>(spec, key, make(), Some(&refresher))
+        .instrument(spec.call_span())
+        .await
+}
+
+async fn call<S, R, F>(
+    spec: &'static Spec,
+    key: Result<Key, Error>,
+    body: F,
+    bg: Option<&(dyn Fn(&Key) + Sync)>,
+) -> R
+where
+    S: Shape<R>,
+    F: Future<Output = R>,
+{
+    spec.register();
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => {
+            spec.count(CallOutcome::Bypass);
+            if !matches!(e, Error::Config(_)) {
+                spec.log_key_error(&e);
+            }
+            return body.await;
+        }
+    };
+    observe::record_key(&tracing::Span::current(), &key.key);
+    let key = &key;
+    let refresh = bg.map(|bg| move || bg(key));
+    let refresh = refresh.as_ref().map(|r| r as Refresher<'_>);
+    let target = Target {
+        inner: key.inner,
+        key: &key.key,
+        tags: &key.tags,
+    };
+    run::<S, R, Spec, _, F>(spec, target, || body, refresh).await
+}

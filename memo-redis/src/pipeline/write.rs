@@ -1,0 +1,91 @@
+//! The write side of the pipeline: the size check, the write within the call's budget (with the
+//! tag bookkeeping), and the repair of an entry found corrupt.
+
+use std::time::{Duration, Instant};
+
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::store::Budget;
+
+use super::entry::{self, Encoded};
+use super::{Rules, Target};
+
+/// Stores an encoded entry within what is left of the call's Redis budget.
+///
+/// `Ok(false)`: deliberately not stored (too large, budget spent); `Err`: Redis refused or failed.
+pub(crate) async fn store<Ru: Rules + ?Sized>(
+    rules: &Ru,
+    target: Target<'_>,
+    entry: &Encoded,
+    budget: &mut Budget,
+) -> Result<bool, Error> {
+    let inner = target.inner;
+    if entry::oversize(inner, &entry.bytes).is_some() {
+        rules.too_large(entry.bytes.len());
+        tracing::debug!(
+            function = rules.label(),
+            size = entry.bytes.len(),
+            "result too large to cache"
+        );
+        return Ok(false);
+    }
+    let ttl = rules.store_ttl(inner, entry.is_none);
+    if ttl.is_none() {
+        inner.check_eviction_policy();
+    }
+    if budget.left().is_none() {
+        tracing::debug!(
+            function = rules.label(),
+            "redis time budget spent on the read; not storing"
+        );
+        return Ok(false);
+    }
+    rules.write(target, &entry.bytes, ttl, budget).await?;
+    Ok(true)
+}
+
+/// The default write: `SET … PX`, then the entry recorded in its tag sets (after the write, with
+/// an expiry taken after it, so never earlier than the entry's), within the same budget.
+pub(crate) async fn plain(
+    label: &str,
+    target: Target<'_>,
+    bytes: &[u8],
+    ttl: Option<Duration>,
+    budget: &mut Budget,
+) -> Result<(), Error> {
+    let inner = target.inner;
+    let Some(limit) = budget.left() else {
+        return Err(Error::Timeout(inner.store.op_timeout()));
+    };
+    let started = Instant::now();
+    let stored = inner.store.set(target.key, bytes, ttl, limit).await;
+    budget.spend(started);
+    stored?;
+    if target.tags.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let expiry = ttl.map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
+    if let Err(e) = crate::tags::record(inner, target.tags, target.key, expiry, now, budget).await {
+        // An entry missing from its tag sets would survive `invalidate_tags`: take it back (in
+        // the background, not charged to this call). Redis refused the bookkeeping (an ACL
+        // without scripting) or failed; the store logged why.
+        tracing::debug!(function = label, error = %e, "could not record tags; entry removed");
+        let owned = std::sync::Arc::clone(inner);
+        let key = target.key.to_string();
+        inner.spawn(async move {
+            let _ = owned.store.del(&key).await;
+        });
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Removes an entry judged corrupt (`seen`: its bytes, empty for a foreign Redis type) unless
+/// someone replaced it meanwhile, within what is left of the budget.
+pub(crate) async fn repair(target: Target<'_>, seen: &[u8], budget: &mut Budget) {
+    let inner = target.inner;
+    let _ = budget
+        .run(|limit| inner.store.repair(target.key, seen, limit))
+        .await;
+}
