@@ -95,12 +95,12 @@ impl Sessions {
         if !is_session_id(id) {
             return Ok(false);
         }
-        self.cache.delete(&Self::key(id)).await
+        self.cache.evict(&Self::key(id)).await
     }
 
     /// Logs a user out everywhere; returns how many sessions ended.
     async fn delete_all_for_user(&self, user_id: u64) -> Result<u64, Error> {
-        self.cache.delete_group(&user_tag(user_id)).await
+        self.cache.invalidate_tags([&user_tag(user_id)]).await
     }
 
     async fn describe(&self, label: &str, id: &str) -> Result<(), Error> {

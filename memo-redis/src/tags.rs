@@ -83,8 +83,8 @@ pub fn with_tags(key: Result<Key, Error>, render: impl FnOnce(&mut TagList)) -> 
 }
 
 /// The key of `tag`'s set, used alike where entries join a group (cached functions,
-/// `set_with_tags`, sliding reads) and where groups are deleted (`invalidate_tags`,
-/// `delete_group`): `{namespace}:tag:{tag}`, the tag verbatim. A tag longer than
+/// `set_with_tags`, sliding reads) and where groups are deleted (`invalidate_tags`):
+/// `{namespace}:tag:{tag}`, the tag verbatim. A tag longer than
 /// [`MAX_TEMPLATE_LEN`] bytes is named by `#` and a 128-bit digest of it instead, so a hostile
 /// argument cannot grow keys without bound (and the same long tag still finds its set).
 pub(crate) fn tag_key(inner: &Inner, tag: &str) -> String {

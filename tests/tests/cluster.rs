@@ -295,8 +295,8 @@ async fn memoization_invalidation_tags_and_events_on_a_cluster() {
             .unwrap();
         assert_eq!(CACHE.get::<u32>(&key).await.unwrap(), Some(i));
     }
-    assert!(CACHE.delete("h0").await.unwrap());
-    assert_eq!(CACHE.delete_group("handle").await.unwrap(), 9);
+    assert!(CACHE.evict("h0").await.unwrap());
+    assert_eq!(CACHE.invalidate_tags(["handle"]).await.unwrap(), 9);
     let before = PROFILE.load(SeqCst);
     profile(1).await;
     assert_eq!(PROFILE.load(SeqCst), before, "still a hit: breaker closed");

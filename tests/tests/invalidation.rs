@@ -129,12 +129,12 @@ async fn tags_match_as_the_caller_writes_them_whatever_the_characters() {
         "recomputed after invalidation"
     );
 
-    // `delete_group` and the typed handle name groups the same way.
+    // `invalidate_tags` and the typed handle name groups the same way.
     CACHE
         .set_with_tags("extra", &1u32, None, &["region:eu-west"])
         .await
         .unwrap();
-    assert_eq!(CACHE.delete_group("region:eu-west").await.unwrap(), 2);
+    assert_eq!(CACHE.invalidate_tags(["region:eu-west"]).await.unwrap(), 2);
     assert_eq!(CACHE.get::<u32>("extra").await.unwrap(), None);
     by_region("eu-west".into()).await;
     assert_eq!(RUNS.load(SeqCst), before + 2);

@@ -7,8 +7,8 @@
 //! 3. `Cache::set` (`handle.rs` `write`: after the write)
 //! 4. `Cache::set_with_tags` (same `write`)
 //! 5. `Cache::expire_at` (`handle.rs` `expire_at`)
-//! 6. `Cache::delete` (`cache/events.rs` `announce` of the deleted key)
-//! 7. `Cache::invalidate_tags` / `Cache::delete_group` (`tags.rs`: `announce` of the tags: the
+//! 6. `Cache::evict` (`cache/events.rs` `announce` of the deleted key)
+//! 7. `Cache::invalidate_tags` / `Cache::invalidate_tags` (`tags.rs`: `announce` of the tags: the
 //!    whole tier is flushed)
 //! 8. `Cache::invalidate_pattern` (`invalidate.rs`: `announce` of the pattern: flush)
 //! 9. `f_invalidate_all` (`invalidate.rs`: `announce` of the pattern: flush)
@@ -282,15 +282,15 @@ async fn cache_delete_drops_the_local_copy_at_once() {
     let key = deleted_key(&1).unwrap();
 
     let held = proxy.hold();
-    assert!(C.delete(&key).await.unwrap());
-    assert_eq!(entries(&C), 0, "Cache::delete dropped the local copy");
+    assert!(C.evict(&key).await.unwrap());
+    assert_eq!(entries(&C), 0, "Cache::evict dropped the local copy");
     V.store(2, SeqCst);
     assert_eq!(deleted(1).await, "1-v2", "the next call recomputes");
     drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalidate_tags_and_delete_group_drop_the_local_copy_at_once() {
+async fn invalidate_tags_drop_the_local_copy_at_once() {
     // Declared by hand: a tag template passed through `local_fn!` does not resolve (see the
     // report: template spans under `macro_rules!`).
     static C: Cache = Cache::from_env();
@@ -314,11 +314,15 @@ async fn invalidate_tags_and_delete_group_drop_the_local_copy_at_once() {
     assert_eq!(grouped(1).await, "1-v2", "the next call recomputes");
     drop(held);
 
-    // `delete_group` is the one-tag form.
+    // One tag.
     warm(&C, "grouped", || grouped(1)).await;
     let held = proxy.hold();
-    assert_eq!(C.delete_group("grp:1").await.unwrap(), 1);
-    assert_eq!(entries(&C), 0, "Cache::delete_group dropped the local copy");
+    assert_eq!(C.invalidate_tags(["grp:1"]).await.unwrap(), 1);
+    assert_eq!(
+        entries(&C),
+        0,
+        "Cache::invalidate_tags dropped the local copy"
+    );
     V.store(3, SeqCst);
     assert_eq!(grouped(1).await, "1-v3", "the next call recomputes");
     drop(held);

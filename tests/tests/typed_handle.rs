@@ -1,5 +1,5 @@
-//! The typed handle (`Cache::get`, `set`, `delete`, `has`, `get_or_set_with`, `get_and_extend`,
-//! `expire_at`, `ttl`, `set_with_tags`, `delete_group` and the fail-open variants) against a real
+//! The typed handle (`Cache::get`, `set`, `evict`, `has`, `get_or_set_with`, `get_and_extend`,
+//! `expire_at`, `ttl`, `set_with_tags`, `invalidate_tags` and the fail-open variants) against a real
 //! redis-server and on Redis Cluster (the same test bodies, `single::` and `cluster::`), including
 //! interop with cached functions; Redis being down on a single node.
 
@@ -159,7 +159,7 @@ macro_rules! suite {
                     "an explicit read never deletes"
                 );
                 assert!(CACHE.has("raw").await.unwrap(), "has sees any entry");
-                assert_eq!(CACHE.get_or_none::<u32>("raw").await, None);
+                assert_eq!(CACHE.get_fail_open::<u32>("raw").await, None);
 
                 let _: u64 = b.query(redis::cmd("RPUSH").arg(b.key("list")).arg("x")).await;
                 assert!(matches!(
@@ -180,7 +180,7 @@ macro_rules! suite {
                     Err(Error::Codec(_))
                 ));
                 assert!(!CACHE.has("big").await.unwrap());
-                assert!(!CACHE.set_or_log("big", &big, None).await);
+                assert!(!CACHE.set_fail_open("big", &big, None).await);
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,13 +189,13 @@ macro_rules! suite {
                 static CACHE: Cache = Cache::from_env();
                 b.install(&CACHE);
                 assert!(!CACHE.has("k").await.unwrap());
-                assert!(!CACHE.delete("k").await.unwrap());
+                assert!(!CACHE.evict("k").await.unwrap());
                 CACHE.set("k", &5u32, None).await.unwrap();
                 assert!(CACHE.has("k").await.unwrap());
-                assert!(CACHE.delete("k").await.unwrap());
+                assert!(CACHE.evict("k").await.unwrap());
                 assert!(!CACHE.has("k").await.unwrap());
                 assert!(!b.exists(&b.key("k")).await);
-                assert!(!CACHE.delete("k").await.unwrap());
+                assert!(!CACHE.evict("k").await.unwrap());
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,8 +367,8 @@ macro_rules! suite {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn delete_group_removes_its_members_only() {
-                let b = Backend::$backend("delete_group_removes_its_members_only");
+            async fn invalidate_tags_removes_its_members_only() {
+                let b = Backend::$backend("invalidate_tags_removes_its_members_only");
                 static CACHE: Cache = Cache::from_env();
                 b.install(&CACHE);
                 let ttl = Some(Duration::from_secs(60));
@@ -394,7 +394,7 @@ macro_rules! suite {
                     "the tag set expires with its newest member: {tag_ttl} (at least {floor})"
                 );
 
-                assert_eq!(CACHE.delete_group("user:42").await.unwrap(), 2);
+                assert_eq!(CACHE.invalidate_tags(["user:42"]).await.unwrap(), 2);
                 assert!(!CACHE.has("a").await.unwrap());
                 assert!(!CACHE.has("b").await.unwrap());
                 assert_eq!(
@@ -403,10 +403,10 @@ macro_rules! suite {
                     "user:43 survives"
                 );
                 assert!(!b.exists(&b.key("tag:user:42")).await, "the group is gone");
-                assert_eq!(CACHE.delete_group("user:42").await.unwrap(), 0);
-                assert!(matches!(CACHE.delete_group("").await, Err(Error::Key(_))));
+                assert_eq!(CACHE.invalidate_tags(["user:42"]).await.unwrap(), 0);
+                assert_eq!(CACHE.invalidate_tags([""]).await.unwrap(), 0, "the handle never writes an empty tag");
 
-                // A plain `set` takes the entry out of its groups; `delete` too.
+                // A plain `set` takes the entry out of its groups; `evict` too.
                 CACHE
                     .set_with_tags("d", &4u32, ttl, &["user:43"])
                     .await
@@ -415,16 +415,16 @@ macro_rules! suite {
                 assert_eq!(tag_lists(&b, "d").await.len(), 1);
                 CACHE.set("c", &30u32, ttl).await.unwrap();
                 assert!(tag_lists(&b, "c").await.is_empty(), "c's tag list is gone");
-                assert!(CACHE.delete("d").await.unwrap());
+                assert!(CACHE.evict("d").await.unwrap());
                 assert!(tag_lists(&b, "d").await.is_empty());
-                assert_eq!(CACHE.delete_group("user:43").await.unwrap(), 0);
+                assert_eq!(CACHE.invalidate_tags(["user:43"]).await.unwrap(), 0);
                 assert_eq!(CACHE.get::<u32>("c").await.unwrap(), Some(30));
 
                 // Re-tagging replaces the groups.
                 CACHE.set_with_tags("e", &5u32, ttl, &["x"]).await.unwrap();
                 CACHE.set_with_tags("e", &5u32, ttl, &["y"]).await.unwrap();
-                assert_eq!(CACHE.delete_group("x").await.unwrap(), 0);
-                assert_eq!(CACHE.delete_group("y").await.unwrap(), 1);
+                assert_eq!(CACHE.invalidate_tags(["x"]).await.unwrap(), 0);
+                assert_eq!(CACHE.invalidate_tags(["y"]).await.unwrap(), 1);
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,7 +516,7 @@ macro_rules! suite {
                     ms >= floor,
                     "tag set PTTL follows the extension: {ms} (at least {floor})"
                 );
-                assert_eq!(CACHE.delete_group("user:7").await.unwrap(), 1);
+                assert_eq!(CACHE.invalidate_tags(["user:7"]).await.unwrap(), 1);
                 assert!(!CACHE.has("sess:1").await.unwrap());
 
                 // expire_at moves the bookkeeping too.
@@ -531,7 +531,7 @@ macro_rules! suite {
                     .unwrap());
                 tokio::time::sleep_until((written + SHORT + Duration::from_millis(150)).into()).await;
                 assert!(b.exists(&b.key("tag:user:8")).await);
-                assert_eq!(CACHE.delete_group("user:8").await.unwrap(), 1);
+                assert_eq!(CACHE.invalidate_tags(["user:8"]).await.unwrap(), 1);
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,7 +583,7 @@ macro_rules! suite {
                     .await
                     .unwrap();
                 assert_eq!((v, f(3).await, RUNS.load(SeqCst)), (333, 333, 1));
-                assert!(CACHE.delete(&f_key(&3).unwrap()).await.unwrap());
+                assert!(CACHE.evict(&f_key(&3).unwrap()).await.unwrap());
                 assert_eq!(f(3).await, 30);
                 assert_eq!(RUNS.load(SeqCst), 2);
             }
@@ -612,15 +612,15 @@ async fn redis_down_explicit_methods_fail_and_fail_open_variants_do_not() {
         )
         .unwrap();
     CACHE.set("k", &1u32, None).await.unwrap();
-    assert!(CACHE.set_or_log("k", &2u32, None).await);
-    assert_eq!(CACHE.get_or_none::<u32>("k").await, Some(2));
+    assert!(CACHE.set_fail_open("k", &2u32, None).await);
+    assert_eq!(CACHE.get_fail_open::<u32>("k").await, Some(2));
     server.stop();
 
     let started = Instant::now();
     assert!(CACHE.get::<u32>("k").await.is_err());
     assert!(CACHE.set("k", &1u32, None).await.is_err());
     assert!(CACHE.has("k").await.is_err());
-    assert!(CACHE.delete("k").await.is_err());
+    assert!(CACHE.evict("k").await.is_err());
     assert!(CACHE.ttl("k").await.is_err());
     assert!(CACHE
         .get_and_extend::<u32>("k", Duration::from_secs(1))
@@ -628,9 +628,9 @@ async fn redis_down_explicit_methods_fail_and_fail_open_variants_do_not() {
         .is_err());
     assert!(CACHE.expire_at("k", SystemTime::now()).await.is_err());
     assert!(CACHE.set_with_tags("k", &1u32, None, &["g"]).await.is_err());
-    assert!(CACHE.delete_group("g").await.is_err());
-    assert_eq!(CACHE.get_or_none::<u32>("k").await, None);
-    assert!(!CACHE.set_or_log("k", &1u32, None).await);
+    assert!(CACHE.invalidate_tags(["g"]).await.is_err());
+    assert_eq!(CACHE.get_fail_open::<u32>("k").await, None);
+    assert!(!CACHE.set_fail_open("k", &1u32, None).await);
     let v = CACHE
         .get_or_set_with("k", None, || async { 99u32 })
         .await
@@ -657,8 +657,8 @@ async fn redis_down_explicit_methods_fail_and_fail_open_variants_do_not() {
         CACHE.set("k", &1u32, None).await,
         Err(Error::BreakerOpen)
     ));
-    assert_eq!(CACHE.get_or_none::<u32>("k").await, None);
-    assert!(!CACHE.set_or_log("k", &1u32, None).await);
+    assert_eq!(CACHE.get_fail_open::<u32>("k").await, None);
+    assert!(!CACHE.set_fail_open("k", &1u32, None).await);
     assert_eq!(
         CACHE
             .get_or_set_with("k", None, || async { 98u32 })
@@ -684,7 +684,7 @@ async fn invalid_configuration_is_an_error_and_the_closure_does_not_run() {
         Err(Error::Config(_))
     ));
     assert!(matches!(
-        CACHE.delete_group("g").await,
+        CACHE.invalidate_tags(["g"]).await,
         Err(Error::Config(_))
     ));
     let ran = AtomicU32::new(0);
@@ -696,8 +696,8 @@ async fn invalid_configuration_is_an_error_and_the_closure_does_not_run() {
         .await;
     assert!(matches!(r, Err(Error::Config(_))));
     assert_eq!(ran.load(SeqCst), 0);
-    assert_eq!(CACHE.get_or_none::<u32>("k").await, None);
-    assert!(!CACHE.set_or_log("k", &1u32, None).await);
+    assert_eq!(CACHE.get_fail_open::<u32>("k").await, None);
+    assert!(!CACHE.set_fail_open("k", &1u32, None).await);
 }
 
 #[test]
@@ -711,7 +711,7 @@ fn handle_futures_are_send() {
     assert_send(CACHE.try_get_or_set_with("k", None, || async { Ok::<_, Error>(session(1)) }));
     assert_send(CACHE.get_and_extend::<Session>("k", Duration::from_secs(1)));
     assert_send(CACHE.expire_at("k", SystemTime::now()));
-    assert_send(CACHE.delete_group("t"));
-    assert_send(CACHE.get_or_none::<Session>("k"));
-    assert_send(CACHE.set_or_log("k", &session(1), None));
+    assert_send(CACHE.invalidate_tags(["t"]));
+    assert_send(CACHE.get_fail_open::<Session>("k"));
+    assert_send(CACHE.set_fail_open("k", &session(1), None));
 }

@@ -1,4 +1,4 @@
-//! The typed handle: explicit `get` / `set` / `delete` / `has` / `get_or_set_with`, sliding and
+//! The typed handle: explicit `get` / `set` / `evict` / `has` / `get_or_set_with`, sliding and
 //! absolute expiry and tag groups as methods on [`Cache`], storing the same entries (envelope,
 //! keys) as cached functions.
 //!
@@ -12,7 +12,7 @@
 //! # Errors
 //!
 //! Unlike a memoized call, the explicit operations report Redis trouble: a failure, a timeout or an
-//! open circuit breaker is an `Err`. [`Cache::get_or_none`] and [`Cache::set_or_log`] are the
+//! open circuit breaker is an `Err`. [`Cache::get_fail_open`] and [`Cache::set_fail_open`] are the
 //! fail-open variants, and [`Cache::get_or_set_with`] still returns the closure's value when Redis
 //! fails.
 //!
@@ -25,7 +25,7 @@
 //! on a cluster too (see `tag_list_key`). The list lets
 //! [`Cache::get_and_extend`] and [`Cache::expire_at`] move the entry's expiry in its tag sets too, so
 //! a sliding entry stays in its groups for as long as it lives; [`Cache::set`] and
-//! [`Cache::delete`] take the entry out of the groups its previous write put it in.
+//! [`Cache::evict`] take the entry out of the groups its previous write put it in.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -158,7 +158,7 @@ impl Cache {
     }
 
     /// [`Cache::set`], also making the entry a member of each group in `tags` (and of no other):
-    /// [`Cache::delete_group`] / [`Cache::invalidate_tags`] on one of them deletes it, together with
+    /// [`Cache::invalidate_tags`] on one of them deletes it, together with
     /// the entries of cached functions carrying the same tag.
     ///
     /// Tags are used verbatim: `"user:42"` is the group a function with
@@ -175,7 +175,7 @@ impl Cache {
     /// let cache = memo_redis::global();
     /// let ttl = Some(Duration::from_secs(600));
     /// cache.set_with_tags("cart:42", &vec![7u32, 9], ttl, &["user:42", "carts"]).await?;
-    /// cache.delete_group("user:42").await?; // the cart is gone
+    /// cache.invalidate_tags(["user:42"]).await?; // the cart is gone
     /// # Ok(()) }
     /// ```
     pub async fn set_with_tags<T: Storable + ?Sized>(
@@ -210,10 +210,10 @@ impl Cache {
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), memo_redis::Error> {
-    /// let existed = memo_redis::global().delete("motd").await?;
+    /// let existed = memo_redis::global().evict("motd").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+    pub async fn evict(&self, key: &str) -> Result<bool, Error> {
         let inner = self.ready()?;
         let full = full_key_in(&inner.config.namespace, key)?;
         let mut invocation = DELETE.key(&full);
@@ -465,29 +465,6 @@ impl Cache {
         })
     }
 
-    /// Deletes every entry in the group `tag` — written with [`Cache::set_with_tags`] or by a
-    /// cached function with `tags = [...]` — and the group itself; returns how many entries
-    /// existed. Same as [`Cache::invalidate_tags`] with one tag (announced on the event channel).
-    ///
-    /// # Errors
-    /// [`Error::Key`] when `tag` is empty; [`Error::Redis`], [`Error::Timeout`] or
-    /// [`Error::BreakerOpen`] when Redis could not answer; [`Error::Config`] when the
-    /// configuration is invalid.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), memo_redis::Error> {
-    /// let n = memo_redis::global().delete_group("user:42").await?;
-    /// println!("{n} entries of user 42 deleted");
-    /// # Ok(()) }
-    /// ```
-    pub async fn delete_group(&self, tag: &str) -> Result<u64, Error> {
-        self.ready()?;
-        if tag.is_empty() {
-            return Err(Error::Key("empty tag".into()));
-        }
-        self.invalidate_tags([tag]).await
-    }
-
     /// Fail-open [`Cache::get`]: `None` when there is no value *or on any error* (Redis down,
     /// timeout, open breaker, corrupt entry, invalid key). Redis failures are logged by the
     /// connection layer, the others here, at most once per 10 s.
@@ -498,20 +475,20 @@ impl Cache {
     /// ```no_run
     /// # async fn run() {
     /// let banner: String = memo_redis::global()
-    ///     .get_or_none("banner")
+    ///     .get_fail_open("banner")
     ///     .await
     ///     .unwrap_or_else(|| "welcome".into());
     /// # }
     /// ```
-    pub async fn get_or_none<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+    pub async fn get_fail_open<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         match self.get(key).await {
             Ok(value) => value,
             Err(e) => {
                 if is_redis_trouble(&e) {
-                    tracing::debug!(key, error = %e, "memo-redis: get_or_none: no value");
+                    tracing::debug!(key, error = %e, "memo-redis: get_fail_open: no value");
                 } else {
                     FAIL_OPEN_LOG.hit(|suppressed| {
-                        tracing::warn!(key, error = %e, suppressed, "memo-redis: get_or_none could not read the entry");
+                        tracing::warn!(key, error = %e, suppressed, "memo-redis: get_fail_open could not read the entry");
                     });
                 }
                 None
@@ -529,11 +506,11 @@ impl Cache {
     /// use std::time::Duration;
     /// # async fn run() {
     /// memo_redis::global()
-    ///     .set_or_log("last-seen:42", &1_700_000_000u64, Some(Duration::from_secs(86_400)))
+    ///     .set_fail_open("last-seen:42", &1_700_000_000u64, Some(Duration::from_secs(86_400)))
     ///     .await;
     /// # }
     /// ```
-    pub async fn set_or_log<T: Storable + ?Sized>(
+    pub async fn set_fail_open<T: Storable + ?Sized>(
         &self,
         key: &str,
         value: &T,
@@ -543,7 +520,7 @@ impl Cache {
             Ok(()) => true,
             Err(e) => {
                 FAIL_OPEN_LOG.hit(|suppressed| {
-                    tracing::warn!(key, error = %e, suppressed, "memo-redis: set_or_log did not store the value");
+                    tracing::warn!(key, error = %e, suppressed, "memo-redis: set_fail_open did not store the value");
                 });
                 false
             }
