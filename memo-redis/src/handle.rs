@@ -1006,6 +1006,7 @@ mod tests {
         assert_eq!(ttl_millis(Duration::from_secs(u64::MAX)), MAX_TTL_MS);
     }
 
+    #[cfg(feature = "cluster")] // redis-rs's `Slot` comes with its cluster support
     #[test]
     fn slots_match_redis_rs() {
         use redis::cluster_routing::Slot;

@@ -110,6 +110,7 @@ pub mod axum;
 mod breaker;
 mod cache;
 mod call;
+mod cluster_api;
 pub mod codec;
 mod config;
 pub mod depth;
