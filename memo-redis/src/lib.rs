@@ -110,6 +110,7 @@ pub mod axum;
 mod breaker;
 mod cache;
 mod clock;
+mod cluster_api;
 pub mod codec;
 mod config;
 pub mod depth;

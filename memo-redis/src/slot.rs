@@ -95,6 +95,7 @@ pub(crate) fn slot_tag(slot: u16) -> String {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "cluster")] // redis-rs's `Slot` comes with its cluster support
     #[test]
     fn slots_match_redis_rs() {
         use redis::cluster_routing::Slot;

@@ -110,13 +110,15 @@ impl ConfigBuilder {
     }
     /// `REDIS_CLUSTER`: Redis Cluster mode. The URL is then a comma-separated list of seed
     /// nodes, e.g. `redis://n1:7000,n2:7001,n3:7002` (a node without a scheme inherits the
-    /// first node's scheme and credentials). See `docs/cluster.md`.
+    /// first node's scheme and credentials). See `docs/cluster.md`. Needs the cargo feature
+    /// `cluster`: without it, installing such a configuration fails with
+    /// [`ConfigError::Unsupported`](crate::ConfigError::Unsupported).
     pub fn cluster(mut self, cluster: bool) -> Self {
         self.cluster = cluster;
         self
     }
     /// Redis Cluster mode with these seed nodes (`host:port` or full URLs); the same as
-    /// `.cluster(true).url(nodes joined by commas)`.
+    /// `.cluster(true).url(nodes joined by commas)`. Needs the cargo feature `cluster`.
     pub fn cluster_nodes<I, S>(mut self, nodes: I) -> Self
     where
         I: IntoIterator<Item = S>,

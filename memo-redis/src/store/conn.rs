@@ -2,9 +2,9 @@
 //! when compiled in), and when a failure means the cluster's topology changed.
 
 use redis::aio::ConnectionManager;
-use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, RedisFuture, Value};
 
+use crate::cluster_api::ClusterConnection;
 use crate::config::Config;
 use crate::error::Error;
 

@@ -11,11 +11,10 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, FromRedisValue, Script};
 
 use crate::breaker::{Admit, Breaker};
+use crate::cluster_api::{ClusterClient, RoutingInfo, SingleNodeRoutingInfo};
 use crate::config::Config;
 use crate::error::Error;
 use crate::log::RateLimited;

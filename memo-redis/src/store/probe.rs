@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::FromRedisValue;
 
 use super::{Conn, Store};
+use crate::cluster_api::{RoutingInfo, SingleNodeRoutingInfo};
 use crate::error::Error;
 
 /// What one health probe saw: the round trip of a `PING` and the server's `INFO server` text.
