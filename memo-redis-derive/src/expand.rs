@@ -9,8 +9,9 @@ use syn::{AttrStyle, Attribute, Ident, ItemFn, Type, Visibility};
 use crate::ast::{CachedFn, Param, ReceiverKind};
 use crate::attr::Args;
 use crate::fallback;
+use crate::model::{KeyMode, Resolved, Ttl};
 use crate::template::Segment;
-use crate::valid::{self, KeyMode, Resolved};
+use crate::valid;
 
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let item_fn: ItemFn = match syn::parse2(item.clone()) {
@@ -233,13 +234,22 @@ fn key_expr(f: &CachedFn, r: &Resolved, site: &TokenStream) -> TokenStream {
     quote!(::memo_redis::__private::with_tags(#key, |__memo_redis_tags| { #(#tags)* }))
 }
 
+/// `::memo_redis::__private::Ttl::...` for a resolved lifetime.
+fn ttl_tokens(ttl: &Ttl) -> TokenStream {
+    match ttl {
+        Ttl::Default => quote!(::memo_redis::__private::Ttl::Default),
+        Ttl::Never => quote!(::memo_redis::__private::Ttl::Never),
+        Ttl::Millis(ms) => quote!(::memo_redis::__private::Ttl::Millis(#ms)),
+    }
+}
+
 /// The `Spec` builder calls for the arguments that differ from `Spec::new`'s defaults.
 fn spec_options(r: &Resolved) -> TokenStream {
     let mut out = TokenStream::new();
     if let Some(cache) = &r.cache {
         out.extend(quote!(.cache(&#cache)));
     }
-    let ttl = &r.ttl;
+    let ttl = ttl_tokens(&r.ttl);
     out.extend(quote!(.ttl(#ttl)));
     if r.version != 0 {
         let version = r.version;
@@ -255,7 +265,7 @@ fn spec_options(r: &Resolved) -> TokenStream {
         out.extend(quote!(.identity(#n)));
     }
     if let Some(c) = &r.codec {
-        out.extend(quote!(.codec(#c)));
+        out.extend(quote!(.codec(::memo_redis::__private::CodecKind::#c)));
     }
     match r.compress {
         Some(Some(n)) => out.extend(quote!(.compress(::core::option::Option::Some(#n)))),
@@ -263,6 +273,7 @@ fn spec_options(r: &Resolved) -> TokenStream {
         None => {}
     }
     if let Some(t) = &r.none_ttl {
+        let t = ttl_tokens(t);
         out.extend(quote!(.none_ttl(#t)));
     }
     if let Some(ms) = r.stale_ms {

@@ -7,6 +7,7 @@ mod ast;
 mod attr;
 mod expand;
 mod fallback;
+mod model;
 #[cfg(test)]
 mod snapshot;
 mod template;
