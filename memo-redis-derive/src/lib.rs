@@ -5,6 +5,7 @@
 
 mod ast;
 mod attr;
+mod codegen;
 mod expand;
 mod fallback;
 mod model;

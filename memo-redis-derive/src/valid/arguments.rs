@@ -4,8 +4,8 @@
 use proc_macro2::Span;
 use syn::Error;
 
+use super::errors::Errors;
 use super::placeholders::check_template;
-use super::Errors;
 use crate::ast::{value_for_override, CachedFn, ReceiverKind, ShapeKind};
 use crate::attr::{
     parse_duration_ms, parse_size_bytes, Args, BetaArg, CompressArg, LockArg, TtlArg,

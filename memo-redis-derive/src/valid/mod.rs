@@ -3,6 +3,7 @@
 //! [`Resolved`] model that code generation reads.
 
 mod arguments;
+mod errors;
 mod placeholders;
 mod signature;
 
@@ -11,18 +12,7 @@ use syn::Error;
 use crate::ast::CachedFn;
 use crate::attr::Args;
 use crate::model::Resolved;
-
-/// The errors found so far, combined into one so that every mistake is reported in one build.
-struct Errors(Option<Error>);
-
-impl Errors {
-    fn push(&mut self, e: Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(e),
-            None => self.0 = Some(e),
-        }
-    }
-}
+use errors::Errors;
 
 /// The model of `f` under `args`, or every rejection: the signature's first, then the arguments'
 /// in the order they are resolved.

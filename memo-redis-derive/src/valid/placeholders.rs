@@ -4,7 +4,7 @@
 use proc_macro2::Span;
 use syn::Error;
 
-use super::Errors;
+use super::errors::Errors;
 use crate::ast::{CachedFn, ReceiverKind};
 use crate::template::Segment;
 

@@ -4,7 +4,7 @@
 use syn::spanned::Spanned;
 use syn::{Error, GenericParam, ReturnType, Type};
 
-use super::Errors;
+use super::errors::Errors;
 use crate::ast::CachedFn;
 
 pub(super) fn check(f: &CachedFn, errs: &mut Errors) {
