@@ -23,6 +23,7 @@ pub enum Ttl {
     Millis(u64),
 }
 
+/// The arguments of one use, validated against each other and the function's signature.
 pub struct Resolved {
     pub ttl: Ttl,
     pub prefix: Option<String>,
