@@ -137,13 +137,18 @@ impl Parse for Args {
                     let list = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?;
                     args.tags.set(at, &name, list.into_iter().collect())?;
                 }
-                "lock" => {
+                "lock" | "local" => {
                     let v = if input.peek(LitBool) {
                         LockArg::Bool(input.parse()?)
                     } else {
-                        LockArg::Lease(duration(input, "lock")?)
+                        LockArg::Lease(duration(input, &name)?)
                     };
-                    args.lock.set(at, &name, v)?;
+                    let slot = if name == "lock" {
+                        &mut args.lock
+                    } else {
+                        &mut args.local
+                    };
+                    slot.set(at, &name, v)?;
                 }
                 "compress" => {
                     let v = if input.peek(LitBool) {
@@ -156,14 +161,6 @@ impl Parse for Args {
                         ));
                     };
                     args.compress.set(at, &name, v)?;
-                }
-                "local" => {
-                    let v = if input.peek(LitBool) {
-                        LockArg::Bool(input.parse()?)
-                    } else {
-                        LockArg::Lease(duration(input, "local")?)
-                    };
-                    args.local.set(at, &name, v)?;
                 }
                 _ => {
                     // early_refresh

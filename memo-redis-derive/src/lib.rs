@@ -5,8 +5,10 @@
 
 mod ast;
 mod attr;
+mod codegen;
 mod expand;
 mod fallback;
+mod model;
 #[cfg(test)]
 mod snapshot;
 mod template;

@@ -1,48 +1,17 @@
-//! Every semantic rejection, each spanned on the smallest offending node.
+//! The attribute's arguments resolved into the model: each value checked (durations, sizes,
+//! names, codecs, templates) and each combination checked against the others and the signature.
 
-use proc_macro2::{Span, TokenStream};
-use quote::quote;
-use syn::spanned::Spanned;
-use syn::{Error, GenericParam, Path, ReturnType, Type};
+use proc_macro2::Span;
+use syn::Error;
 
+use super::errors::Errors;
+use super::placeholders::check_template;
 use crate::ast::{value_for_override, CachedFn, ReceiverKind, ShapeKind};
 use crate::attr::{
     parse_duration_ms, parse_size_bytes, Args, BetaArg, CompressArg, LockArg, TtlArg,
 };
-use crate::template::{self, Segment};
-
-pub enum KeyMode {
-    Digest,
-    Template(Vec<Segment>, Span),
-    Fn(Path),
-}
-
-pub struct Resolved {
-    pub ttl: TokenStream,
-    pub prefix: Option<String>,
-    pub key: KeyMode,
-    pub cache_none: bool,
-    pub version: u32,
-    pub codec: Option<TokenStream>,
-    /// `compress = ...`: `Some(Some(n))` from `n` bytes, `Some(None)` never, `None`: the cache's.
-    pub compress: Option<Option<usize>>,
-    /// `cache = STATIC`; `None`: the global cache.
-    pub cache: Option<TokenStream>,
-    pub name: Option<String>,
-    pub shape: ShapeKind,
-    pub value_ty: Option<Type>,
-    pub none_ttl: Option<TokenStream>,
-    pub stale_ms: Option<u64>,
-    pub lock_ms: Option<u64>,
-    pub beta: Option<f64>,
-    pub jitter: f64,
-    pub single_flight: bool,
-    pub sliding: bool,
-    /// `local = ...`: near-cache lifetime cap in ms, `Some(0)` = the function's TTL.
-    pub local_ms: Option<u64>,
-    /// `tags = [...]`: each a template over the arguments.
-    pub tags: Vec<(Vec<Segment>, Span)>,
-}
+use crate::model::{KeyMode, Resolved, Ttl};
+use crate::template;
 
 /// Threshold of `compress = true`.
 const DEFAULT_COMPRESS_MIN_BYTES: usize = 1024;
@@ -54,6 +23,21 @@ fn lit_f64(lit: &syn::Lit) -> Option<f64> {
     match lit {
         syn::Lit::Float(f) => f.base10_parse().ok(),
         syn::Lit::Int(i) => i.base10_parse::<u32>().ok().map(f64::from),
+        _ => None,
+    }
+}
+
+/// Milliseconds of `lock = ...` or `local = ...`: `when_true` for `true`, `None` for `false`.
+fn lease_arg(arg: Option<&LockArg>, name: &str, when_true: u64, errs: &mut Errors) -> Option<u64> {
+    match arg {
+        Some(LockArg::Bool(b)) if b.value => Some(when_true),
+        Some(LockArg::Lease(t)) => match duration_arg(t, name, false) {
+            Ok(ms) => ms,
+            Err(e) => {
+                errs.push(e);
+                None
+            }
+        },
         _ => None,
     }
 }
@@ -110,17 +94,6 @@ fn duration_arg(arg: &TtlArg, name: &str, allow_never: bool) -> Result<Option<u6
     }
 }
 
-struct Errors(Option<Error>);
-
-impl Errors {
-    fn push(&mut self, e: Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(e),
-            None => self.0 = Some(e),
-        }
-    }
-}
-
 fn segment_problem(s: &str) -> Option<char> {
     if s.is_empty() {
         return Some(' ');
@@ -129,95 +102,20 @@ fn segment_problem(s: &str) -> Option<char> {
         .find(|c| matches!(c, ':' | '*' | '?' | '[' | ']' | '{' | '}' | '#') || c.is_whitespace())
 }
 
-pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
-    let mut errs = Errors(None);
-    let sig = &f.item.sig;
-
-    if sig.asyncness.is_none() {
-        errs.push(Error::new(
-            sig.fn_token.span,
-            "`#[redis_cache]` requires an `async fn`; a synchronous function cannot await Redis, make it `async fn`",
-        ));
-    }
-    for gp in &sig.generics.params {
-        match gp {
-            GenericParam::Lifetime(_) => {}
-            other => errs.push(Error::new_spanned(
-                other,
-                "generic functions are not supported by `#[redis_cache]`; use concrete types, or cache a non-generic inner function",
-            )),
-        }
-    }
-    if let Some(v) = &sig.variadic {
-        errs.push(Error::new(v.span(), "variadic functions are not supported"));
-    }
-    for p in &f.params {
-        if let (Type::ImplTrait(it), false) = (&p.ty, p.skip) {
-            errs.push(Error::new_spanned(
-                it,
-                "`impl Trait` arguments cannot be part of a cache key; use a concrete serializable type, or leave the argument out of the key with `#[memo(skip)]`",
-            ));
-        }
-    }
-    for p in &f.params {
-        // On a hit the body does not run, so whatever it would have done through the reference
-        // silently does not happen; skipping the argument does not change that.
-        if let Some(at) = &p.mut_ref {
-            let name = &p.ident;
-            errs.push(Error::new_spanned(
-                at,
-                if p.skip {
-                    format!("`#[memo(skip)]` does not make a `&mut` argument safe to cache: on a cache hit the body does not run, so its changes through `{name}` would silently not happen; make the changes outside the cached function, or pass what the body only reads by shared reference (a pool instead of a connection)")
-                } else {
-                    format!("`&mut` arguments cannot be cached: on a cache hit the body does not run, so its changes through `{name}` would silently not happen; take the argument by value or shared reference and return what changes as part of the result, or make the changes outside the cached function")
-                },
-            ));
-        }
-        for e in &p.memo_attr_errors {
-            errs.push(e.clone());
-        }
-        if p.bad_pattern {
-            errs.push(Error::new(
-                p.pat_span,
-                "destructuring patterns are not supported in cached functions; bind the argument to a name and destructure it in the body",
-            ));
-        }
-    }
-    match &sig.output {
-        ReturnType::Default => errs.push(Error::new(
-            sig.ident.span(),
-            "a function returning `()` has nothing to cache; return the value to memoize",
-        )),
-        ReturnType::Type(_, ty) => {
-            if matches!(**ty, Type::ImplTrait(_)) {
-                errs.push(Error::new_spanned(
-                    ty,
-                    "`impl Trait` return types cannot be cached; return a concrete type that implements `Serialize` and `Deserialize`",
-                ));
-            } else if matches!(**ty, Type::Reference(_)) {
-                errs.push(Error::new_spanned(
-                    ty,
-                    "a cached function must return an owned value; references cannot be read back from Redis",
-                ));
-            }
-        }
-    }
-
-    let ttl_tokens = |ms: Option<u64>| match ms {
-        Some(ms) => quote!(::memo_redis::__private::Ttl::Millis(#ms)),
-        None => quote!(::memo_redis::__private::Ttl::Never),
-    };
-    let mut ttl = quote!(::memo_redis::__private::Ttl::Default);
+/// Every argument's value, in the order the arguments are checked; the errors go to `errs`.
+pub(super) fn resolve(f: &CachedFn, args: &Args, errs: &mut Errors) -> Resolved {
+    let ttl_of = |ms: Option<u64>| ms.map_or(Ttl::Never, Ttl::Millis);
+    let mut ttl = Ttl::Default;
     if let Some(t) = args.ttl.get() {
         match duration_arg(t, "ttl", true) {
-            Ok(ms) => ttl = ttl_tokens(ms),
+            Ok(ms) => ttl = ttl_of(ms),
             Err(e) => errs.push(e),
         }
     }
     let mut none_ttl = None;
     if let Some(t) = args.none_ttl.get() {
         match duration_arg(t, "none_ttl", true) {
-            Ok(ms) => none_ttl = Some(ttl_tokens(ms)),
+            Ok(ms) => none_ttl = Some(ttl_of(ms)),
             Err(e) => errs.push(e),
         }
     }
@@ -228,24 +126,8 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
             Err(e) => errs.push(e),
         }
     }
-    let mut lock_ms = None;
-    match args.lock.get() {
-        Some(LockArg::Bool(b)) if b.value => lock_ms = Some(DEFAULT_LOCK_MS),
-        Some(LockArg::Lease(t)) => match duration_arg(t, "lock", false) {
-            Ok(ms) => lock_ms = ms,
-            Err(e) => errs.push(e),
-        },
-        _ => {}
-    }
-    let mut local_ms = None;
-    match args.local.get() {
-        Some(LockArg::Bool(b)) if b.value => local_ms = Some(0),
-        Some(LockArg::Lease(t)) => match duration_arg(t, "local", false) {
-            Ok(ms) => local_ms = ms,
-            Err(e) => errs.push(e),
-        },
-        _ => {}
-    }
+    let lock_ms = lease_arg(args.lock.get(), "lock", DEFAULT_LOCK_MS, errs);
+    let local_ms = lease_arg(args.local.get(), "local", 0, errs);
     let mut beta = None;
     match args.early_refresh.get() {
         Some(BetaArg::Bool(b)) if b.value => beta = Some(1.0),
@@ -404,8 +286,7 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
                 return None;
             }
         };
-        let v = syn::Ident::new(variant, ident.span());
-        Some(quote!(::memo_redis::__private::CodecKind::#v))
+        Some(syn::Ident::new(variant, ident.span()))
     });
 
     let compress = match args.compress.get() {
@@ -423,7 +304,7 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
         },
     };
 
-    let cache = args.cache.get().map(|path| quote!(#path));
+    let cache = args.cache.get().cloned();
 
     // key
     let key = match (args.key.get(), args.key_fn.get()) {
@@ -442,7 +323,7 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
                 KeyMode::Digest
             }
             Ok(segments) => {
-                check_template(f, &segments, lit.span(), "key template", &mut errs);
+                check_template(f, &segments, lit.span(), "key template", errs);
                 KeyMode::Template(segments, lit.span())
             }
         },
@@ -455,96 +336,31 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
         match template::parse(&lit.value()) {
             Err(why) => errs.push(Error::new(lit.span(), why)),
             Ok(segments) => {
-                check_template(f, &segments, lit.span(), "tag", &mut errs);
+                check_template(f, &segments, lit.span(), "tag", errs);
                 tags.push((segments, lit.span()));
             }
         }
     }
-
-    match errs.0 {
-        Some(e) => Err(e),
-        None => Ok(Resolved {
-            ttl,
-            prefix,
-            key,
-            cache_none,
-            version,
-            codec,
-            compress,
-            cache,
-            name,
-            shape,
-            value_ty,
-            none_ttl,
-            stale_ms,
-            lock_ms,
-            beta,
-            jitter,
-            single_flight,
-            sliding,
-            local_ms,
-            tags,
-        }),
-    }
-}
-
-/// Checks a key template (`what` = "key template", every key argument required) or a tag
-/// template (`what` = "tag", any subset of the key arguments).
-fn check_template(f: &CachedFn, segments: &[Segment], span: Span, what: &str, errs: &mut Errors) {
-    let require_all = what == "key template";
-    let key_names: Vec<String> = f.key_params().map(|p| p.ident.to_string()).collect();
-    let mut used = Vec::new();
-    let mut unknown = false;
-    for seg in segments {
-        let Segment::Arg { root, .. } = seg else {
-            continue;
-        };
-        if root == "self" {
-            if matches!(f.receiver, ReceiverKind::None) {
-                errs.push(Error::new(
-                    span,
-                    format!("{what} names `self`, but this function has no `self` parameter"),
-                ));
-            }
-            continue;
-        }
-        if let Some(p) = f.params.iter().find(|p| p.ident == root.as_str()) {
-            if p.skip {
-                errs.push(Error::new(
-                    span,
-                    format!("{what} names `{root}`, which is marked `#[memo(skip)]`; remove the skip or the placeholder"),
-                ));
-            }
-            used.push(root.clone());
-        } else {
-            unknown = true;
-            let expected = if key_names.is_empty() {
-                "the function has no key arguments".to_string()
-            } else if let [only] = key_names.as_slice() {
-                format!("expected `{only}`")
-            } else {
-                format!(
-                    "expected one of {}",
-                    key_names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            errs.push(Error::new(
-                span,
-                format!("unknown argument `{root}` in {what}; {expected}"),
-            ));
-        }
-    }
-    // After a misspelt placeholder the unused argument is most likely the one meant: one error.
-    for name in key_names.iter().filter(|_| !unknown && require_all) {
-        if !used.contains(name) {
-            errs.push(Error::new(
-                span,
-                format!("argument `{name}` is not in the key template, so calls differing only in `{name}` would share an entry; add `{{{name}}}` to the template or mark the argument `#[memo(skip)]`"),
-            ));
-        }
+    Resolved {
+        ttl,
+        prefix,
+        key,
+        cache_none,
+        version,
+        codec,
+        compress,
+        cache,
+        name,
+        shape,
+        value_ty,
+        none_ttl,
+        stale_ms,
+        lock_ms,
+        beta,
+        jitter,
+        single_flight,
+        sliding,
+        local_ms,
+        tags,
     }
 }
