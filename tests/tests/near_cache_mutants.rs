@@ -5,7 +5,9 @@
 //!   (docs/near-cache.md), written once and read back by the heartbeat;
 //! - a user whose ACL denies the epoch key still gets a live tier (the heartbeat pings; only a
 //!   `SWAPDB` goes unnoticed), and then `FLUSHALL` — announced to tracking clients as a `null`
-//!   invalidation — is the only thing that can drop the local copies: it must drop them.
+//!   invalidation — is the only thing that can drop the local copies: it must drop them;
+//! - a server that refuses `CLIENT TRACKING` is retried with a doubling backoff (up to 2 s), not
+//!   in a loop of new connections.
 
 mod common;
 
@@ -124,4 +126,55 @@ async fn an_acl_denying_the_epoch_key_leaves_the_tier_live_and_flushall_drops_it
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(D.near_cache().expect("a near cache").live, "still live");
+}
+
+static R: Cache = Cache::from_env();
+
+#[redis_cache(cache = R, ttl = 300, local = "60s")]
+async fn refused(id: u32) -> u32 {
+    id
+}
+
+async fn connections_received(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(admin)
+        .await
+        .expect("INFO stats");
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_connections_received in INFO stats")
+}
+
+/// Tracking refused (an ACL without `CLIENT`): the tracking task reconnects after 50, 100, 200,
+/// 400, 800, 1600, 2000… ms, so a 2 s window sees at most 6 attempts (one connection each)
+/// plus the cache's own connections; a backoff that shrank instead would open thousands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tracking_is_retried_with_a_growing_backoff() {
+    let server = RedisServer::start();
+    let mut admin = server.conn().await;
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "app", "on", ">app-pass", "~*", "&*", "+@all", "-client"][..])
+        .query_async(&mut admin)
+        .await
+        .expect("ACL SETUSER");
+    R.install(
+        Config::builder()
+            .url(format!("redis://app:app-pass@127.0.0.1:{}/", server.port()))
+            .namespace("refused")
+            .build()
+            .expect("valid config"),
+    )
+    .expect("installed once");
+    let before = connections_received(&mut admin).await;
+    assert_eq!(refused(1).await, 1);
+    // A measurement window, not a synchronisation: attempts are counted over it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let opened = connections_received(&mut admin).await - before;
+    assert!(
+        opened <= 12,
+        "{opened} connections in 2 s: tracking retried without backoff"
+    );
+    assert!(!R.near_cache().expect("a near cache").live);
 }
