@@ -282,7 +282,10 @@ mod tests {
         };
         assert!(!f.ended_since(a), "a flight running has not ended");
         lead.finish(Outcome::NotShared);
-        assert!(f.ended_since(a), "the flight of \"a\" ended since the stamp");
+        assert!(
+            f.ended_since(a),
+            "the flight of \"a\" ended since the stamp"
+        );
         assert!(!f.ended_since(b), "no flight of {other:?}'s slot ended");
         assert!(!f.ended_since(f.stamp("a")), "a fresh stamp has seen it");
     }

@@ -674,11 +674,21 @@ mod tests {
         // Room for one entry of 286 bytes, not two: inserting a second one evicts the first.
         let n = live_with(400);
         let t = n.ticket("ns:a").unwrap();
-        n.fill(t, "ns:a", Arc::from(vec![1u8; 100]), Duration::from_secs(60));
+        n.fill(
+            t,
+            "ns:a",
+            Arc::from(vec![1u8; 100]),
+            Duration::from_secs(60),
+        );
         assert_eq!(n.len(), 1);
         let t = n.ticket("ns:b").unwrap();
         n.invalidate(b"ns:b");
-        n.fill(t, "ns:b", Arc::from(vec![2u8; 100]), Duration::from_secs(60));
+        n.fill(
+            t,
+            "ns:b",
+            Arc::from(vec![2u8; 100]),
+            Duration::from_secs(60),
+        );
         // Had "ns:b" been inserted (and removed again by the check after the insert), it would
         // have evicted "ns:a" on the way, and been visible to concurrent readers meanwhile.
         assert_eq!(n.get("ns:a").as_deref(), Some(&[1u8; 100][..]), "ns:a kept");

@@ -85,7 +85,17 @@ async fn an_acl_denying_the_epoch_key_leaves_the_tier_live_and_flushall_drops_it
     let server = RedisServer::start();
     let mut admin = server.conn().await;
     let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "app", "on", ">app-pass", "~acl:[^n]*", "&*", "+@all"][..])
+        .arg(
+            &[
+                "SETUSER",
+                "app",
+                "on",
+                ">app-pass",
+                "~acl:[^n]*",
+                "&*",
+                "+@all",
+            ][..],
+        )
         .query_async(&mut admin)
         .await
         .expect("ACL SETUSER");
@@ -155,7 +165,18 @@ async fn refused_tracking_is_retried_with_a_growing_backoff() {
     let server = RedisServer::start();
     let mut admin = server.conn().await;
     let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "app", "on", ">app-pass", "~*", "&*", "+@all", "-client"][..])
+        .arg(
+            &[
+                "SETUSER",
+                "app",
+                "on",
+                ">app-pass",
+                "~*",
+                "&*",
+                "+@all",
+                "-client",
+            ][..],
+        )
         .query_async(&mut admin)
         .await
         .expect("ACL SETUSER");
