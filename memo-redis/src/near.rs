@@ -694,4 +694,25 @@ mod tests {
         assert_eq!(n.get("ns:a").as_deref(), Some(&[1u8; 100][..]), "ns:a kept");
         assert!(n.get("ns:b").is_none());
     }
+
+    #[test]
+    fn invalidations_of_other_keys_rarely_share_a_stripe() {
+        // 1000 keys over 4096 stripes: a uniform hash leaves about 890 distinct ones (FNV-1a:
+        // 914). Fewer means more reads in flight failed by another key's invalidation.
+        let stripes: std::collections::HashSet<usize> = (0..1000)
+            .map(|i| stripe_of(format!("ns:{i}").as_bytes()))
+            .collect();
+        assert!(stripes.len() >= 800, "{} distinct stripes", stripes.len());
+
+        let n = live();
+        assert_ne!(stripe_of(b"ns:a"), stripe_of(b"ns:b"));
+        let t = n.ticket("ns:a").unwrap();
+        n.invalidate(b"ns:b");
+        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
+        assert_eq!(
+            n.get("ns:a").as_deref(),
+            Some(&b"v"[..]),
+            "another stripe's invalidation does not fail the read"
+        );
+    }
 }
