@@ -715,4 +715,20 @@ mod tests {
             "another stripe's invalidation does not fail the read"
         );
     }
+
+    #[test]
+    fn an_expired_entry_met_by_a_read_is_removed() {
+        let n = live();
+        // Already expired when read (no sleep needed: inserted with its expiry now).
+        n.entries.insert(
+            "ns:a".into(),
+            Local {
+                bytes: Arc::from(&b"v"[..]),
+                expires: Instant::now(),
+            },
+        );
+        assert_eq!(n.len(), 1);
+        assert!(n.get("ns:a").is_none(), "expired: not served");
+        assert_eq!(n.len(), 0, "and removed, not left to the eviction");
+    }
 }
