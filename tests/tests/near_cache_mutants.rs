@@ -7,7 +7,9 @@
 //!   `SWAPDB` goes unnoticed), and then `FLUSHALL` — announced to tracking clients as a `null`
 //!   invalidation — is the only thing that can drop the local copies: it must drop them;
 //! - a server that refuses `CLIENT TRACKING` is retried with a doubling backoff (up to 2 s), not
-//!   in a loop of new connections.
+//!   in a loop of new connections;
+//! - many calls share one tracking task and connection; `shutdown` empties and darkens the tier
+//!   before it returns, and a later call starts tracking again.
 
 mod common;
 
@@ -198,4 +200,66 @@ async fn refused_tracking_is_retried_with_a_growing_backoff() {
         "{opened} connections in 2 s: tracking retried without backoff"
     );
     assert!(!R.near_cache().expect("a near cache").live);
+}
+
+static S: Cache = Cache::from_env();
+static S_VERSION: AtomicU32 = AtomicU32::new(1);
+
+#[redis_cache(cache = S, ttl = 300, local = "60s")]
+async fn stopped(id: u32) -> String {
+    format!("{id}-v{}", S_VERSION.load(SeqCst))
+}
+
+/// Clients of `server` with client-side caching on (`t` in their `CLIENT LIST` flags).
+async fn tracking_clients(server: &RedisServer) -> usize {
+    let mut admin = server.conn().await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT LIST");
+    list.lines()
+        .filter(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("flags="))
+                .is_some_and(|flags| flags.contains('t'))
+        })
+        .count()
+}
+
+/// Many calls, one tracking task (and connection); `shutdown` empties the tier and darkens it
+/// before it returns, and a later call starts tracking again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tracking_connection_and_shutdown_darkens_the_tier_until_the_next_call() {
+    let server = RedisServer::start();
+    S.install(
+        Config::builder()
+            .url(server.url())
+            .namespace("stop")
+            .build()
+            .expect("valid config"),
+    )
+    .expect("installed once");
+    for _ in 0..20 {
+        assert_eq!(stopped(1).await, "1-v1");
+    }
+    wait_near_live(&S, Duration::from_secs(10)).await;
+    warm_local("stopped", || stopped(1)).await;
+    for _ in 0..20 {
+        assert_eq!(stopped(1).await, "1-v1");
+    }
+    assert_eq!(
+        tracking_clients(&server).await,
+        1,
+        "one tracking connection"
+    );
+
+    assert!(S.shutdown(Duration::from_secs(5)).await);
+    let near = S.near_cache().expect("a near cache");
+    assert!(!near.live, "dark after shutdown");
+    assert_eq!(near.entries, 0, "emptied by shutdown");
+
+    assert_eq!(stopped(1).await, "1-v1", "a later call reconnects");
+    wait_near_live(&S, Duration::from_secs(10)).await;
+    warm_local("stopped", || stopped(1)).await;
 }
