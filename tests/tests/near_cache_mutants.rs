@@ -228,7 +228,7 @@ async fn tracking_clients(server: &RedisServer) -> usize {
 }
 
 /// Many calls, one tracking task (and connection); `shutdown` empties the tier and darkens it
-/// before it returns, and a later call starts tracking again.
+/// before it returns, and later calls start tracking again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tracking_connection_and_shutdown_darkens_the_tier_until_the_next_call() {
     let server = RedisServer::start();
@@ -259,7 +259,7 @@ async fn one_tracking_connection_and_shutdown_darkens_the_tier_until_the_next_ca
     assert!(!near.live, "dark after shutdown");
     assert_eq!(near.entries, 0, "emptied by shutdown");
 
-    assert_eq!(stopped(1).await, "1-v1", "a later call reconnects");
-    wait_near_live(&S, Duration::from_secs(10)).await;
+    // Later calls start tracking again. Not necessarily the first: `stop` aborts the tracking
+    // task, and until the runtime has dropped it (`Running::drop`) a call sees it as running.
     warm_local("stopped", || stopped(1)).await;
 }
