@@ -49,14 +49,6 @@ fn item_kind_span(item: &TokenStream) -> Span {
         .unwrap_or_else(|_| Span::call_site())
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Ctx {
-    /// Inside the function itself (and `_refresh`): parameters are the declared types.
-    Main,
-    /// Inside `_key`/`_evict`/`_peek`: owned key parameters are taken by reference.
-    Companion,
-}
-
 /// The one token of `ty` its bound errors are reported at: the type's name (`Filter` in
 /// `&Filter`, `Vec` in `Vec<Filter>`), or the whole `(..)` / `[..]`. A single token because
 /// `Span::join` is unstable, and rustc only merges duplicate errors reported at equal spans.
@@ -103,79 +95,37 @@ fn relocate(tokens: TokenStream, at: Span) -> TokenStream {
         .collect()
 }
 
-/// Compile-time bound checks at the user's types. Every body that needs a bound repeats them, and
-/// every later use of the bound (the digest, the `Shape` calls) is spanned at the same token, so
-/// a missing bound is reported once, here (rustc drops identical diagnostics and errors implied
-/// by an earlier one at the same span).
-fn checks(f: &CachedFn, r: &Resolved, value: bool) -> TokenStream {
-    let mut checks = TokenStream::new();
-    if matches!(r.key, KeyMode::Digest) {
-        for p in f.key_params() {
-            let at = anchor(&p.ty);
-            if mentions_impl(p.ty.to_token_stream()) {
-                // `Vec<impl Serialize>` cannot be named in a turbofish: check the value.
-                let arg = relocate(ref_expr(p, Ctx::Main), at);
-                checks.extend(quote_spanned!(at=> ::memo_redis::__private::key_arg(#arg);));
-                continue;
-            }
-            let ty = relocate(p.ty.to_token_stream(), at);
-            checks.extend(quote_spanned!(at=> let _ = ::memo_redis::__private::key_arg::<#ty>;));
-        }
-    }
-    if let (true, Some(v)) = (value, &r.value_ty) {
-        let at = anchor(v);
-        let ty = relocate(v.to_token_stream(), at);
-        checks.extend(quote_spanned!(at=> ::memo_redis::__private::value_type::<#ty>();));
-    }
-    checks
+/// The compile-time check that the cached value type can be stored, at the user's type. Every
+/// function that calls a runtime entry bound on the value type repeats it, and those calls are
+/// spanned at the same token, so a missing bound is reported once, here (rustc drops errors
+/// implied by an earlier one at the same span in the same function). A key argument's bound is
+/// checked once, where the key function hashes it (`digest_arg`).
+fn value_check(r: &Resolved) -> Option<TokenStream> {
+    let v = r.value_ty.as_ref()?;
+    let at = anchor(v);
+    let ty = relocate(v.to_token_stream(), at);
+    Some(quote_spanned!(at=> ::memo_redis::__private::value_type::<#ty>();))
 }
 
-/// `::memo_redis::__private::#func::<#generics>(#args).await`, every token of the call and the
-/// `.await` at `at` (see [`checks`]).
-/// `let [mut] a = Clone::clone(&a);` for every parameter, each at its type.
-fn clone_params(f: &CachedFn) -> TokenStream {
-    let mut out = TokenStream::new();
-    for arg in &f.item.sig.inputs {
-        let syn::FnArg::Typed(pt) = arg else { continue };
-        let syn::Pat::Ident(pi) = &*pt.pat else {
-            continue;
-        };
-        let ident = &pi.ident;
-        let mutability = &pi.mutability;
-        let at = pt.ty.span();
-        out.extend(
-            quote_spanned!(at=> let #mutability #ident = ::core::clone::Clone::clone(&#ident);),
-        );
-    }
-    out
-}
-
-fn shape_call(func: &str, generics: TokenStream, args: TokenStream, at: Span) -> TokenStream {
-    let func = Ident::new(func, at);
-    let mut args = Group::new(Delimiter::Parenthesis, args);
-    args.set_span(at);
-    quote_spanned!(at=> ::memo_redis::__private::#func::<#generics> #args.await)
-}
-
-/// An expression of type `&T` for a parameter declared as `T`. Shown at the parameter's name, in
-/// the same form in the function and its companions (`&*` reborrows a companion's reference), so
-/// a `key_fn` taking the wrong type is one error, there.
-fn ref_expr(p: &Param, ctx: Ctx) -> TokenStream {
+/// An expression of type `&T` for a parameter declared as `T`, inside the key function (which
+/// takes `&T`: `&*` reborrows it). Shown at the parameter's name, so a `key_fn` taking the wrong
+/// type is one error, there.
+fn ref_expr(p: &Param) -> TokenStream {
     let ident = &p.ident;
     let at = Span::call_site().located_at(ident.span());
-    if ctx == Ctx::Companion && !p.is_ref {
+    if !p.is_ref {
         quote_spanned!(at=> &*#ident)
     } else {
         quote_spanned!(at=> &#ident)
     }
 }
 
-/// `KeyDigest::arg::<T>(__memo_redis_d, &a);` for one key argument: the same bound on the same
-/// type at the same token as its check (see [`checks`]), so a type that cannot be hashed is one
-/// error, there.
-fn digest_arg(p: &Param, ctx: Ctx) -> TokenStream {
+/// `KeyDigest::arg::<T>(__memo_redis_d, &a);` for one key argument, spanned at its type, in the
+/// one function that hashes it (the key function): a type that cannot be hashed is one error,
+/// there.
+fn digest_arg(p: &Param) -> TokenStream {
     let at = anchor(&p.ty);
-    let arg = relocate(ref_expr(p, ctx), at);
+    let arg = relocate(ref_expr(p), at);
     if mentions_impl(p.ty.to_token_stream()) {
         return quote_spanned!(at=> __memo_redis_d.arg(#arg););
     }
@@ -184,14 +134,12 @@ fn digest_arg(p: &Param, ctx: Ctx) -> TokenStream {
 }
 
 /// `__memo_redis_w.lit(..); __memo_redis_w.arg(..);` for a key or tag template.
-fn render_stmts(f: &CachedFn, segments: &[Segment], span: Span, ctx: Ctx) -> TokenStream {
+fn render_stmts(f: &CachedFn, segments: &[Segment], span: Span) -> TokenStream {
     let stmts = segments.iter().map(|seg| match seg {
         Segment::Lit(s) => quote!(__memo_redis_w.lit(#s);),
         Segment::Arg { root, fields } => {
-            // A companion's owned key parameter is already a reference: pass it as is, so
-            // a missing `Display` reads the same for the function and its companions.
-            let reborrowed = ctx == Ctx::Companion
-                && fields.is_empty()
+            // The key function takes owned key parameters by reference: pass it as is.
+            let reborrowed = fields.is_empty()
                 && f.params
                     .iter()
                     .any(|p| p.ident == root.as_str() && !p.is_ref);
@@ -218,27 +166,158 @@ fn render_stmts(f: &CachedFn, segments: &[Segment], span: Span, ctx: Ctx) -> Tok
     quote!(#(#stmts)*)
 }
 
-fn key_expr(
-    f: &CachedFn,
-    r: &Resolved,
-    ctx: Ctx,
-    self_ty: &TokenStream,
-    shape_fn: &TokenStream,
-) -> TokenStream {
-    match &r.key {
+/// `tokens` entirely at `at`: location and name resolution (a call's span is that of its first
+/// and last tokens only when both resolve alike; see [`site_call`]).
+fn respan(tokens: TokenStream, at: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let TokenTree::Group(g) = &tt {
+                let mut inner = Group::new(g.delimiter(), respan(g.stream(), at));
+                inner.set_span(at);
+                tt = TokenTree::Group(inner);
+            } else {
+                tt.set_span(at);
+            }
+            tt
+        })
+        .collect()
+}
+
+/// `#site.#method(#args).await`, every token of the call at `at` (see
+/// [`value_check`]): a missing `Shape` bound is reported at the value type, once.
+fn site_call(site: &TokenStream, method: &str, args: TokenStream, at: Span) -> TokenStream {
+    let site = respan(site.clone(), at);
+    let method = Ident::new(method, at);
+    let mut args = Group::new(Delimiter::Parenthesis, args);
+    args.set_span(at);
+    quote_spanned!(at=> #site.#method #args.await)
+}
+
+/// The hidden items' names: `__f_spec`, `__f_key`, `__f_body` for a function `f`. Distinct
+/// suffixes keep them apart for every pair of functions in one module or `impl`.
+fn hidden(name: &str, what: &str, at: Span) -> Ident {
+    format_ident!("__{}_{}", name, what, span = at)
+}
+
+/// Attributes of the function that also apply to its body: `cfg` and lint levels.
+fn body_attr(a: &Attribute) -> bool {
+    ["cfg", "allow", "warn", "deny", "forbid", "expect"]
+        .iter()
+        .any(|name| a.path().is_ident(name))
+}
+
+/// The key expression of the hidden key function (its parameters are references).
+fn key_expr(f: &CachedFn, r: &Resolved, site: &TokenStream) -> TokenStream {
+    let key = match &r.key {
         KeyMode::Digest => {
-            let args = f.key_params().map(|p| digest_arg(p, ctx));
-            quote!(::memo_redis::__private::digest_key(&__MEMO_REDIS_SPEC, #self_ty, #shape_fn, |__memo_redis_d| { #(#args)* }))
+            let args = f.key_params().map(digest_arg);
+            quote!(#site.digest_key(|__memo_redis_d| { #(#args)* }))
         }
         KeyMode::Fn(path) => {
-            let refs = f.key_params().map(|p| ref_expr(p, ctx));
-            quote!(::memo_redis::__private::custom_key(&__MEMO_REDIS_SPEC, #self_ty, #shape_fn, #path(#(#refs),*)))
+            let refs = f.key_params().map(ref_expr);
+            quote!(#site.custom_key(#path(#(#refs),*)))
         }
         KeyMode::Template(segments, span) => {
-            let stmts = render_stmts(f, segments, *span, ctx);
-            quote!(::memo_redis::__private::template_key(&__MEMO_REDIS_SPEC, #self_ty, #shape_fn, |__memo_redis_w| { #stmts }))
+            let stmts = render_stmts(f, segments, *span);
+            quote!(#site.template_key(|__memo_redis_w| { #stmts }))
+        }
+    };
+    if r.tags.is_empty() {
+        return key;
+    }
+    let tags = r.tags.iter().map(|(segments, span)| {
+        let stmts = render_stmts(f, segments, *span);
+        quote!(__memo_redis_tags.tag(|__memo_redis_w| { #stmts });)
+    });
+    quote!(::memo_redis::__private::with_tags(#key, |__memo_redis_tags| { #(#tags)* }))
+}
+
+/// The `Spec` builder calls for the arguments that differ from `Spec::new`'s defaults.
+fn spec_options(r: &Resolved) -> TokenStream {
+    let mut out = TokenStream::new();
+    if let Some(cache) = &r.cache {
+        out.extend(quote!(.cache(&#cache)));
+    }
+    let ttl = &r.ttl;
+    out.extend(quote!(.ttl(#ttl)));
+    if r.version != 0 {
+        let version = r.version;
+        out.extend(quote!(.version(#version)));
+    }
+    if r.cache_none {
+        out.extend(quote!(.cache_none(true)));
+    }
+    if let Some(p) = &r.prefix {
+        out.extend(quote!(.prefix(#p)));
+    }
+    if let Some(n) = &r.name {
+        out.extend(quote!(.identity(#n)));
+    }
+    if let Some(c) = &r.codec {
+        out.extend(quote!(.codec(#c)));
+    }
+    match r.compress {
+        Some(Some(n)) => out.extend(quote!(.compress(::core::option::Option::Some(#n)))),
+        Some(None) => out.extend(quote!(.compress(::core::option::Option::None))),
+        None => {}
+    }
+    if let Some(t) = &r.none_ttl {
+        out.extend(quote!(.none_ttl(#t)));
+    }
+    if let Some(ms) = r.stale_ms {
+        out.extend(quote!(.stale(#ms)));
+    }
+    if let Some(ms) = r.lock_ms {
+        out.extend(quote!(.lock(#ms)));
+    }
+    if let Some(b) = r.beta {
+        out.extend(quote!(.early_refresh(#b)));
+    }
+    if r.jitter > 0.0 {
+        let j = r.jitter;
+        out.extend(quote!(.jitter(#j)));
+    }
+    if !r.single_flight {
+        out.extend(quote!(.single_flight(false)));
+    }
+    if r.sliding {
+        out.extend(quote!(.sliding(true)));
+    }
+    if let Some(ms) = r.local_ms {
+        out.extend(quote!(.local(#ms)));
+    }
+    out
+}
+
+/// `sig` with `mut` removed from its bindings: the function and `_refresh` hand their
+/// parameters on to the body, which keeps the `mut`.
+fn without_mut(sig: &syn::Signature) -> syn::Signature {
+    let mut sig = sig.clone();
+    for arg in sig.inputs.iter_mut() {
+        match arg {
+            syn::FnArg::Typed(pt) => {
+                if let syn::Pat::Ident(pi) = &mut *pt.pat {
+                    pi.mutability = None;
+                }
+            }
+            syn::FnArg::Receiver(r) => {
+                if r.reference.is_none() {
+                    r.mutability = None;
+                }
+            }
         }
     }
+    sig
+}
+
+/// Whether `tokens` name `Self`.
+fn mentions_self(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Ident(i) => i == "Self",
+        TokenTree::Group(g) => mentions_self(g.stream()),
+        _ => false,
+    })
 }
 
 fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
@@ -257,6 +336,7 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         .filter(|a| matches!(a.style, AttrStyle::Inner(_)))
         .collect();
     let cfgs: Vec<_> = outer.iter().filter(|a| a.path().is_ident("cfg")).collect();
+    let body_attrs: Vec<_> = outer.iter().filter(|a| body_attr(a)).collect();
     let Some(ret) = &f.ret else {
         return TokenStream::new();
     };
@@ -269,188 +349,202 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         .collect();
     let sig_str = format!("({}) -> {}", param_tys.join(", "), ret.to_token_stream());
 
-    let cache = &r.cache;
-    let ttl = &r.ttl;
-    let version = r.version;
-    let cache_none = r.cache_none;
-    let prefix = r.prefix.as_ref().map(|p| quote!(.prefix(#p)));
-    let identity = r.name.as_ref().map(|n| quote!(.identity(#n)));
-    let codec = r.codec.as_ref().map(|c| quote!(.codec(#c)));
-    let compress = r.compress.map(|min| match min {
-        Some(n) => quote!(.compress(::core::option::Option::Some(#n))),
-        None => quote!(.compress(::core::option::Option::None)),
-    });
-    let none_ttl = r.none_ttl.as_ref().map(|t| quote!(.none_ttl(#t)));
-    let stale = r.stale_ms.map(|ms| quote!(.stale(#ms)));
-    let lock = r.lock_ms.map(|ms| quote!(.lock(#ms)));
-    let early = r.beta.map(|b| quote!(.early_refresh(#b)));
-    let jitter = (r.jitter > 0.0).then(|| {
-        let j = r.jitter;
-        quote!(.jitter(#j))
-    });
-    let single_flight = (!r.single_flight).then(|| quote!(.single_flight(false)));
-    let sliding = r.sliding.then(|| quote!(.sliding(true)));
-    let local = r.local_ms.map(|ms| quote!(.local(#ms)));
-    let spec = quote! {
-        static __MEMO_REDIS_SPEC: ::memo_redis::__private::Spec =
-            ::memo_redis::__private::Spec::new(::core::module_path!(), #name_str, #sig_str, &#cache)
-                .ttl(#ttl)
-                .version(#version)
-                .cache_none(#cache_none)
-                #prefix #identity #codec #compress #none_ttl #stale #lock #early #jitter #single_flight #sliding #local;
-    };
-    let self_ty = match f.receiver {
-        ReceiverKind::Present { .. } => quote!(::core::any::type_name::<Self>()),
-        ReceiverKind::None => quote!(::memo_redis::__private::NO_SELF),
-    };
-    // The `Shape` bound is spanned where `value_type` reports (see `checks`).
+    // Methods reach their hidden items as associated functions (`Self::__f_spec()`). So does an
+    // associated function without `self` that names `Self`; one that does not is taken for a
+    // free function (the macro cannot see the `impl` around it; see docs/design-decisions.md).
+    let method = matches!(f.receiver, ReceiverKind::Present { .. });
+    let assoc = method || mentions_self(f.item.to_token_stream());
+    let qual = assoc.then(|| quote!(Self::));
+    let spec_fn = hidden(&name_str, "spec", name.span());
+    let key_fn = hidden(&name_str, "key", name.span());
+    let body_fn = hidden(&name_str, "body", name.span());
+
+    // The `Shape` bound is spanned where `value_type` reports (see `value_check`).
     let value_at = anchor(r.value_ty.as_ref().unwrap_or(ret));
     let shape_ident = format_ident!("{}", r.shape.ident(), span = value_at);
     let shape = quote_spanned!(value_at=> ::memo_redis::__private::#shape_ident);
     // Traces the cached value type's serde shape (once per type) for the key's fingerprint. Picked
-    // by autoref (`ShapeProbe`), so a non-serde type is reported once, by `value_type`.
+    // by autoref (`shape_fn!`), so a non-serde type is reported once, by `value_type`.
     // With `shape = ...` on an alias, only the policy knows the value type exactly.
     let shape_fn = match r.value_ty.as_ref().filter(|_| r.shape == f.shape) {
         Some(v) => {
             let ty = relocate(v.to_token_stream(), value_at);
-            quote_spanned!(value_at=> {
-                // One of the two is picked; the other is unused.
-                #[allow(unused_imports)]
-                use ::memo_redis::__private::{ShapeOf as _, ShapeOfFallback as _};
-                (&&::memo_redis::__private::ShapeProbe::<#ty>::new()).shape_fn()
-            })
+            quote_spanned!(value_at=> ::memo_redis::__private::shape_fn!(#ty))
         }
         None => quote_spanned!(value_at=> ::memo_redis::__private::shape_fn_of::<#shape, #ret>),
     };
-
-    let checks_main = checks(f, r, true);
-    let checks_comp = checks(f, r, false);
-    let checks_peek = checks_main.clone();
-
-    let mut key_main = key_expr(f, r, Ctx::Main, &self_ty, &shape_fn);
-    if !r.tags.is_empty() {
-        let tags = r.tags.iter().map(|(segments, span)| {
-            let stmts = render_stmts(f, segments, *span, Ctx::Main);
-            quote!(__memo_redis_tags.tag(|__memo_redis_w| { #stmts });)
-        });
-        key_main = quote!(::memo_redis::__private::with_tags(#key_main, |__memo_redis_tags| { #(#tags)* }));
-    }
-    let key_comp = key_expr(f, r, Ctx::Companion, &self_ty, &shape_fn);
-
-    let body_args = quote! {
-        &__MEMO_REDIS_SPEC,
-        __memo_redis_key,
-        ::memo_redis::__private::body::<#ret, _>(async move #block),
-    };
-    let memo_call = if r.stale_ms.is_some() || r.beta.is_some() {
-        // Background refreshes re-run the body later: a closure owning clones of the arguments
-        // builds a fresh body future for this call and for each refresh.
-        let clones = clone_params(f);
-        let args = quote! {
-            &__MEMO_REDIS_SPEC,
-            __memo_redis_key,
-            move || {
-                #clones
-                ::memo_redis::__private::body::<#ret, _>(async move #block)
-            },
-        };
-        shape_call("memo_bg", quote!(#shape, _, _, _), args, value_at)
+    let options = spec_options(r);
+    let site_new = if method {
+        quote!(::memo_redis::__private::Site::method(&__MEMO_REDIS_SPEC, ::core::any::type_name::<Self>(), #shape_fn))
     } else {
-        shape_call("memo", quote!(#shape, _, _), body_args.clone(), value_at)
-    };
-    let refresh_call = shape_call("refresh", quote!(#shape, _, _), body_args, value_at);
-    let peek_call = shape_call("peek", quote!(#shape, #ret), key_comp.clone(), value_at);
-
-    // With background refreshes the body runs on clones (`clone_params`), which carry the
-    // parameters' `mut`; the parameters themselves are never mutated.
-    let mut main_sig = sig.clone();
-    if r.stale_ms.is_some() || r.beta.is_some() {
-        for arg in main_sig.inputs.iter_mut() {
-            if let syn::FnArg::Typed(pt) = arg {
-                if let syn::Pat::Ident(pi) = &mut *pt.pat {
-                    pi.mutability = None;
-                }
-            }
-        }
-    }
-    let main_fn = quote! {
-        #(#outer)*
-        #vis #main_sig {
-            #(#inner)*
-            #spec
-            #checks_main
-            let __memo_redis_key = #key_main;
-            #memo_call
-        }
+        quote!(::memo_redis::__private::Site::new(&__MEMO_REDIS_SPEC, #shape_fn))
     };
 
-    // Companions.
+    // The function's one spec (its counters live there).
+    let spec_item = quote! {
+        #(#cfgs)*
+        fn #spec_fn() -> ::memo_redis::__private::Site<#shape> {
+            static __MEMO_REDIS_SPEC: ::memo_redis::__private::Spec =
+                ::memo_redis::__private::Spec::new(::core::module_path!(), #name_str, #sig_str)
+                    #options;
+            #site_new
+        }
+    };
+    let site = quote!(#qual #spec_fn());
+
+    // A lifetime the user's signature names once was also named by the key code in the same
+    // function (up to the fourth session): the split must not make `single_use_lifetimes` fire.
+    let lifetimes = sig
+        .generics
+        .lifetimes()
+        .next()
+        .map(|_| quote!(#[allow(single_use_lifetimes, clippy::needless_lifetimes)]));
+
+    // The body, once: the user's signature under a hidden name.
+    let mut body_sig = sig.clone();
+    body_sig.ident = body_fn.clone();
+    let stmts = &block.stmts;
+    // The key parameters are used (by the key) even where the body ignores them.
+    let key_idents: Vec<_> = f.key_params().map(|p| &p.ident).collect();
+    let used = (!key_idents.is_empty()).then(|| quote!(let _ = (#(&#key_idents,)*);));
+    let mut body = Group::new(Delimiter::Brace, quote!(#(#inner)* #used #(#stmts)*));
+    body.set_span(block.brace_token.span.join());
+    let body_item = quote! {
+        #(#body_attrs)*
+        #lifetimes
+        #[allow(clippy::unused_async)] // the user's body need not await
+        #body_sig #body
+    };
+
+    // The key, once, from references to the key parameters (the companions' parameters).
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let recv = match f.receiver {
         ReceiverKind::Present { span } => Some(quote_spanned!(span=> &self,)),
         ReceiverKind::None => None,
     };
-    let comp_params = f.key_params().map(|p| {
+    let comp_params: Vec<_> = f
+        .key_params()
+        .map(|p| {
+            let ident = &p.ident;
+            let ty = &p.ty;
+            if p.is_ref {
+                quote!(#ident: #ty)
+            } else {
+                quote!(#ident: &#ty)
+            }
+        })
+        .collect();
+    let key = key_expr(f, r, &site);
+    let key_item = quote! {
+        #(#cfgs)*
+        #lifetimes
+        fn #key_fn #generics (#recv #(#comp_params),*)
+            -> ::memo_redis::__private::KeyResult #where_clause
+        {
+            #key
+        }
+    };
+
+    // Calls of the key and body functions: from the function (owned parameters) and from a
+    // companion (references).
+    let key_fn_path = if method {
+        quote!(self.#key_fn)
+    } else {
+        quote!(#qual #key_fn)
+    };
+    let key_names = f.key_params().map(|p| &p.ident);
+    let key_of_refs = quote!(#key_fn_path(#(#key_names),*));
+    // From the function, owned key parameters are lent.
+    let lent = f.key_params().map(|p| {
         let ident = &p.ident;
-        let ty = &p.ty;
         if p.is_ref {
-            quote!(#ident: #ty)
+            quote!(#ident)
         } else {
-            quote!(#ident: &#ty)
+            quote!(&#ident)
         }
     });
-    let comp_params: Vec<_> = comp_params.collect();
+    let key_of_args = quote!(#key_fn_path(#(#lent),*));
+    let arg_names: Vec<_> = f.params.iter().map(|p| &p.ident).collect();
+    let self_arg = method.then(|| quote!(self,));
+    let body_of_args = quote!(#qual #body_fn(#self_arg #(#arg_names),*));
+
+    let bg = r.stale_ms.is_some() || r.beta.is_some();
+    let memo_call = if bg {
+        // Background refreshes run the body again later: a closure owning the arguments builds
+        // a body future from clones of them, for this call and for each refresh.
+        let clones = f.params.iter().map(|p| {
+            let ident = &p.ident;
+            quote_spanned!(p.ty.span()=> ::core::clone::Clone::clone(&#ident))
+        });
+        let args = quote!(#key_of_args, move || #qual #body_fn(#(#clones),*));
+        site_call(&site, "memo_bg", args, value_at)
+    } else {
+        site_call(&site, "memo", quote!(#key_of_args, #body_of_args), value_at)
+    };
+    let refresh_call = site_call(
+        &site,
+        "refresh",
+        quote!(#key_of_args, #body_of_args),
+        value_at,
+    );
+    let peek_call = site_call(&site, "peek", key_of_refs.clone(), value_at);
+
+    let check = value_check(r);
+    let main_sig = without_mut(sig);
+    let mut refresh_sig = main_sig.clone();
+    refresh_sig.ident = format_ident!("{}_refresh", name_str, span = name.span());
     let key_name = format_ident!("{}_key", name_str, span = name.span());
     let evict_name = format_ident!("{}_evict", name_str, span = name.span());
     let peek_name = format_ident!("{}_peek", name_str, span = name.span());
-    let refresh_name = format_ident!("{}_refresh", name_str, span = name.span());
     let invalidate_all_name = format_ident!("{}_invalidate_all", name_str, span = name.span());
     let stats_name = format_ident!("{}_stats", name_str, span = name.span());
-    let doc_stats = format!("Companion of `{name_str}`: its counters in this process (hits, misses, bypass, errors…); zeros until it is first called.");
-    let doc_invalidate_all = format!("Companion of `{name_str}`: deletes its entries for every argument tuple (SCAN + UNLINK), leaving other functions' entries; returns how many were deleted.");
-    let mut refresh_sig = sig.clone();
-    refresh_sig.ident = refresh_name;
     let doc_key = format!("Companion of `{name_str}`: the exact Redis key for these arguments.");
     let doc_evict = format!("Companion of `{name_str}`: deletes the cached entry for these arguments; `true` if one existed.");
     let doc_peek = format!(
         "Companion of `{name_str}`: what a cache hit would return, without running the function."
     );
     let doc_refresh = format!("Companion of `{name_str}`: runs the function and stores its result, whatever is cached (write-through).");
+    let doc_invalidate_all = format!("Companion of `{name_str}`: deletes its entries for every argument tuple (SCAN + UNLINK), leaving other functions' entries; returns how many were deleted.");
+    let doc_stats = format!("Companion of `{name_str}`: its counters in this process (hits, misses, refreshes, skipped results…); zeros until it is first called.");
 
     quote! {
-        #main_fn
+        #spec_item
+        #key_item
+        #body_item
+
+        #(#outer)*
+        #lifetimes
+        #vis #main_sig {
+            #check
+            #memo_call
+        }
 
         #(#cfgs)*
         #[doc = #doc_key]
-        #[allow(dead_code)]
+        #[allow(dead_code)] #lifetimes
         #vis fn #key_name #generics (#recv #(#comp_params),*)
             -> ::core::result::Result<::std::string::String, ::memo_redis::Error> #where_clause
         {
-            #spec
-            #checks_comp
-            ::memo_redis::__private::key_string(#key_comp)
+            ::memo_redis::__private::key_string(#key_of_refs)
         }
 
         #(#cfgs)*
         #[doc = #doc_evict]
-        #[allow(dead_code)]
+        #[allow(dead_code)] #lifetimes
         #vis async fn #evict_name #generics (#recv #(#comp_params),*)
             -> ::core::result::Result<bool, ::memo_redis::Error> #where_clause
         {
-            #spec
-            #checks_comp
-            ::memo_redis::__private::evict(#key_comp).await
+            ::memo_redis::__private::evict(#key_of_refs).await
         }
 
         #(#cfgs)*
         #[doc = #doc_peek]
-        #[allow(dead_code)]
+        #[allow(dead_code)] #lifetimes
         #vis async fn #peek_name #generics (#recv #(#comp_params),*)
             -> ::core::result::Result<::core::option::Option<#ret>, ::memo_redis::Error> #where_clause
         {
-            #spec
-            #checks_peek
+            #check
             #peek_call
         }
 
@@ -458,26 +552,21 @@ fn generate(f: &CachedFn, r: &Resolved) -> TokenStream {
         #[doc = #doc_invalidate_all]
         #[allow(dead_code)]
         #vis async fn #invalidate_all_name(#recv) -> ::core::result::Result<u64, ::memo_redis::Error> {
-            #spec
-            ::memo_redis::__private::invalidate_all(&__MEMO_REDIS_SPEC, #self_ty, #shape_fn).await
+            #site.invalidate_all().await
         }
 
         #(#cfgs)*
         #[doc = #doc_stats]
         #[allow(dead_code)]
-        #vis fn #stats_name(#recv) -> ::memo_redis::FnStats {
-            #spec
-            ::memo_redis::__private::stats_for(&__MEMO_REDIS_SPEC, #self_ty)
+        #vis fn #stats_name(#recv) -> ::memo_redis::Stats {
+            #site.stats()
         }
 
         #(#cfgs)*
         #[doc = #doc_refresh]
-        #[allow(dead_code)]
+        #[allow(dead_code)] #lifetimes
         #vis #refresh_sig {
-            #(#inner)*
-            #spec
-            #checks_main
-            let __memo_redis_key = #key_main;
+            #check
             #refresh_call
         }
     }

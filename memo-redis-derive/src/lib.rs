@@ -7,6 +7,8 @@ mod ast;
 mod attr;
 mod expand;
 mod fallback;
+#[cfg(test)]
+mod snapshot;
 mod template;
 mod valid;
 

@@ -26,7 +26,8 @@ pub struct Resolved {
     pub codec: Option<TokenStream>,
     /// `compress = ...`: `Some(Some(n))` from `n` bytes, `Some(None)` never, `None`: the cache's.
     pub compress: Option<Option<usize>>,
-    pub cache: TokenStream,
+    /// `cache = STATIC`; `None`: the global cache.
+    pub cache: Option<TokenStream>,
     pub name: Option<String>,
     pub shape: ShapeKind,
     pub value_ty: Option<Type>,
@@ -422,10 +423,7 @@ pub fn validate(f: &CachedFn, args: Args) -> Result<Resolved, Error> {
         },
     };
 
-    let cache = match args.cache.get() {
-        Some(path) => quote!(#path),
-        None => quote!(::memo_redis::__private::GLOBAL),
-    };
+    let cache = args.cache.get().map(|path| quote!(#path));
 
     // key
     let key = match (args.key.get(), args.key_fn.get()) {

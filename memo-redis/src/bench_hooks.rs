@@ -5,9 +5,10 @@
 //! `tests/benches/micro.rs` can time it without a round trip.
 
 use crate::error::Error;
-use crate::memo::{Key, Spec};
 use crate::observe::CallOutcome;
 use crate::shape::Shape;
+use crate::spec::key::Key;
+use crate::spec::Spec;
 
 /// What a hit does besides the `GET`, on `reply`: the breaker check, the envelope parse and
 /// decode (`call::decode`) and the stats (counter + span field + metrics counter).

@@ -128,6 +128,19 @@ impl Breaker {
     }
 }
 
+/// Reports a breaker transition on the `memo_redis_breaker_open` gauge (see `observe.rs` for
+/// the metric table), labelled with the Redis URL, redacted by the caller.
+pub(crate) fn gauge(url: &str, open: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("memo_redis_breaker_open", "url" => url.to_string()).set(if open {
+        1.0
+    } else {
+        0.0
+    });
+    #[cfg(not(feature = "metrics"))]
+    let _ = (url, open);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

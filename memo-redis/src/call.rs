@@ -10,9 +10,10 @@ use crate::cache::Inner;
 use crate::envelope::{self, Envelope};
 use crate::error::Error;
 use crate::flight::{self, Lead, Outcome, Role, Wait};
-use crate::memo::{Key, Spec, Ttl};
 use crate::observe::{self, CallOutcome};
 use crate::shape::Shape;
+use crate::spec::key::Key;
+use crate::spec::{Spec, Ttl};
 use crate::store::Budget;
 use tracing::Instrument;
 
@@ -184,7 +185,7 @@ where
     F: Future<Output = R>,
 {
     run::<S, R, F>(spec, key, body, None)
-        .instrument(observe::call_span(spec))
+        .instrument(spec.call_span())
         .await
 }
 
@@ -199,7 +200,7 @@ where
 {
     let refresher = |key: &Key| spawn_refresh::<S, R, M, F>(spec, key, make.clone());
     run::<S, R, F>(spec, key, make(), Some(&refresher))
-        .instrument(observe::call_span(spec))
+        .instrument(spec.call_span())
         .await
 }
 
@@ -843,11 +844,4 @@ where
         Err(e) => spec.log_key_error(&e),
     }
     r
-}
-
-/// Pins the output type of the body block so `?` and `.into()` inside it infer as in the
-/// original function.
-#[inline(always)]
-pub fn body<R, F: Future<Output = R>>(f: F) -> F {
-    f
 }

@@ -56,9 +56,24 @@ pub enum Error {
     /// The cache was already installed or initialised.
     #[error("cache already initialised; install its configuration before the first cached call")]
     AlreadyInitialised,
-    /// Redis answered with an error or the connection failed.
+    /// Redis answered with an error or the connection failed. The redis-rs error is kept: its
+    /// [`kind`](redis::RedisError::kind), [`code`](redis::RedisError::code) and its own
+    /// [`source`](std::error::Error::source) (e.g. the I/O error) stay reachable, and it is this
+    /// error's `source()`.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    /// let e = memo_redis::Error::from(memo_redis::redis::RedisError::from(io));
+    /// assert!(e.to_string().starts_with("redis error: "));
+    /// let source = e.source().and_then(|s| s.downcast_ref::<memo_redis::redis::RedisError>());
+    /// assert!(source.is_some_and(|r| r.is_connection_refusal()));
+    /// if let memo_redis::Error::Redis(r) = &e {
+    ///     assert_eq!(r.kind(), memo_redis::redis::ErrorKind::Io);
+    /// }
+    /// ```
     #[error("redis error: {0}")]
-    Redis(String),
+    Redis(#[source] redis::RedisError),
     /// The operation did not finish within the configured operation timeout.
     #[error("redis operation timed out after {0:?}")]
     Timeout(Duration),
@@ -80,10 +95,11 @@ pub enum Error {
     Runtime(&'static str),
 }
 
+// redis-rs errors never carry the password (it is not echoed by the server and the connection
+// info is not part of the message; `RedisError`'s `Debug` is its `Display`), so the error is kept
+// whole and shown as is (tests/tests/redaction.rs checks every `Display`/`Debug`).
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
-        // redis-rs errors never carry the password (it is not echoed by the server and the
-        // connection info is not part of the message), so the text is safe to keep.
-        Error::Redis(e.to_string())
+        Error::Redis(e)
     }
 }

@@ -1,7 +1,10 @@
 //! Invalidation events across processes: every invalidation is published on the cache's channel
 //! (`memo-redis:{namespace}:events`), and every process that registered a handler with
-//! [`Cache::subscribe`] receives it — the "cache event bus". A subscriber reconnects and
-//! resubscribes by itself when the connection drops.
+//! [`Cache::subscribe`](crate::Cache::subscribe) receives it — the "cache event bus". A subscriber
+//! reconnects and resubscribes by itself when the connection drops.
+//!
+//! The bus knows its channel, a client to open the subscription with and the connect timeout;
+//! the [`Cache`](crate::Cache) methods that publish and subscribe are in `cache/events.rs`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -11,7 +14,6 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::cache::{Cache, Inner};
 use crate::error::Error;
 
 /// An invalidation announced to every process using the same cache namespace.
@@ -30,145 +32,84 @@ pub enum Event {
     Tags(Vec<String>),
     /// Every key matching this (namespaced) `SCAN` pattern was deleted.
     Pattern(String),
-    /// An application-defined message sent with [`Cache::publish`].
+    /// An application-defined message sent with [`Cache::publish`](crate::Cache::publish).
     Custom(String),
 }
 
 type Handler = Arc<dyn Fn(&Event) + Send + Sync>;
 
-#[derive(Default)]
+/// One cache's event bus: the handlers registered in this process and the subscriber task that
+/// feeds them.
 pub(crate) struct Events {
-    handlers: RwLock<Vec<Handler>>,
+    bus: Arc<Bus>,
     started: AtomicBool,
-    subscribed: Notify,
-    is_subscribed: AtomicBool,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// What the subscriber task shares with the cache.
+struct Bus {
+    channel: String,
+    client: redis::Client,
+    connect_timeout: Duration,
+    handlers: RwLock<Vec<Handler>>,
+    subscribed: Notify,
+    is_subscribed: AtomicBool,
+}
+
+/// The channel of the cache namespaced `namespace`.
+fn channel(namespace: &str) -> String {
+    format!("memo-redis:{namespace}:events")
+}
+
+/// The bytes published for `event`.
+pub(crate) fn encode(event: &Event) -> Result<Vec<u8>, Error> {
+    bincode::serde::encode_to_vec(event, bincode::config::standard())
+        .map_err(|e| Error::Codec(e.to_string()))
+}
+
 impl Events {
-    pub(crate) fn stop(&self) {
-        if let Ok(mut t) = self.task.lock() {
-            if let Some(task) = t.take() {
-                task.abort();
-            }
-        }
-        self.started.store(false, Ordering::Release);
-        self.is_subscribed.store(false, Ordering::Release);
-    }
-}
-
-fn channel(inner: &Inner) -> String {
-    format!("memo-redis:{}:events", inner.config.namespace)
-}
-
-impl Inner {
-    /// Publishes `event`; failures are logged, never returned (the deletion itself succeeded).
-    pub(crate) async fn announce(&self, event: Event) {
-        // This process's near cache forgets at once; Redis's invalidation pushes follow.
-        match &event {
-            Event::Keys(keys) => keys.iter().for_each(|k| self.forget_local(k)),
-            Event::Tags(_) | Event::Pattern(_) => self.forget_local_all(),
-            Event::Custom(_) => {}
-        }
-        let payload = match bincode::serde::encode_to_vec(&event, bincode::config::standard()) {
-            Ok(p) => p,
-            Err(_) => return,
-        };
-        let published: Result<u64, Error> = self
-            .store
-            .query(redis::cmd("PUBLISH").arg(channel(self)).arg(payload))
-            .await;
-        if let Err(e) = published {
-            tracing::debug!(error = %e, "could not publish an invalidation event");
+    /// The bus of the cache namespaced `namespace`; `client` opens the subscription (its own
+    /// connection) within `connect_timeout`.
+    pub(crate) fn new(namespace: &str, client: redis::Client, connect_timeout: Duration) -> Events {
+        Events {
+            bus: Arc::new(Bus {
+                channel: channel(namespace),
+                client,
+                connect_timeout,
+                handlers: RwLock::new(Vec::new()),
+                subscribed: Notify::new(),
+                is_subscribed: AtomicBool::new(false),
+            }),
+            started: AtomicBool::new(false),
+            task: Mutex::new(None),
         }
     }
-}
 
-async fn subscriber(inner: Arc<Inner>) {
-    let channel = channel(&inner);
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let connect = tokio::time::timeout(
-            inner.config.connect_timeout,
-            inner.store.client.get_async_pubsub(),
-        )
-        .await;
-        if let Ok(Ok(mut pubsub)) = connect {
-            if pubsub.subscribe(&channel).await.is_ok() {
-                backoff = Duration::from_millis(50);
-                inner.events.is_subscribed.store(true, Ordering::Release);
-                inner.events.subscribed.notify_waiters();
-                let mut messages = pubsub.on_message();
-                while let Some(msg) = messages.next().await {
-                    let decoded = bincode::serde::decode_from_slice::<Event, _>(
-                        msg.get_payload_bytes(),
-                        bincode::config::standard().with_limit::<{ 1 << 20 }>(),
-                    );
-                    let Ok((event, _)) = decoded else {
-                        tracing::debug!("ignored an undecodable message on the event channel");
-                        continue;
-                    };
-                    let handlers: Vec<Handler> = inner
-                        .events
-                        .handlers
-                        .read()
-                        .map(|h| h.clone())
-                        .unwrap_or_default();
-                    for h in handlers {
-                        h(&event);
-                    }
-                }
-                inner.events.is_subscribed.store(false, Ordering::Release);
-                tracing::debug!("event channel connection lost; resubscribing");
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+    /// The channel events are published on.
+    pub(crate) fn channel(&self) -> &str {
+        &self.bus.channel
     }
-}
 
-impl Cache {
-    /// Registers `handler` for invalidation events from every process using this cache's
-    /// namespace (including this one), starting the subscriber on first use. Waits until the
-    /// subscription is active, at most the connect timeout; the subscriber keeps retrying in the
-    /// background either way and resubscribes after a disconnect.
-    ///
-    /// Handlers run on the subscriber task: keep them short (send to a channel for real work).
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an invalid configuration; [`Error::Timeout`] if the subscription
-    /// was not active within the connect timeout (the handler stays registered); [`Error::Redis`]
-    /// outside a tokio runtime.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), memo_redis::Error> {
-    /// memo_redis::global()
-    ///     .subscribe(|event| println!("invalidated: {event:?}"))
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn subscribe(
-        &self,
-        handler: impl Fn(&Event) + Send + Sync + 'static,
-    ) -> Result<(), Error> {
-        let inner = self.inner().map_err(|e| Error::Config(e.clone()))?;
+    /// Registers `handler`, starts the subscriber on first use and waits until the subscription
+    /// is active, at most the connect timeout (see [`crate::Cache::subscribe`]).
+    pub(crate) async fn subscribe(&self, handler: Handler) -> Result<(), Error> {
         crate::runtime::check()?;
-        if let Ok(mut h) = inner.events.handlers.write() {
-            h.push(Arc::new(handler));
+        if let Ok(mut h) = self.bus.handlers.write() {
+            h.push(handler);
         }
-        if !inner.events.started.swap(true, Ordering::AcqRel) {
+        if !self.started.swap(true, Ordering::AcqRel) {
             let handle = tokio::runtime::Handle::try_current()
-                .map_err(|_| Error::Redis("subscribe needs a tokio runtime".into()))?;
-            let task = handle.spawn(subscriber(Arc::clone(inner)));
-            if let Ok(mut t) = inner.events.task.lock() {
+                .map_err(|_| Error::Runtime("called outside a Tokio runtime"))?;
+            let task = handle.spawn(subscriber(Arc::clone(&self.bus)));
+            if let Ok(mut t) = self.task.lock() {
                 *t = Some(task);
             }
         }
-        let timeout = inner.config.connect_timeout;
+        let timeout = self.bus.connect_timeout;
         let ready = async {
             loop {
-                let notified = inner.events.subscribed.notified();
-                if inner.events.is_subscribed.load(Ordering::Acquire) {
+                let notified = self.bus.subscribed.notified();
+                if self.bus.is_subscribed.load(Ordering::Acquire) {
                     return;
                 }
                 notified.await;
@@ -179,21 +120,48 @@ impl Cache {
             .map_err(|_| Error::Timeout(timeout))
     }
 
-    /// Publishes an application-defined event to every subscriber.
-    ///
-    /// # Errors
-    /// The configuration is invalid, or Redis failed or timed out.
-    pub async fn publish(&self, message: impl Into<String>) -> Result<(), Error> {
-        let inner = self.inner().map_err(|e| Error::Config(e.clone()))?;
-        let payload = bincode::serde::encode_to_vec(
-            Event::Custom(message.into()),
-            bincode::config::standard(),
-        )
-        .map_err(|e| Error::Codec(e.to_string()))?;
-        let _: u64 = inner
-            .store
-            .query(redis::cmd("PUBLISH").arg(channel(inner)).arg(payload))
-            .await?;
-        Ok(())
+    pub(crate) fn stop(&self) {
+        if let Ok(mut t) = self.task.lock() {
+            if let Some(task) = t.take() {
+                task.abort();
+            }
+        }
+        self.started.store(false, Ordering::Release);
+        self.bus.is_subscribed.store(false, Ordering::Release);
+    }
+}
+
+async fn subscriber(bus: Arc<Bus>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let connect =
+            tokio::time::timeout(bus.connect_timeout, bus.client.get_async_pubsub()).await;
+        if let Ok(Ok(mut pubsub)) = connect {
+            if pubsub.subscribe(&bus.channel).await.is_ok() {
+                backoff = Duration::from_millis(50);
+                bus.is_subscribed.store(true, Ordering::Release);
+                bus.subscribed.notify_waiters();
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let decoded = bincode::serde::decode_from_slice::<Event, _>(
+                        msg.get_payload_bytes(),
+                        bincode::config::standard().with_limit::<{ 1 << 20 }>(),
+                    );
+                    let Ok((event, _)) = decoded else {
+                        tracing::debug!("ignored an undecodable message on the event channel");
+                        continue;
+                    };
+                    let handlers: Vec<Handler> =
+                        bus.handlers.read().map(|h| h.clone()).unwrap_or_default();
+                    for h in handlers {
+                        h(&event);
+                    }
+                }
+                bus.is_subscribed.store(false, Ordering::Release);
+                tracing::debug!("event channel connection lost; resubscribing");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }

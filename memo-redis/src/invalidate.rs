@@ -4,7 +4,7 @@
 use crate::cache::{Cache, Inner};
 use crate::error::Error;
 use crate::events::Event;
-use crate::memo::Spec;
+use crate::spec::Spec;
 use crate::store::Target;
 
 /// Keys asked for per `SCAN` step, and deleted per `UNLINK`.

@@ -65,7 +65,7 @@
 //! | `f_peek(&args).await -> Result<Option<R>, Error>` | what a hit would return, without running the body |
 //! | `f_refresh(args).await -> R` | runs the body and stores the result (write-through) |
 //! | `f_invalidate_all().await -> Result<u64, Error>` | deletes the function's entries for every argument tuple |
-//! | `f_stats() -> FnStats` | the function's counters in this process (hits, misses, bypass, errors…) |
+//! | `f_stats() -> Stats` | the function's counters in this process (hits, misses, bypass, errors…) |
 //!
 //! Companions take references to the key arguments only (skipped arguments are left out), except
 //! `f_refresh`, which takes the function's own parameters because it runs the body.
@@ -117,18 +117,21 @@ pub mod envelope;
 mod error;
 mod events;
 mod flight;
+mod global;
 mod guard;
 mod handle;
 mod health;
 mod invalidate;
 pub mod key;
 mod log;
-mod memo;
 mod near;
 mod observe;
 mod runtime;
 pub mod schema;
 mod shape;
+mod site;
+mod spec;
+mod stats;
 mod store;
 mod tags;
 
@@ -141,17 +144,21 @@ pub use crate::cache::{Cache, NearCacheState};
 pub use crate::codec::CodecKind;
 pub use crate::config::{
     Config, ConfigBuilder, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_NAMESPACE, DEFAULT_OP_TIMEOUT,
-    DEFAULT_TTL, DEFAULT_URL,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCAL_MAX_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_NAMESPACE,
+    DEFAULT_OP_TIMEOUT, DEFAULT_TTL, DEFAULT_URL,
 };
 pub use crate::error::{ConfigError, Error};
 pub use crate::events::Event;
 pub use crate::health::{health, Health};
 pub use crate::invalidate::invalidate_pattern;
-pub use crate::memo::{stats, FnStats, FunctionStats};
-pub use crate::observe::StatsTable;
+pub use crate::spec::stats;
+pub use crate::stats::{FunctionStats, Stats, StatsTable};
 pub use crate::tags::invalidate_tags;
 pub use memo_redis_derive::redis_cache;
+/// redis-rs, whose [`RedisError`](redis::RedisError) [`Error::Redis`] carries: name its types
+/// (`memo_redis::redis::ErrorKind`) without depending on redis-rs at a matching version.
+#[doc(no_inline)]
+pub use redis;
 
 use std::time::Duration;
 
@@ -168,7 +175,7 @@ use std::time::Duration;
 /// # Ok::<(), memo_redis::Error>(())
 /// ```
 pub fn init(config: Config) -> Result<(), Error> {
-    __private::GLOBAL.install(config)
+    global::GLOBAL.install(config)
 }
 
 /// The global cache, used by every function that does not name another.
@@ -178,7 +185,7 @@ pub fn init(config: Config) -> Result<(), Error> {
 /// assert!(!cache.breaker_open());
 /// ```
 pub fn global() -> &'static Cache {
-    &__private::GLOBAL
+    &global::GLOBAL
 }
 
 /// Waits (at most 5 s) for the global cache's background work, then closes its connection.
@@ -192,7 +199,7 @@ pub fn global() -> &'static Cache {
 /// # }
 /// ```
 pub async fn shutdown() -> bool {
-    __private::GLOBAL.shutdown(Duration::from_secs(5)).await
+    global::GLOBAL.shutdown(Duration::from_secs(5)).await
 }
 
 /// The README's Rust snippets, compiled by `cargo test --doc` so the Quickstart stays a program

@@ -12,13 +12,10 @@
 //! | `memo_redis_breaker_open` | gauge | `url` (redacted): 1 while the breaker is open |
 //!
 //! Metric handles are resolved once per function, so install the recorder (exporter) before the
-//! first cached call.
+//! first cached call. This module knows functions only by their label (the `fn` label, the
+//! span's `module` and `function`): the spec (`spec/count.rs`) decides what is counted.
 
-use std::fmt;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-use crate::memo::{FunctionStats, Spec};
 
 /// How a call ended; every call ends as exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,20 +38,27 @@ impl CallOutcome {
         }
     }
 
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     fn index(self) -> usize {
         self as usize
     }
 }
 
-/// The span every cached call runs in (level TRACE: free when not enabled).
-pub(crate) fn call_span(spec: &Spec) -> tracing::Span {
+/// The span every cached call of `module::function` runs in (level TRACE: free when not
+/// enabled).
+pub(crate) fn call_span(module: &'static str, function: &'static str) -> tracing::Span {
     tracing::trace_span!(
         "memo_redis.call",
-        module = spec.module,
-        function = spec.name,
+        module,
+        function,
         outcome = tracing::field::Empty,
         key = tracing::field::Empty,
     )
+}
+
+/// Records a call's outcome on the current span.
+pub(crate) fn record_outcome(outcome: CallOutcome) {
+    tracing::Span::current().record("outcome", outcome.as_str());
 }
 
 /// Records a short digest of the key on the span (never the key itself: templates can contain
@@ -69,6 +73,8 @@ pub(crate) fn record_key(span: &tracing::Span, key: &str) {
     }
 }
 
+/// One function's metric handles, each registered on first use under the `fn` label `label()`
+/// returns (the name `stats()` reports).
 #[cfg(feature = "metrics")]
 #[derive(Debug, Default)]
 pub(crate) struct FnMetrics {
@@ -78,6 +84,7 @@ pub(crate) struct FnMetrics {
     too_large: std::sync::OnceLock<metrics::Counter>,
 }
 
+/// Without the `metrics` feature: nothing.
 #[cfg(not(feature = "metrics"))]
 #[derive(Debug, Default)]
 pub(crate) struct FnMetrics;
@@ -98,169 +105,57 @@ impl FnMetrics {
             FnMetrics
         }
     }
-}
 
-#[cfg(feature = "metrics")]
-fn fn_label(spec: &Spec) -> String {
-    // The same name `stats()` reports (includes `Self` for methods, or `name = ...`).
-    spec.head
-        .get()
-        .map(|h| h.identity.clone())
-        .unwrap_or_else(|| format!("{}::{}", spec.module, spec.name))
-}
-
-impl Spec {
-    /// Counts the outcome of one call everywhere it is reported.
-    pub(crate) fn count(&self, outcome: CallOutcome) {
-        let s = self.stats.mine();
-        let counter = match outcome {
-            CallOutcome::Hit => &s.hits,
-            CallOutcome::Miss => &s.misses,
-            CallOutcome::Stale => &s.stale,
-            CallOutcome::Bypass => &s.bypass,
-            CallOutcome::Error => &s.errors,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        tracing::Span::current().record("outcome", outcome.as_str());
+    /// `memo_redis_calls_total{fn, outcome}`.
+    pub(crate) fn call(&self, outcome: CallOutcome, label: impl FnOnce() -> String) {
         #[cfg(feature = "metrics")]
-        self.metrics.calls[outcome.index()]
+        self.calls[outcome.index()]
             .get_or_init(|| {
-                metrics::counter!("memo_redis_calls_total", "fn" => fn_label(self), "outcome" => outcome.as_str())
+                metrics::counter!("memo_redis_calls_total", "fn" => label(), "outcome" => outcome.as_str())
             })
             .increment(1);
         #[cfg(not(feature = "metrics"))]
-        let _ = outcome.index();
+        let _ = (outcome, label);
     }
 
-    pub(crate) fn observe_redis(&self, took: Duration) {
+    /// `memo_redis_redis_seconds{fn}`.
+    pub(crate) fn redis(&self, took: Duration, label: impl FnOnce() -> String) {
         #[cfg(feature = "metrics")]
-        self.metrics
-            .redis
-            .get_or_init(|| metrics::histogram!("memo_redis_redis_seconds", "fn" => fn_label(self)))
+        self.redis
+            .get_or_init(|| metrics::histogram!("memo_redis_redis_seconds", "fn" => label()))
             .record(took.as_secs_f64());
         #[cfg(not(feature = "metrics"))]
-        let _ = took;
+        let _ = (took, label);
     }
 
-    pub(crate) fn observe_body(&self, took: Duration) {
+    /// `memo_redis_body_seconds{fn}`.
+    pub(crate) fn body(&self, took: Duration, label: impl FnOnce() -> String) {
         #[cfg(feature = "metrics")]
-        self.metrics
-            .body
-            .get_or_init(|| metrics::histogram!("memo_redis_body_seconds", "fn" => fn_label(self)))
+        self.body
+            .get_or_init(|| metrics::histogram!("memo_redis_body_seconds", "fn" => label()))
             .record(took.as_secs_f64());
         #[cfg(not(feature = "metrics"))]
-        let _ = took;
+        let _ = (took, label);
     }
 
-    pub(crate) fn count_too_large(&self, size: usize) {
-        self.stats
-            .mine()
-            .skipped_too_large
-            .fetch_add(1, Ordering::Relaxed);
-        self.warn_limited(
-            &format!("{size} bytes"),
-            "memo-redis: result larger than max_value_bytes returned but not cached",
-        );
+    /// `memo_redis_skipped_too_large_total{fn}`.
+    pub(crate) fn too_large(&self, label: impl FnOnce() -> String) {
         #[cfg(feature = "metrics")]
-        self.metrics
-            .too_large
+        self.too_large
             .get_or_init(
-                || metrics::counter!("memo_redis_skipped_too_large_total", "fn" => fn_label(self)),
+                || metrics::counter!("memo_redis_skipped_too_large_total", "fn" => label()),
             )
             .increment(1);
+        #[cfg(not(feature = "metrics"))]
+        let _ = label;
     }
 
-    /// A result the encode guards refused (too deep, or not decoding back to itself): counted,
-    /// and warned about once per function and kind, naming the function and the remedy.
-    pub(crate) fn count_refused(&self, codec: crate::CodecKind, why: &crate::guard::Refusal) {
-        use crate::guard::Refusal;
-        let mine = self.stats.mine();
-        let (counter, bit, kind) = match why {
-            Refusal::TooDeep => (&mine.skipped_too_deep, 1u8, "too_deep"),
-            Refusal::NotRoundTrip(_) => (&mine.skipped_not_roundtrip, 2u8, "not_roundtrip"),
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// `memo_redis_skipped_total{fn, reason}` (rare: not cached).
+    pub(crate) fn refused(&self, reason: &'static str, label: impl FnOnce() -> String) {
         #[cfg(feature = "metrics")]
-        metrics::counter!("memo_redis_skipped_total", "fn" => fn_label(self), "reason" => kind)
+        metrics::counter!("memo_redis_skipped_total", "fn" => label(), "reason" => reason)
             .increment(1);
         #[cfg(not(feature = "metrics"))]
-        let _ = kind;
-        if self.refusals_warned.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
-            return;
-        }
-        let function = self.identity_for_logs();
-        match why {
-            Refusal::TooDeep => tracing::warn!(
-                function = %function,
-                max_depth = crate::depth::MAX_DEPTH,
-                "memo-redis: result nested deeper than the codec limit returned but not cached \
-                 (warned once per function)"
-            ),
-            Refusal::NotRoundTrip(_) => tracing::warn!(
-                function = %function,
-                %codec,
-                detail = %why,
-                "memo-redis: result does not decode back to the same value with this codec; \
-                 returned but not cached (warned once per function). Choose a codec that \
-                 represents the type faithfully: a self-describing one (`codec = json` or \
-                 `msgpack`) for `skip_serializing_if`, `flatten` and untagged or internally \
-                 tagged enums; `bincode` or `postcard` for `Option<Option<T>>` and NaN or \
-                 infinite floats"
-            ),
-        }
-    }
-}
-
-/// Reports a breaker transition on the `memo_redis_breaker_open` gauge.
-pub(crate) fn breaker_gauge(url: &str, open: bool) {
-    #[cfg(feature = "metrics")]
-    metrics::gauge!("memo_redis_breaker_open", "url" => url.to_string()).set(if open {
-        1.0
-    } else {
-        0.0
-    });
-    #[cfg(not(feature = "metrics"))]
-    let _ = (url, open);
-}
-
-/// A table of [`FunctionStats`] for logs.
-///
-/// ```
-/// let table = memo_redis::StatsTable(memo_redis::stats());
-/// println!("{table}");
-/// ```
-#[derive(Debug, Clone)]
-pub struct StatsTable(pub Vec<FunctionStats>);
-
-impl fmt::Display for StatsTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self
-            .0
-            .iter()
-            .map(|s| s.function.len())
-            .chain(std::iter::once("function".len()))
-            .max()
-            .unwrap_or(8);
-        writeln!(
-            f,
-            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>7}  {:>8}  {:>7}  {:>6}",
-            "function", "calls", "hits", "misses", "stale", "bypass", "errors", "hit %"
-        )?;
-        for s in &self.0 {
-            let st = &s.stats;
-            writeln!(
-                f,
-                "{:<width$}  {:>9}  {:>9}  {:>9}  {:>7}  {:>8}  {:>7}  {:>5.1}%",
-                s.function,
-                st.calls(),
-                st.hits,
-                st.misses,
-                st.stale,
-                st.bypass,
-                st.errors,
-                st.hit_ratio() * 100.0
-            )?;
-        }
-        Ok(())
+        let _ = (reason, label);
     }
 }

@@ -3,32 +3,40 @@
 /// Hooks for the benchmarks in `tests/benches/`.
 #[path = "bench_hooks.rs"]
 pub mod bench;
-pub use crate::call::{body, evict, key_string, memo, memo_bg, peek, refresh};
+pub use crate::call::{evict, key_string};
 pub use crate::invalidate::invalidate_all;
 pub use crate::key::{KeyArg, KeyDigest, TemplateWriter};
-pub use crate::memo::{custom_key, digest_key, stats_for, template_key, Key, Spec, Ttl};
 pub use crate::shape::{CacheValue, Opt, Plain, Res, ResOpt, Shape};
+pub use crate::site::Site;
+pub use crate::spec::key::{custom_key, digest_key, template_key, Key};
+pub use crate::spec::{Spec, Ttl};
 pub use crate::tags::{with_tags, TagList};
 pub use crate::CodecKind;
-
-/// The cache functions use when they name none.
-pub static GLOBAL: crate::Cache = crate::Cache::from_env();
-
-/// Compile-time check that a key argument can be hashed; the error points at the argument.
-#[inline(always)]
-pub fn key_arg<T: KeyArg + ?Sized>(_: &T) {}
-
-/// Compile-time check that a template argument can be rendered.
-#[inline(always)]
-pub fn display_arg<T: core::fmt::Display + ?Sized>(_: &T) {}
 
 /// Compile-time check that a cached value type can be stored and read back.
 #[inline(always)]
 pub fn value_type<T: CacheValue>() {}
 
+/// The key of one call, or why it could not be computed.
+pub type KeyResult = Result<Key, crate::Error>;
+
+/// The [`ShapeFn`] of the cached value type `$t`, picked by method resolution (see
+/// [`ShapeProbe`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __memo_redis_shape_fn {
+    ($t:ty) => {{
+        // One of the two is picked; the other is unused.
+        #[allow(unused_imports)]
+        use ::memo_redis::__private::{ShapeOf as _, ShapeOfFallback as _};
+        (&&::memo_redis::__private::ShapeProbe::<$t>::new()).shape_fn()
+    }};
+}
+pub use crate::__memo_redis_shape_fn as shape_fn;
+
 /// The shape function of the cached value type `T`, picked by method resolution so that a type
 /// without serde bounds is no error *here* (`value_type` reports it, once):
-/// `(&&ShapeProbe::<T>::new()).shape_fn()`.
+/// `(&&ShapeProbe::<T>::new()).shape_fn()`, written by [`shape_fn!`].
 #[derive(Debug)]
 pub struct ShapeProbe<T: ?Sized>(core::marker::PhantomData<fn(&T)>);
 
@@ -77,5 +85,4 @@ pub fn shape_fn_of<S: crate::shape::Shape<R>, R>() -> &'static crate::schema::Tr
 
 pub use crate::schema::ShapeFn;
 
-/// The empty `Self` name used by free functions.
-pub const NO_SELF: &str = "";
+pub use crate::site::NO_SELF;

@@ -21,7 +21,7 @@ use crate::cache::{Cache, Inner};
 use crate::error::Error;
 use crate::events::Event;
 use crate::key::{push_hex, TemplateWriter, MAX_TEMPLATE_LEN};
-use crate::memo::Key;
+use crate::spec::key::Key;
 use crate::store::Budget;
 
 /// KEYS = tag sets; ARGV = member, expiry (ms or `+inf`), now (ms).

@@ -162,9 +162,12 @@ pub mod cached {
             Ok(id + self.calls)
         }
 
-        /// No receiver.
+        /// No receiver (naming `Self`, so the macro knows it is in an `impl`).
         #[redis_cache]
-        pub async fn associated(id: u64) -> u64 {
+        pub async fn associated(id: u64) -> u64
+        where
+            Self: Sized,
+        {
             id
         }
     }

@@ -93,8 +93,9 @@ async fn eight(
 
 /// The spec a `#[redis_cache(cache = MICRO, ttl = 300)] async fn hit_profile(id: u64) ->
 /// Profile` emits (`Spec` is what the macro puts in a `static`).
-static HIT_SPEC: Spec =
-    Spec::new(module_path!(), "hit_profile", "(u64) -> Profile", &MICRO).ttl(Ttl::Millis(300_000));
+static HIT_SPEC: Spec = Spec::new(module_path!(), "hit_profile", "(u64) -> Profile")
+    .cache(&MICRO)
+    .ttl(Ttl::Millis(300_000));
 
 fn keys(c: &mut Criterion) {
     let name = String::from("ada.lovelace");

@@ -25,7 +25,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use memo_redis::{redis_cache, Cache, Config, FnStats};
+use memo_redis::{redis_cache, Cache, Config, Stats};
 use memo_redis_tests::{cpu_model, free_port_url, loadavg, Blackhole, RedisServer};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
@@ -234,7 +234,7 @@ fn runtime() -> Runtime {
         .expect("current-thread runtime")
 }
 
-fn delta(after: FnStats, before: FnStats) -> FnStats {
+fn delta(after: Stats, before: Stats) -> Stats {
     let mut d = after;
     d.hits -= before.hits;
     d.misses -= before.misses;
@@ -348,7 +348,7 @@ fn bench_bypass(plan: &Plan) -> BypassResult {
 struct HoleResult {
     label: String,
     latencies: Vec<Duration>,
-    stats: FnStats,
+    stats: Stats,
     wall: Duration,
     accepted: usize,
 }

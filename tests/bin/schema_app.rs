@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, Write};
 
-use memo_redis::{redis_cache, FnStats};
+use memo_redis::{redis_cache, Stats};
 
 // `name` gives both builds the identity one crate has across deploys (the binaries' crate names
 // differ, so their module paths would too).
@@ -48,8 +48,8 @@ async fn renamed(id: u64) -> types::Money {
     types::money(id)
 }
 
-async fn call(case: &str, id: u64) -> Option<(bool, FnStats, String)> {
-    fn row<T: std::fmt::Debug + PartialEq>(got: T, want: T, stats: FnStats) -> (bool, FnStats, String) {
+async fn call(case: &str, id: u64) -> Option<(bool, Stats, String)> {
+    fn row<T: std::fmt::Debug + PartialEq>(got: T, want: T, stats: Stats) -> (bool, Stats, String) {
         (got == want, stats, format!("{got:?}"))
     }
     Some(match case {
@@ -66,7 +66,7 @@ async fn call(case: &str, id: u64) -> Option<(bool, FnStats, String)> {
                 .get_or_set_with(&format!("handle:{id}"), None, || async { types::score(id) })
                 .await
                 .ok()?;
-            row(got, types::score(id), FnStats::default())
+            row(got, types::score(id), Stats::default())
         }
         // What `Cache::get` makes of the entry: `None` for an error (an entry of another shape).
         "handle_get" => {
@@ -76,7 +76,7 @@ async fn call(case: &str, id: u64) -> Option<(bool, FnStats, String)> {
                 .ok()
                 .flatten();
             let ok = got.as_ref().is_none_or(|v| *v == types::score(id));
-            (ok, FnStats::default(), format!("{got:?}"))
+            (ok, Stats::default(), format!("{got:?}"))
         }
         _ => return None,
     })

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::raw_get;
 use memo_redis::envelope::{self, MAGIC};
-use memo_redis::{redis_cache, Cache, CodecKind, Config, Error, FnStats};
+use memo_redis::{redis_cache, Cache, CodecKind, Config, Error, Stats};
 use memo_redis_tests::RedisServer;
 use serde::{Deserialize, Serialize};
 
@@ -163,7 +163,7 @@ deep_fns! {
 }
 
 /// The counters of the function with identity `function` (`module::name`).
-fn stats_of(function: &str) -> FnStats {
+fn stats_of(function: &str) -> Stats {
     memo_redis::stats()
         .into_iter()
         .find(|f| f.function == function)

@@ -7,7 +7,7 @@
 //! 3. `Cache::set` (`handle.rs` `write`: after the write)
 //! 4. `Cache::set_with_tags` (same `write`)
 //! 5. `Cache::expire_at` (`handle.rs` `expire_at`)
-//! 6. `Cache::delete` (`events.rs` `announce` of the deleted key)
+//! 6. `Cache::delete` (`cache/events.rs` `announce` of the deleted key)
 //! 7. `Cache::invalidate_tags` / `Cache::delete_group` (`tags.rs`: `announce` of the tags: the
 //!    whole tier is flushed)
 //! 8. `Cache::invalidate_pattern` (`invalidate.rs`: `announce` of the pattern: flush)

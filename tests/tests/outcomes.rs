@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use common::{fill_until_oom, stats_of};
-use memo_redis::{redis_cache, Cache, CodecKind, Config, FnStats};
+use memo_redis::{redis_cache, Cache, CodecKind, Config, Stats};
 use memo_redis_tests::RedisServer;
 
 const OP_TIMEOUT: Duration = Duration::from_millis(300);
@@ -21,7 +21,7 @@ fn config(server: &RedisServer) -> memo_redis::ConfigBuilder {
 }
 
 /// `(hits, misses, bypass, errors, skipped_too_large)`, for compact assertions.
-fn tuple(s: FnStats) -> (u64, u64, u64, u64, u64) {
+fn tuple(s: Stats) -> (u64, u64, u64, u64, u64) {
     (s.hits, s.misses, s.bypass, s.errors, s.skipped_too_large)
 }
 

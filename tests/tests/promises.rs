@@ -1,7 +1,7 @@
 //! Documented promises that had no test, each against a real redis-server:
 //!
 //! - a connection that died while idle (Redis restarted) is retried within the call, so the first
-//!   call after Redis is back can already be a hit (`store.rs` `run_op`);
+//!   call after Redis is back can already be a hit (`store/mod.rs` `run_op`);
 //! - `Cache::shutdown` waits for background refreshes, including their write;
 //! - nested template fields (`{self.org.id}`, `{pair.0}`) render at run time, with escaping.
 

@@ -195,7 +195,7 @@ where
 }
 
 /// The counters of the cached function named `name` (its identity ends with `::name`).
-pub fn stats_of(name: &str) -> memo_redis::FnStats {
+pub fn stats_of(name: &str) -> memo_redis::Stats {
     let suffix = format!("::{name}");
     let all = memo_redis::stats();
     let mut found = all.iter().filter(|f| f.function.ends_with(&suffix));

@@ -15,8 +15,13 @@ impl Service {
         id + self.region.len() as u64
     }
 
+    // An associated function without `self` names `Self` (here in a bound), so that the macro
+    // knows it is in an `impl` (see docs/design-decisions.md, "What the macro emits").
     #[redis_cache]
-    async fn associated(id: u64) -> u64 {
+    async fn associated(id: u64) -> u64
+    where
+        Self: Sized,
+    {
         id
     }
 

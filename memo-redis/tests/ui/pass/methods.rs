@@ -28,8 +28,12 @@ impl Repo {
         id + self.calls
     }
 
+    // Without `self`, it names `Self` so that the macro knows it is in an `impl`.
     #[redis_cache]
-    async fn associated(id: u64) -> u64 {
+    async fn associated(id: u64) -> u64
+    where
+        Self: Sized,
+    {
         id
     }
 

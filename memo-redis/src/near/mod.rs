@@ -24,15 +24,20 @@
 //!
 //! Bounds: the tier is weighted by key + value bytes (`REDIS_LOCAL_MAX_BYTES`); each entry lives
 //! at most the function's `local` cap, the Redis key's remaining `PTTL` and its fresh TTL.
+//!
+//! Here: the tier (entries, stripes, tickets, the sync bound). The tracking task is `track.rs`;
+//! how a cache creates and reports its tier is `cache/near.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind, Value};
 
-use crate::cache::Inner;
+use crate::config::Config;
 use crate::error::Error;
+
+mod track;
 
 /// Invalidation stripes: an invalidation bumps the counter of its key's stripe; a read in flight
 /// for any key of that stripe is then not stored locally.
@@ -119,6 +124,28 @@ impl Near {
             max_lag,
             task: Mutex::new(None),
             start_errors: crate::log::RateLimited::new(),
+        }
+    }
+
+    /// Starts the tracking task (connected as `config` says) unless it runs already. Outside a
+    /// usable tokio runtime nothing starts and the tier stays dark; a later call tries again.
+    pub(crate) fn start(self: &Arc<Self>, config: &Config) {
+        if self.running.load(Ordering::Acquire) || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // A runtime without its drivers would make the tracking task panic, again on every
+        // call: the tier stays dark there.
+        match crate::runtime::check().and_then(|()| {
+            tokio::runtime::Handle::try_current()
+                .map_err(|_| Error::Runtime("called outside a Tokio runtime"))
+        }) {
+            Ok(handle) => {
+                let task = handle.spawn(track::track(Arc::clone(self), config.clone()));
+                if let Ok(mut t) = self.task.lock() {
+                    *t = Some(task);
+                }
+            }
+            Err(_) => self.running.store(false, Ordering::Release),
         }
     }
 
@@ -264,300 +291,6 @@ impl Near {
             PushKind::Disconnection => false,
             _ => true,
         }
-    }
-}
-
-impl Inner {
-    /// The near cache of this cache, starting its tracking task on first use; `None` on Redis
-    /// Cluster (unsupported: tracking would need one connection per master) or outside a tokio
-    /// runtime.
-    pub(crate) fn near(self: &Arc<Self>) -> Option<&Near> {
-        if self.config.is_cluster() {
-            self.warn_near_cluster();
-            return None;
-        }
-        let near = self.near.get_or_init(|| {
-            Near::new(
-                self.config.local_max_bytes,
-                HEARTBEAT.saturating_add(self.config.op_timeout),
-            )
-        });
-        if !near.running.load(Ordering::Acquire) && !near.running.swap(true, Ordering::AcqRel) {
-            // A runtime without its drivers would make the tracking task panic, again on every
-            // call: the tier stays dark there.
-            match crate::runtime::check().and_then(|()| {
-                tokio::runtime::Handle::try_current()
-                    .map_err(|_| Error::Runtime("called outside a Tokio runtime"))
-            }) {
-                Ok(handle) => {
-                    let task = handle.spawn(track(Arc::clone(self)));
-                    if let Ok(mut t) = near.task.lock() {
-                        *t = Some(task);
-                    }
-                }
-                Err(_) => near.running.store(false, Ordering::Release),
-            }
-        }
-        Some(near)
-    }
-
-    /// Drops this process's local copy of `key` at once (after an evict or a write-through).
-    pub(crate) fn forget_local(&self, key: &str) {
-        if let Some(near) = self.near.get() {
-            near.invalidate(key.as_bytes());
-        }
-    }
-
-    /// Drops every local copy (after a bulk invalidation).
-    pub(crate) fn forget_local_all(&self) {
-        if let Some(near) = self.near.get() {
-            near.flush();
-        }
-    }
-}
-
-/// Marks the tier dark when the tracking task ends for any reason (runtime shut down, aborted),
-/// so a later call restarts it on a live runtime.
-struct Running(Arc<Inner>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(near) = self.0.near.get() {
-            near.go_dark();
-            near.running.store(false, Ordering::Release);
-        }
-    }
-}
-
-/// Why the tracking connection could not be set up.
-enum Failed {
-    /// Redis unreachable or slow: the store's own warnings cover it.
-    Connect(Error),
-    /// Redis answered but refused `CLIENT TRACKING` (ACL, RESP3 unsupported): worth a warning.
-    Refused(Error),
-}
-
-async fn connect(
-    inner: &Inner,
-) -> Result<
-    (
-        redis::aio::MultiplexedConnection,
-        tokio::sync::mpsc::UnboundedReceiver<PushInfo>,
-    ),
-    Failed,
-> {
-    let info = inner.config.connection.clone();
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    let mut config = inner.config.clone();
-    config.connection = info.set_redis_settings(settings);
-    let client = crate::store::open_client(&config).map_err(Failed::Refused)?;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let conn_config = AsyncConnectionConfig::new()
-        .set_push_sender(tx)
-        .set_connection_timeout(Some(inner.config.connect_timeout))
-        .set_response_timeout(Some(inner.config.op_timeout));
-    let mut conn = tokio::time::timeout(
-        inner.config.connect_timeout,
-        client.get_multiplexed_async_connection_with_config(&conn_config),
-    )
-    .await
-    .map_err(|_| Failed::Connect(Error::Timeout(inner.config.connect_timeout)))?
-    .map_err(|e| {
-        // A server that answers but rejects the RESP3 handshake or the credentials.
-        if e.code().is_some() {
-            Failed::Refused(e.into())
-        } else {
-            Failed::Connect(e.into())
-        }
-    })?;
-    let prefix = format!("{}:", inner.config.namespace);
-    tokio::time::timeout(
-        inner.config.op_timeout,
-        redis::cmd("CLIENT")
-            .arg("TRACKING")
-            .arg("ON")
-            .arg("BCAST")
-            .arg("PREFIX")
-            .arg(&prefix)
-            .query_async::<()>(&mut conn),
-    )
-    .await
-    .map_err(|_| Failed::Connect(Error::Timeout(inner.config.op_timeout)))?
-    .map_err(|e| Failed::Refused(e.into()))?;
-    Ok((conn, rx))
-}
-
-/// The key whose value identifies the dataset the tracking connection sees: a random token,
-/// written once (`SET NX`, no expiry) by whichever process comes first. After `SWAPDB` (which
-/// Redis reports to no tracking client) the connection's database holds another token, or none.
-fn epoch_key(inner: &Inner) -> String {
-    format!("{}:near-epoch", inner.config.namespace)
-}
-
-/// What the heartbeat compares.
-enum Epoch {
-    /// The dataset's token as last read (`None`: the key is missing and could not be written,
-    /// e.g. on a read-only replica; a token appearing later still counts as a change).
-    Checked(Option<Vec<u8>>),
-    /// The key cannot be read (refused): the heartbeat pings, and a `SWAPDB` goes unnoticed.
-    Unchecked,
-}
-
-/// Reads the dataset's token, creating it if missing. `Err` when Redis failed or timed out
-/// (the link is then treated as down).
-async fn epoch_of(
-    conn: &mut redis::aio::MultiplexedConnection,
-    key: &str,
-    limit: Duration,
-) -> Result<Epoch, ()> {
-    let token = format!("{:032x}", fastrand::u128(..));
-    let set = tokio::time::timeout(
-        limit,
-        redis::cmd("SET")
-            .arg(key)
-            .arg(&token)
-            .arg("NX")
-            .query_async::<Option<String>>(conn),
-    )
-    .await
-    .map_err(|_| ())?;
-    if let Err(e) = set {
-        if crate::store::classify(&e) != crate::store::Fault::Refused {
-            return Err(());
-        }
-    }
-    match tokio::time::timeout(
-        limit,
-        redis::cmd("GET")
-            .arg(key)
-            .query_async::<Option<Vec<u8>>>(conn),
-    )
-    .await
-    .map_err(|_| ())?
-    {
-        Ok(v) => Ok(Epoch::Checked(v)),
-        Err(e) if crate::store::classify(&e) == crate::store::Fault::Refused => {
-            Ok(Epoch::Unchecked)
-        }
-        Err(_) => Err(()),
-    }
-}
-
-/// The tracking task: connect, enable tracking, apply invalidations, heartbeat; on any failure
-/// go dark (flush) and reconnect with backoff.
-async fn track(inner: Arc<Inner>) {
-    let _running = Running(Arc::clone(&inner));
-    let Some(near) = inner.near.get() else {
-        return;
-    };
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match connect(&inner).await {
-            Ok((mut conn, mut rx)) => {
-                backoff = Duration::from_millis(50);
-                let epoch_key = epoch_key(&inner);
-                let mut epoch = match epoch_of(&mut conn, &epoch_key, inner.config.op_timeout).await
-                {
-                    Ok(e) => e,
-                    Err(()) => {
-                        near.go_dark();
-                        tokio::time::sleep(backoff).await;
-                        continue;
-                    }
-                };
-                // Anything stored before tracking was on is not covered by it. Entries are filled
-                // only by reads sent from now on, which see every earlier write: a sync point.
-                near.flush();
-                near.mark_synced(Instant::now());
-                near.healthy.store(true, Ordering::SeqCst);
-                let mut heartbeat = tokio::time::interval(HEARTBEAT);
-                heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                heartbeat.tick().await;
-                'link: loop {
-                    tokio::select! {
-                        push = rx.recv() => match push {
-                            Some(push) => if !near.handle(push) { break },
-                            None => break,
-                        },
-                        _ = heartbeat.tick() => {
-                            let sent = Instant::now();
-                            // The heartbeat reads the epoch key (or pings when it cannot): any
-                            // reply orders the pushes before it, and a changed epoch reveals a
-                            // `SWAPDB` (or a restored dataset), for which Redis sends no
-                            // invalidation.
-                            let beat = match &epoch {
-                                Epoch::Checked(_) => tokio::time::timeout(
-                                    inner.config.op_timeout,
-                                    redis::cmd("GET").arg(&epoch_key).query_async::<Option<Vec<u8>>>(&mut conn),
-                                )
-                                .await
-                                .map(|r| r.map(Some)),
-                                Epoch::Unchecked => tokio::time::timeout(
-                                    inner.config.op_timeout,
-                                    redis::cmd("PING").query_async::<()>(&mut conn),
-                                )
-                                .await
-                                .map(|r| r.map(|()| None)),
-                            };
-                            let seen = match beat {
-                                Ok(Ok(seen)) => seen,
-                                // Refused (an ACL without `GET` on it): ping from now on.
-                                Ok(Err(e)) if crate::store::classify(&e) == crate::store::Fault::Refused => {
-                                    epoch = Epoch::Unchecked;
-                                    None
-                                }
-                                _ => break,
-                            };
-                            if let (Epoch::Checked(known), Some(seen)) = (&epoch, seen) {
-                                if *known != seen {
-                                    // Another dataset under our connection: nothing held is
-                                    // known to match it.
-                                    near.flush();
-                                    tracing::debug!("near cache: dataset changed (SWAPDB?); local tier flushed");
-                                    epoch = match epoch_of(&mut conn, &epoch_key, inner.config.op_timeout).await {
-                                        Ok(e) => e,
-                                        Err(()) => break,
-                                    };
-                                }
-                            }
-                            // Redis sends the invalidations of a write processed before the
-                            // `PING` arrived ahead of the `PONG`, and the connection queues
-                            // pushes in order before resolving a reply: apply them all, then
-                            // vouch for every write before `sent`.
-                            loop {
-                                match rx.try_recv() {
-                                    Ok(push) => if !near.handle(push) { break 'link },
-                                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                                    Err(_) => break 'link,
-                                }
-                            }
-                            near.mark_synced(sent);
-                        }
-                    }
-                }
-                near.go_dark();
-                tracing::debug!("near cache: tracking connection lost; local tier flushed");
-            }
-            Err(Failed::Connect(e)) => {
-                tracing::debug!(error = %e, "near cache: tracking connection not up");
-            }
-            Err(Failed::Refused(e)) => {
-                // The functions still work through Redis; say why their near cache is dark.
-                near.start_errors.hit(|suppressed| {
-                    tracing::warn!(
-                        url = %inner.config.redacted_url(),
-                        error = %e,
-                        suppressed,
-                        "memo-redis: near cache unavailable (could not enable CLIENT TRACKING); `local` functions use Redis only until it works"
-                    );
-                });
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 

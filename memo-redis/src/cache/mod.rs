@@ -3,20 +3,27 @@
 //! A `Cache` is meant to live in a `static`. The global one ([`crate::init`]) reads `REDIS_*`
 //! variables on first use; named caches are declared by the user and pointed at with
 //! `#[redis_cache(cache = NAME)]`.
+//!
+//! The public handle is a facade over [`Inner`] (the shared parts, `cache/inner.rs`); its methods
+//! are grouped by concept: lifecycle and state here, publishing and subscribing in
+//! `cache/events.rs`, the near-cache state in `cache/near.rs`. Invalidation (`invalidate.rs`,
+//! `tags.rs`), health (`health.rs`) and the typed handle add theirs next to their own machinery.
+//! The parts themselves take what they need and know nothing of `Cache`: the Redis side
+//! (`store/`), the event bus (`events.rs`), the near tier (`near/`).
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-use tokio::sync::Notify;
 
 use crate::breaker::BreakerState;
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
-use crate::events::Events;
-use crate::flight::Flights;
-use crate::store::Store;
+
+mod events;
+mod inner;
+mod near;
+
+pub(crate) use inner::Inner;
+pub use near::NearCacheState;
 
 enum Source {
     Env,
@@ -61,18 +68,6 @@ impl std::fmt::Debug for Cache {
             None => f.write_str("Cache(uninitialised)"),
         }
     }
-}
-
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) store: Store,
-    tasks: Tasks,
-    policy_checked: AtomicBool,
-    pub(crate) flights: Flights,
-    pub(crate) events: Events,
-    /// The near cache, created by the first `local = ...` call.
-    pub(crate) near: OnceLock<crate::near::Near>,
-    near_cluster_warned: AtomicBool,
 }
 
 impl Cache {
@@ -179,22 +174,6 @@ impl Cache {
         self.inner().map(|i| i.flights.len()).unwrap_or(0)
     }
 
-    /// The state of this cache's near cache (the in-process tier of `local = ...` functions):
-    /// `None` until such a function was first called (and always on Redis Cluster).
-    ///
-    /// ```
-    /// static C: memo_redis::Cache = memo_redis::Cache::from_env();
-    /// assert!(C.near_cache().is_none());
-    /// ```
-    pub fn near_cache(&self) -> Option<NearCacheState> {
-        let near = self.inner().ok()?.near.get()?;
-        Some(NearCacheState {
-            live: near.is_live(),
-            entries: near.len(),
-            bytes: near.weight(),
-        })
-    }
-
     /// Waits up to `timeout` for background work (refreshes, repairs, checks) to finish, then
     /// closes the connection. A later cached call reconnects.
     ///
@@ -214,130 +193,5 @@ impl Cache {
         }
         inner.store.close();
         done
-    }
-}
-
-/// A snapshot of a cache's near cache, from [`Cache::near_cache`].
-///
-/// ```no_run
-/// # async fn run() {
-/// #[memo_redis::redis_cache(ttl = "5m", local = "30s")]
-/// async fn flags(tenant: u64) -> Vec<String> {
-///     vec![tenant.to_string()]
-/// }
-/// flags(1).await;
-/// if let Some(state) = memo_redis::global().near_cache() {
-///     println!("near cache live: {}, {} entries, {} bytes", state.live, state.entries, state.bytes);
-/// }
-/// # }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NearCacheState {
-    /// The tracking connection is up: local entries are being served. While it is down the
-    /// tier is empty and every call goes to Redis.
-    pub live: bool,
-    /// Entries held.
-    pub entries: usize,
-    /// Bytes held (keys, encoded values and a fixed per-entry overhead), at most
-    /// `REDIS_LOCAL_MAX_BYTES`.
-    pub bytes: u64,
-}
-
-impl Inner {
-    fn new(config: Config) -> Result<Inner, Error> {
-        Ok(Inner {
-            store: Store::new(&config)?,
-            config,
-            tasks: Tasks::default(),
-            policy_checked: AtomicBool::new(false),
-            flights: Flights::default(),
-            events: Events::default(),
-            near: OnceLock::new(),
-            near_cluster_warned: AtomicBool::new(false),
-        })
-    }
-
-    /// Says once that `local = ...` is ignored on Redis Cluster.
-    pub(crate) fn warn_near_cluster(&self) {
-        if !self.near_cluster_warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                namespace = %self.config.namespace,
-                "memo-redis: the near cache (`local = ...`) is not supported on Redis Cluster; those functions use Redis only"
-            );
-        }
-    }
-
-    /// Spawns tracked background work on the current tokio runtime (if any).
-    pub(crate) fn spawn(self: &Arc<Self>, fut: impl Future<Output = ()> + Send + 'static) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if crate::runtime::check().is_err() {
-            return;
-        }
-        let guard = self.tasks.enter();
-        handle.spawn(async move {
-            fut.await;
-            drop(guard);
-        });
-    }
-
-    /// Called before the first entry without expiry is written: warns once if the server can
-    /// never evict such entries.
-    pub(crate) fn check_eviction_policy(self: &Arc<Self>) {
-        if self.policy_checked.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        let inner = Arc::clone(self);
-        self.spawn(async move {
-            let reply: Result<Vec<String>, Error> = inner
-                .store
-                .query(redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
-                .await;
-            if let Ok(reply) = reply {
-                if let Some(policy) = reply.get(1) {
-                    if policy == "noeviction" || policy.starts_with("volatile-") {
-                        tracing::warn!(
-                            policy = %policy,
-                            "memo-redis writes entries without expiry, but the server's maxmemory-policy never evicts keys without a TTL; set a ttl or use an allkeys-* policy"
-                        );
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Counts background tasks so shutdown can wait for them.
-#[derive(Default)]
-struct Tasks {
-    running: Arc<(AtomicUsize, Notify)>,
-}
-
-struct TaskGuard(Arc<(AtomicUsize, Notify)>);
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        if self.0 .0.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0 .1.notify_waiters();
-        }
-    }
-}
-
-impl Tasks {
-    fn enter(&self) -> TaskGuard {
-        self.running.0.fetch_add(1, Ordering::AcqRel);
-        TaskGuard(Arc::clone(&self.running))
-    }
-
-    async fn idle(&self) {
-        loop {
-            let notified = self.running.1.notified();
-            if self.running.0.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
     }
 }

@@ -1,15 +1,21 @@
-//! The call algorithm and the per-function specification the macro emits.
+//! The per-function specification `#[redis_cache]` emits (one `static` per function, reached by
+//! the function and its companions): its options, the head of its keys, its counters, and the
+//! registry [`stats`] reads. Counting is in `spec/count.rs`, key building in `spec/key.rs`.
+
+pub(crate) mod count;
+pub(crate) mod key;
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::cache::{Cache, Inner};
 use crate::codec::CodecKind;
 use crate::error::Error;
-use crate::key::{self, KeyDigest, TemplateWriter};
 use crate::log::RateLimited;
+use crate::observe::FnMetrics;
 use crate::schema::ShapeFn;
+use crate::stats::{Counters, FunctionStats, Stats};
 
 /// TTL of a function's entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +45,7 @@ pub struct Spec {
     pub(crate) compress: Option<Option<usize>>,
     pub(crate) cache: &'static Cache,
     pub(crate) head: OnceLock<Head>,
-    pub(crate) stats: Stats,
+    pub(crate) stats: Counters,
     pub(crate) key_errors: OnceLock<RateLimited>,
     pub(crate) registered: AtomicBool,
     /// Kinds of refused results already warned about (bits, see `count_refused`).
@@ -60,7 +66,7 @@ pub struct Spec {
     /// `local = ...`: near-cache lifetime cap in ms (`Some(0)`: the function's TTL).
     pub(crate) local_ms: Option<u64>,
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) metrics: crate::observe::FnMetrics,
+    pub(crate) metrics: FnMetrics,
 }
 
 #[derive(Debug)]
@@ -70,18 +76,8 @@ pub(crate) struct Head {
     text: String,
 }
 
-/// Every function that has been called at least once, for [`stats`].
+/// Every function that has been called (or refreshed) at least once, for [`stats`].
 static REGISTRY: Mutex<Vec<&'static Spec>> = Mutex::new(Vec::new());
-
-/// Outcome counters of one function, as returned by [`stats`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FunctionStats {
-    /// The function's identity (`module::function`, `module::Type::method`, or its `name`).
-    pub function: String,
-    /// Its counters.
-    pub stats: FnStats,
-}
 
 /// Counters of every cached function called so far in this process, sorted by function.
 ///
@@ -107,166 +103,9 @@ pub fn stats() -> Vec<FunctionStats> {
     out
 }
 
-/// The counters of the function `companion` (a companion's spec) belongs to; `self_ty` tells
-/// apart methods of the same name and signature in two `impl` blocks of one module.
-pub fn stats_for(companion: &Spec, self_ty: &str) -> FnStats {
-    let Ok(registry) = REGISTRY.lock() else {
-        return FnStats::default();
-    };
-    let mut same = registry.iter().filter(|s| {
-        s.module == companion.module
-            && s.name == companion.name
-            && s.ret == companion.ret
-            && s.identity == companion.identity
-    });
-    let Some(first) = same.next() else {
-        return FnStats::default();
-    };
-    let of_self = |s: &&&Spec| s.head.get().is_some_and(|h| h.self_ty == self_ty);
-    if of_self(&first) {
-        return first.stats();
-    }
-    // A generic impl shares one spec over its instantiations: no exact `Self`, take the first.
-    same.find(of_self).unwrap_or(first).stats()
-}
-
-/// Stripes of [`Stats`]: threads spread their increments over them, so that two cores counting
-/// hits of one hot function do not fight over one cache line.
-const STAT_STRIPES: usize = 4;
-
-/// Outcome counters of one function: relaxed atomics, striped per thread (nothing on the hit path
-/// waits for them or shares a cache line with another core's); a snapshot sums the stripes.
-#[derive(Debug)]
-pub(crate) struct Stats {
-    stripes: [Counters; STAT_STRIPES],
-}
-
-impl Stats {
-    const fn new() -> Stats {
-        Stats {
-            stripes: [const { Counters::new() }; STAT_STRIPES],
-        }
-    }
-
-    /// This thread's stripe.
-    #[inline]
-    pub(crate) fn mine(&self) -> &Counters {
-        use std::cell::Cell;
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        thread_local! {
-            static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-        }
-        let i = STRIPE
-            .try_with(|s| {
-                if s.get() == usize::MAX {
-                    s.set(NEXT.fetch_add(1, Ordering::Relaxed) % STAT_STRIPES);
-                }
-                s.get()
-            })
-            .unwrap_or(0);
-        &self.stripes[i]
-    }
-
-    fn sum(&self, field: impl Fn(&Counters) -> &AtomicU64) -> u64 {
-        self.stripes
-            .iter()
-            .map(|c| field(c).load(Ordering::Relaxed))
-            .fold(0u64, u64::wrapping_add)
-    }
-}
-
-/// One stripe of a function's counters, alone on its cache lines.
-#[derive(Debug)]
-#[repr(align(128))]
-pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) bypass: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) skipped_too_large: AtomicU64,
-    pub(crate) skipped_too_deep: AtomicU64,
-    pub(crate) skipped_not_roundtrip: AtomicU64,
-    pub(crate) coalesced: AtomicU64,
-    pub(crate) stale: AtomicU64,
-    pub(crate) refreshes: AtomicU64,
-    pub(crate) local_hits: AtomicU64,
-}
-
-impl Counters {
-    const fn new() -> Counters {
-        Counters {
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            bypass: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            skipped_too_large: AtomicU64::new(0),
-            skipped_too_deep: AtomicU64::new(0),
-            skipped_not_roundtrip: AtomicU64::new(0),
-            coalesced: AtomicU64::new(0),
-            stale: AtomicU64::new(0),
-            refreshes: AtomicU64::new(0),
-            local_hits: AtomicU64::new(0),
-        }
-    }
-}
-
-/// A snapshot of one function's outcome counters.
-///
-/// Every call ends as exactly one of hit, miss, stale, bypass or error (a call whose body
-/// panics never ends, and is not counted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct FnStats {
-    /// Served from Redis; the body did not run.
-    pub hits: u64,
-    /// Not in Redis (or the entry was corrupt); the body ran and the result was offered to Redis.
-    pub misses: u64,
-    /// Redis was not asked (breaker open, invalid configuration, key not computable); the body ran.
-    pub bypass: u64,
-    /// Redis failed or timed out on the read; the body ran.
-    pub errors: u64,
-    /// Results not stored because their encoding exceeded the size limit.
-    pub skipped_too_large: u64,
-    /// Results not stored because they nest deeper than
-    /// [`depth::MAX_DEPTH`](crate::depth::MAX_DEPTH) levels.
-    pub skipped_too_deep: u64,
-    /// Results not stored because the function's codec cannot encode them, or their encoding
-    /// does not decode back to the same value (see the codec section of the guide).
-    pub skipped_not_roundtrip: u64,
-    /// Hits served by a concurrent identical call's read or body run (single-flight); included
-    /// in `hits`.
-    pub coalesced: u64,
-    /// Served a stale value (within the `stale` window) while a background refresh ran.
-    pub stale: u64,
-    /// Background refreshes run (stale-while-revalidate and early refresh).
-    pub refreshes: u64,
-    /// Hits served from the in-process near cache (`local = ...`) without asking Redis;
-    /// included in `hits`.
-    pub local_hits: u64,
-}
-
-impl FnStats {
-    /// Calls counted: hits + misses + stale + bypass + errors.
-    pub fn calls(&self) -> u64 {
-        self.hits + self.misses + self.stale + self.bypass + self.errors
-    }
-    /// Hits divided by calls (0 when there were none).
-    pub fn hit_ratio(&self) -> f64 {
-        match self.calls() {
-            0 => 0.0,
-            n => self.hits as f64 / n as f64,
-        }
-    }
-}
-
 impl Spec {
     /// A spec for function `name` in `module`; the rest are builder-style `const fn`s.
-    pub const fn new(
-        module: &'static str,
-        name: &'static str,
-        ret: &'static str,
-        cache: &'static Cache,
-    ) -> Spec {
+    pub const fn new(module: &'static str, name: &'static str, ret: &'static str) -> Spec {
         Spec {
             module,
             name,
@@ -278,9 +117,9 @@ impl Spec {
             cache_none: false,
             codec: None,
             compress: None,
-            cache,
+            cache: &crate::global::GLOBAL,
             head: OnceLock::new(),
-            stats: Stats::new(),
+            stats: Counters::new(),
             key_errors: OnceLock::new(),
             registered: AtomicBool::new(false),
             refusals_warned: AtomicU8::new(0),
@@ -292,8 +131,13 @@ impl Spec {
             jitter: 0.0,
             none_ttl: None,
             local_ms: None,
-            metrics: crate::observe::FnMetrics::new(),
+            metrics: FnMetrics::new(),
         }
+    }
+    /// `cache = STATIC`: the cache of this function (default: the global cache).
+    pub const fn cache(mut self, cache: &'static Cache) -> Spec {
+        self.cache = cache;
+        self
     }
     /// `name = "..."`: a stable identity replacing the module path.
     pub const fn identity(mut self, identity: &'static str) -> Spec {
@@ -372,21 +216,8 @@ impl Spec {
     }
 
     /// The counters of this function.
-    pub fn stats(&self) -> FnStats {
-        let s = &self.stats;
-        FnStats {
-            hits: s.sum(|c| &c.hits),
-            misses: s.sum(|c| &c.misses),
-            bypass: s.sum(|c| &c.bypass),
-            errors: s.sum(|c| &c.errors),
-            skipped_too_large: s.sum(|c| &c.skipped_too_large),
-            skipped_too_deep: s.sum(|c| &c.skipped_too_deep),
-            skipped_not_roundtrip: s.sum(|c| &c.skipped_not_roundtrip),
-            coalesced: s.sum(|c| &c.coalesced),
-            stale: s.sum(|c| &c.stale),
-            refreshes: s.sum(|c| &c.refreshes),
-            local_hits: s.sum(|c| &c.local_hits),
-        }
+    pub fn stats(&self) -> Stats {
+        self.stats.snapshot()
     }
 
     pub(crate) fn head(
@@ -429,17 +260,17 @@ impl Spec {
         // Traced once per value type (a process-wide table), and the head once per spec.
         let traced = shape();
         let fp = match &traced.digest {
-            Some(d) => key::shaped_fingerprint(&identity, self.ret, self.version, d),
+            Some(d) => crate::key::shaped_fingerprint(&identity, self.ret, self.version, d),
             None => {
                 warn_untraced(&identity, traced.error.as_deref().unwrap_or(""));
-                key::fingerprint(&identity, self.ret, self.version)
+                crate::key::fingerprint(&identity, self.ret, self.version)
             }
         };
         let text = format!("{}:{prefix}:{fp}:", inner.config.namespace);
         (identity.into_owned(), text)
     }
 
-    /// Adds this (main) spec to the registry read by [`stats`], once.
+    /// Adds this spec to the registry read by [`stats`], once.
     pub(crate) fn register(&'static self) {
         // A plain load first: every call passes here, and only the first may write.
         if !self.registered.load(Ordering::Relaxed)
@@ -482,8 +313,8 @@ impl Spec {
     }
 }
 
-/// The one warning per function (its companions have specs of their own) whose cached type's
-/// shape cannot be traced.
+/// The one warning per function whose cached type's shape cannot be traced (a generic impl's
+/// instantiations render heads of their own).
 fn warn_untraced(identity: &str, reason: &str) {
     static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
@@ -513,96 +344,4 @@ fn sanitize_prefix(identity: &str) -> String {
             }
         })
         .collect()
-}
-
-/// A computed key with the cache it belongs to.
-pub struct Key {
-    pub(crate) inner: &'static Arc<Inner>,
-    pub(crate) key: String,
-    pub(crate) tags: Vec<String>,
-}
-
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Key").field(&self.key).finish()
-    }
-}
-
-impl Key {
-    /// The full Redis key.
-    pub fn as_str(&self) -> &str {
-        &self.key
-    }
-}
-
-fn start_key(
-    spec: &'static Spec,
-    self_ty: &'static str,
-    shape: ShapeFn,
-) -> Result<(&'static Arc<Inner>, String), Error> {
-    let inner = spec.cache.inner().map_err(|e| Error::Config(e.clone()))?;
-    let head = spec.head(inner, self_ty, shape);
-    let mut key = String::with_capacity(head.len() + 32);
-    key.push_str(&head);
-    Ok((inner, key))
-}
-
-/// Key from the SHA-256 digest of the arguments, which `args` feeds one by one (in parameter
-/// order) to [`KeyDigest::arg`](crate::key::KeyDigest::arg).
-///
-/// # Errors
-/// The cache configuration is invalid, or an argument failed to serialize.
-pub fn digest_key(
-    spec: &'static Spec,
-    self_ty: &'static str,
-    shape: ShapeFn,
-    args: impl FnOnce(&mut KeyDigest),
-) -> Result<Key, Error> {
-    let (inner, mut key) = start_key(spec, self_ty, shape)?;
-    let mut digest = KeyDigest::new();
-    args(&mut digest);
-    digest.finish(&mut key).map_err(Error::Key)?;
-    Ok(Key {
-        inner,
-        key,
-        tags: Vec::new(),
-    })
-}
-
-/// Key from a `key = "..."` template.
-///
-/// # Errors
-/// The cache configuration is invalid.
-pub fn template_key(
-    spec: &'static Spec,
-    self_ty: &'static str,
-    shape: ShapeFn,
-    render: impl FnOnce(&mut TemplateWriter<'_>),
-) -> Result<Key, Error> {
-    let (inner, mut key) = start_key(spec, self_ty, shape)?;
-    let mut w = TemplateWriter::new(&mut key);
-    render(&mut w);
-    w.finish();
-    Ok(Key {
-        inner,
-        key,
-        tags: Vec::new(),
-    })
-}
-
-/// Key from a `key_fn = ...` builder's output.
-///
-/// # Errors
-/// The cache configuration is invalid, or the builder returned an empty string.
-pub fn custom_key(
-    spec: &'static Spec,
-    self_ty: &'static str,
-    shape: ShapeFn,
-    custom: impl AsRef<str>,
-) -> Result<Key, Error> {
-    let custom = custom.as_ref();
-    if custom.is_empty() {
-        return Err(Error::Key("key_fn returned an empty key".into()));
-    }
-    template_key(spec, self_ty, shape, |w| w.lit(custom))
 }

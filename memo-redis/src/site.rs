@@ -1,0 +1,147 @@
+//! What an expansion of `#[redis_cache]` holds of its function: the one [`Spec`], the `Self` it
+//! is a method of, and its value type's shape, bundled so that the function and each companion
+//! reach the same spec (and so the same counters) through one hidden `__f_spec()`.
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use crate::error::Error;
+use crate::key::{KeyDigest, TemplateWriter};
+use crate::schema::ShapeFn;
+use crate::shape::Shape;
+use crate::spec::key::Key;
+use crate::spec::Spec;
+use crate::stats::Stats;
+
+/// The empty `Self` name used by free functions.
+pub const NO_SELF: &str = "";
+
+/// One cached function as its generated code sees it; `S` is its shape policy
+/// ([`Plain`](crate::shape::Plain), [`Opt`](crate::shape::Opt), ...).
+#[derive(Debug)]
+pub struct Site<S> {
+    spec: &'static Spec,
+    self_ty: &'static str,
+    shape: ShapeFn,
+    policy: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for Site<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Site<S> {}
+
+impl<S> Site<S> {
+    /// The function of `spec`, without `self` ([`NO_SELF`]), caching a value type whose shape `shape` traces.
+    #[inline]
+    pub fn new(spec: &'static Spec, shape: ShapeFn) -> Self {
+        Self::method(spec, NO_SELF, shape)
+    }
+
+    /// The method of `spec` of the type named `self_ty` (`type_name::<Self>()`).
+    #[inline]
+    pub fn method(spec: &'static Spec, self_ty: &'static str, shape: ShapeFn) -> Self {
+        Site {
+            spec,
+            self_ty,
+            shape,
+            policy: PhantomData,
+        }
+    }
+
+    /// The function's spec.
+    #[inline]
+    pub fn spec(self) -> &'static Spec {
+        self.spec
+    }
+
+    /// The function's counters in this process (companion `f_stats`).
+    pub fn stats(self) -> Stats {
+        self.spec.stats()
+    }
+
+    /// See [`digest_key`](crate::spec::key::digest_key).
+    ///
+    /// # Errors
+    /// The cache configuration is invalid, or an argument failed to serialize.
+    #[inline]
+    pub fn digest_key(self, args: impl FnOnce(&mut KeyDigest)) -> Result<Key, Error> {
+        crate::spec::key::digest_key(self.spec, self.self_ty, self.shape, args)
+    }
+
+    /// See [`template_key`](crate::spec::key::template_key).
+    ///
+    /// # Errors
+    /// The cache configuration is invalid.
+    #[inline]
+    pub fn template_key(self, render: impl FnOnce(&mut TemplateWriter<'_>)) -> Result<Key, Error> {
+        crate::spec::key::template_key(self.spec, self.self_ty, self.shape, render)
+    }
+
+    /// See [`custom_key`](crate::spec::key::custom_key).
+    ///
+    /// # Errors
+    /// The cache configuration is invalid, or the builder returned an empty string.
+    #[inline]
+    pub fn custom_key(self, custom: impl AsRef<str>) -> Result<Key, Error> {
+        crate::spec::key::custom_key(self.spec, self.self_ty, self.shape, custom)
+    }
+
+    /// Companion `f_invalidate_all`.
+    ///
+    /// # Errors
+    /// See [`Cache::invalidate_pattern`](crate::Cache::invalidate_pattern).
+    pub async fn invalidate_all(self) -> Result<u64, Error> {
+        crate::invalidate::invalidate_all(self.spec, self.self_ty, self.shape).await
+    }
+
+    /// The memoized call (see [`call::memo`](crate::call::memo)).
+    #[inline]
+    pub fn memo<R, F>(self, key: Result<Key, Error>, body: F) -> impl Future<Output = R>
+    where
+        S: Shape<R>,
+        F: Future<Output = R>,
+    {
+        crate::call::memo::<S, R, F>(self.spec, key, body)
+    }
+
+    /// The memoized call of a function with background refreshes: `make` builds the body future
+    /// (see [`call::memo_bg`](crate::call::memo_bg)).
+    #[inline]
+    pub fn memo_bg<R, M, F>(self, key: Result<Key, Error>, make: M) -> impl Future<Output = R>
+    where
+        S: Shape<R> + 'static,
+        R: Send + 'static,
+        M: Fn() -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = R> + Send + 'static,
+    {
+        crate::call::memo_bg::<S, R, M, F>(self.spec, key, make)
+    }
+
+    /// Companion `f_refresh`: the body's result stored whatever is cached, counted on this
+    /// function's spec.
+    #[inline]
+    pub fn refresh<R, F>(self, key: Result<Key, Error>, body: F) -> impl Future<Output = R>
+    where
+        S: Shape<R>,
+        F: Future<Output = R>,
+    {
+        // Listed by `stats()` even before the function's first call: the refresh is counted.
+        self.spec.register();
+        crate::call::refresh::<S, R, F>(self.spec, key, body)
+    }
+
+    /// Companion `f_peek`.
+    ///
+    /// # Errors
+    /// See [`call::peek`](crate::call::peek).
+    pub async fn peek<R>(self, key: Result<Key, Error>) -> Result<Option<R>, Error>
+    where
+        S: Shape<R>,
+    {
+        crate::call::peek::<S, R>(key).await
+    }
+}

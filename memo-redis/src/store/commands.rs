@@ -1,0 +1,150 @@
+//! The typed commands of the store: reads (`GET`, `GET`+`PTTL`, `GETEX` with its fallback),
+//! writes (`SET`, `DEL`), the compare-and-delete repair of a corrupt entry, and prepared scripts.
+
+use std::time::Duration;
+
+use redis::FromRedisValue;
+
+use super::fault::{classify, Fault, REFUSAL_MEMORY};
+use super::Store;
+use crate::error::Error;
+
+/// Deletes the entry only if it still holds the bytes we judged corrupt, or if it is not a
+/// string at all (a list or hash planted under our key). A fresh value written meanwhile by
+/// another caller survives.
+pub(super) const REPAIR_LUA: &str = r"
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then return 0 end
+if t ~= 'string' then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+impl Store {
+    pub(crate) async fn get(&self, key: &str, limit: Duration) -> Result<Option<Vec<u8>>, Error> {
+        self.query_within(redis::cmd("GET").arg(key), limit).await
+    }
+
+    /// `GET` and `PTTL` in one round trip (for a read whose result may be kept locally).
+    pub(crate) async fn get_pttl(
+        &self,
+        key: &str,
+        limit: Duration,
+    ) -> Result<(Option<Vec<u8>>, i64), Error> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        let pipe = &pipe;
+        self.run_op(limit, move |mut conn| async move {
+            pipe.query_async::<(Option<Vec<u8>>, i64)>(&mut conn).await
+        })
+        .await
+    }
+
+    pub(crate) async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        limit: Duration,
+    ) -> Result<(), Error> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX")
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        }
+        self.query_within::<()>(&cmd, limit).await
+    }
+
+    pub(crate) async fn del(&self, key: &str) -> Result<bool, Error> {
+        let n: u64 = self.query(redis::cmd("DEL").arg(key)).await?;
+        Ok(n > 0)
+    }
+
+    /// Compare-and-delete of a corrupt entry (see [`REPAIR_LUA`]).
+    pub(crate) async fn repair(
+        &self,
+        key: &str,
+        seen: &[u8],
+        limit: Duration,
+    ) -> Result<bool, Error> {
+        let script = &self.repair;
+        let n: u64 = self
+            .run_op(limit, move |mut conn| async move {
+                script
+                    .key(key)
+                    .arg(seen)
+                    .invoke_async::<u64>(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// `GETEX key PX ttl`: a read that extends the entry's TTL in the same round trip.
+    pub(crate) async fn get_ex(
+        &self,
+        key: &str,
+        ttl: Duration,
+        limit: Duration,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let now = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if self
+            .getex_refused
+            .until_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > now
+        {
+            return self.get(key, limit).await;
+        }
+        let getex = redis::cmd("GETEX").arg(key).arg("PX").arg(ms).clone();
+        let (getex, get) = (&getex, &redis::cmd("GET").arg(key).clone());
+        let refusal = &self.getex_refused;
+        self.run_op(limit, move |mut conn| async move {
+            match getex.query_async::<Option<Vec<u8>>>(&mut conn).await {
+                // A read-only replica (`READONLY`) or an ACL without `GETEX`: serve the read
+                // with a plain `GET` on the same connection and deadline; the TTL is not
+                // extended. Remembered, so the next reads go straight to `GET`.
+                Err(e) if classify(&e) == Fault::Refused => {
+                    self.refused(&e);
+                    // On a cluster `READONLY` means a stale slot map during a failover (the
+                    // connection is rebuilt), not a replica we are stuck with: not remembered.
+                    if !(self.is_cluster() && e.code() == Some("READONLY")) {
+                        let until = now.saturating_add(
+                            u64::try_from(REFUSAL_MEMORY.as_millis()).unwrap_or(u64::MAX),
+                        );
+                        refusal
+                            .until_ms
+                            .store(until, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    get.query_async::<Option<Vec<u8>>>(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+}
+
+impl Store {
+    /// Runs a prepared script invocation under the breaker and the operation timeout.
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        self.invoke_within(invocation, self.op_timeout).await
+    }
+
+    /// [`Store::invoke`], waiting at most `limit`.
+    pub(crate) async fn invoke_within<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        limit: Duration,
+    ) -> Result<T, Error> {
+        self.run_op(limit, move |mut conn| async move {
+            invocation.invoke_async::<T>(&mut conn).await
+        })
+        .await
+    }
+}

@@ -1,0 +1,69 @@
+//! The cross-process lock's commands: `SET NX PX` to take it, a compare-and-delete script to
+//! release it.
+
+use std::time::Duration;
+
+use super::Store;
+use crate::error::Error;
+
+/// Releases a lock only if it still holds our token (the lease may have expired and another
+/// process may hold it now).
+pub(super) const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+impl Store {
+    /// `SET lock token NX PX lease`: true if we now hold the lock.
+    ///
+    /// A lock that already holds our token is ours too: when the reply to an earlier attempt
+    /// was lost (the connection dropped after the server executed the `SET`, and the operation
+    /// was retried), the `SET NX` finds our own lock. A `GET` pipelined behind the `SET` tells
+    /// (one round trip; plain commands, so Redis 6.2 and a cluster, where both hit the lock's
+    /// slot, work alike).
+    pub(crate) async fn try_lock(
+        &self,
+        lock: &str,
+        token: &str,
+        lease: Duration,
+        limit: Duration,
+    ) -> Result<bool, Error> {
+        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(lock)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms)
+            .cmd("GET")
+            .arg(lock);
+        let pipe = &pipe;
+        let (set, holder): (Option<String>, Option<String>) = self
+            .run_op(limit, move |mut conn| async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        Ok(set.is_some() || holder.as_deref() == Some(token))
+    }
+
+    /// Compare-and-delete release of a lock.
+    pub(crate) async fn unlock(
+        &self,
+        lock: &str,
+        token: &str,
+        limit: Duration,
+    ) -> Result<bool, Error> {
+        let script = &self.release;
+        let n: u64 = self
+            .run_op(limit, move |mut conn| async move {
+                script
+                    .key(lock)
+                    .arg(token)
+                    .invoke_async::<u64>(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(n > 0)
+    }
+}

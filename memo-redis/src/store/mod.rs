@@ -1,0 +1,389 @@
+//! The Redis side: one lazily created, auto-reconnecting multiplexed connection per cache (a
+//! `ConnectionManager` for a single node, a cluster-aware `ClusterConnection` for Redis Cluster),
+//! every operation bounded by the operation timeout and accounted on the circuit breaker.
+//!
+//! Here: the [`Store`] and how one operation runs (breaker, timeout, retry on a dropped
+//! connection, topology refresh, logging). Beside it: the connection and client (`conn.rs`), what
+//! a failure means (`fault.rs`), the typed commands and scripts (`commands.rs`, `lock.rs`), one
+//! call's time budget (`budget.rs`) and the health probe (`probe.rs`).
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, FromRedisValue, Script};
+
+use crate::breaker::{Admit, Breaker};
+use crate::config::Config;
+use crate::error::Error;
+use crate::log::RateLimited;
+
+mod budget;
+mod commands;
+mod conn;
+mod fault;
+mod lock;
+mod probe;
+
+pub(crate) use budget::Budget;
+use conn::needs_topology_refresh;
+pub(crate) use conn::{open_client, Conn, Target};
+use fault::Refusal;
+pub(crate) use fault::{classify, Fault};
+
+pub(crate) struct Store {
+    pub(crate) client: redis::Client,
+    manager_config: ConnectionManagerConfig,
+    cluster: Option<ClusterClient>,
+    /// Serializes the creation of the cluster connection (an async handshake).
+    cluster_init: tokio::sync::Mutex<()>,
+    /// When the cluster connection was last dropped for a rebuild (ms since `created`).
+    cluster_rebuilt_ms: std::sync::atomic::AtomicU64,
+    created: std::time::Instant,
+    conn: RwLock<Option<Conn>>,
+    op_timeout: Duration,
+    pub(crate) breaker: Breaker,
+    errors_log: RateLimited,
+    /// One rate-limited warning per refused error code (`NOPERM`, `READONLY`, `OOM`, …).
+    refusals_log: std::sync::Mutex<Vec<(String, std::sync::Arc<RateLimited>)>>,
+    /// `GETEX` was refused (read-only replica, ACL): sliding reads use `GET`.
+    getex_refused: Refusal,
+    repair: Script,
+    release: Script,
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Least time between two rebuilds of the cluster connection.
+const CLUSTER_REBUILD_INTERVAL: Duration = Duration::from_millis(250);
+
+impl Store {
+    pub(crate) fn new(config: &Config) -> Result<Store, Error> {
+        let client = open_client(config)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            // No response timeout in redis-rs: every operation runs under our own timeout (which
+            // also bounds waiting for a reconnect); a second timer per command would only cost.
+            .set_response_timeout(None)
+            // Fail a reconnect attempt fast; the breaker decides when to try again, so a dead
+            // server costs a probe per cooldown instead of a retry loop per call.
+            .set_number_of_retries(0);
+        let cluster = if config.cluster_nodes.is_empty() {
+            None
+        } else {
+            Some(
+                ClusterClient::builder(config.cluster_nodes.clone())
+                    .connection_timeout(config.connect_timeout)
+                    .response_timeout(config.op_timeout)
+                    // A MOVED/ASK redirect during resharding or failover needs a retry; the
+                    // operation timeout bounds the total either way.
+                    .retries(2)
+                    .min_retry_wait(5)
+                    .max_retry_wait(50)
+                    .build()?,
+            )
+        };
+        Ok(Store {
+            client,
+            manager_config,
+            cluster,
+            cluster_init: tokio::sync::Mutex::new(()),
+            cluster_rebuilt_ms: std::sync::atomic::AtomicU64::new(0),
+            created: std::time::Instant::now(),
+            conn: RwLock::new(None),
+            op_timeout: config.op_timeout,
+            breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
+            errors_log: RateLimited::new(),
+            refusals_log: std::sync::Mutex::new(Vec::new()),
+            getex_refused: Refusal::default(),
+            repair: Script::new(commands::REPAIR_LUA),
+            release: Script::new(lock::RELEASE_LUA),
+            url: config.display_url.clone(),
+        })
+    }
+
+    fn cached_connection(&self) -> Option<Conn> {
+        self.conn.read().ok().and_then(|guard| guard.clone())
+    }
+
+    /// The connection, created on first use. A single node's manager connects lazily by
+    /// itself; a cluster connection is created here (discovering the slot map), within `limit`.
+    async fn connection(&self, limit: Duration) -> Result<Conn, Error> {
+        if let Some(c) = self.cached_connection() {
+            return Ok(c);
+        }
+        let Some(cluster) = &self.cluster else {
+            let mut guard = self.conn.write().map_err(|_| {
+                redis::RedisError::from((redis::ErrorKind::Client, "connection lock poisoned"))
+            })?;
+            if let Some(c) = guard.as_ref() {
+                return Ok(c.clone());
+            }
+            let c = Conn::Single(ConnectionManager::new_lazy_with_config(
+                self.client.clone(),
+                self.manager_config.clone(),
+            )?);
+            *guard = Some(c.clone());
+            return Ok(c);
+        };
+        let created = tokio::time::timeout(limit, async {
+            let _init = self.cluster_init.lock().await;
+            if let Some(c) = self.cached_connection() {
+                return Ok(c);
+            }
+            let c = Conn::Cluster(cluster.get_async_connection().await?);
+            if let Ok(mut guard) = self.conn.write() {
+                *guard = Some(c.clone());
+            }
+            Ok::<Conn, Error>(c)
+        })
+        .await;
+        match created {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(limit)),
+        }
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Runs `cmd` on one cluster node chosen by `target` (a single node: the only node).
+    pub(crate) async fn query_on<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        target: &Target,
+    ) -> Result<T, Error> {
+        self.run_op(self.op_timeout, move |mut conn| async move {
+            match &mut conn {
+                Conn::Single(_) => cmd.query_async::<T>(&mut conn).await,
+                Conn::Cluster(c) => {
+                    let routing = match target {
+                        Target::Random => SingleNodeRoutingInfo::Random,
+                        Target::Node(host, port) => SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        },
+                    };
+                    let value = c
+                        .route_command(cmd.clone(), RoutingInfo::SingleNode(routing))
+                        .await?;
+                    T::from_redis_value(value).map_err(redis::RedisError::from)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Drops the connection; the next operation creates a new one.
+    pub(crate) fn close(&self) {
+        if let Ok(mut guard) = self.conn.write() {
+            guard.take();
+        }
+    }
+
+    /// The configured per-operation timeout.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
+    /// Runs one command under the breaker and the operation timeout.
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        self.query_within(cmd, self.op_timeout).await
+    }
+
+    /// Runs one command under the breaker, waiting at most `limit`.
+    pub(crate) async fn query_within<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        limit: Duration,
+    ) -> Result<T, Error> {
+        self.run_op(limit, move |mut conn| async move {
+            cmd.query_async::<T>(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs one operation under the breaker and `limit`, counting its outcome on the breaker.
+    ///
+    /// A connection that died while idle (server restarted) fails the first command with an I/O
+    /// error and makes the manager reconnect at once; one retry on the fresh connection, within
+    /// the same limit, lets the first call after Redis returns be served.
+    async fn run_op<T, F, Fut>(&self, limit: Duration, op: F) -> Result<T, Error>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        // Not a Redis failure: the breaker is left alone.
+        crate::runtime::check()?;
+        if self.breaker.allow() == Admit::No {
+            return Err(Error::BreakerOpen);
+        }
+        let total = limit;
+        let started = std::time::Instant::now();
+        let conn = match self.connection(limit).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.failed(&e);
+                return Err(e);
+            }
+        };
+        // `limit` counts from `started`: one deadline for the connection, the command and a retry.
+        let deadline = tokio::time::Instant::from_std(started) + limit;
+        if limit.saturating_sub(started.elapsed()) < Duration::from_millis(1) {
+            let e = Error::Timeout(total);
+            self.failed(&e);
+            return Err(e);
+        }
+        let mut result = tokio::time::timeout_at(deadline, op(conn)).await;
+        if let Ok(Err(e)) = &result {
+            if (e.is_io_error() || e.is_connection_dropped())
+                && deadline.saturating_duration_since(tokio::time::Instant::now())
+                    >= Duration::from_millis(1)
+            {
+                if let Some(conn) = self.cached_connection() {
+                    result = tokio::time::timeout_at(deadline, op(conn)).await;
+                }
+            }
+        }
+        if self.cluster.is_some() && needs_topology_refresh(&result) {
+            self.rebuild_cluster_connection();
+        }
+        self.settle(result, total)
+    }
+
+    /// Drops the cluster connection (at most once per [`CLUSTER_REBUILD_INTERVAL`]) so that the
+    /// next operation discovers the slot map afresh from the seed nodes. redis-rs reconnects to a
+    /// dead node's address but does not re-read the slot map on I/O errors, so without this a
+    /// failed-over master's slots would stay routed to the dead node.
+    fn rebuild_cluster_connection(&self) {
+        use std::sync::atomic::Ordering;
+        let now = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.cluster_rebuilt_ms.load(Ordering::Acquire);
+        let interval = u64::try_from(CLUSTER_REBUILD_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_sub(last) < interval {
+            return;
+        }
+        if self
+            .cluster_rebuilt_ms
+            .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            tracing::debug!(url = %self.url, "rebuilding the cluster connection (topology refresh)");
+            self.close();
+        }
+    }
+
+    fn settle<T>(
+        &self,
+        result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+        limit: Duration,
+    ) -> Result<T, Error> {
+        match result {
+            Ok(Ok(v)) => {
+                self.reachable();
+                Ok(v)
+            }
+            Ok(Err(e)) => match classify(&e) {
+                Fault::Denied => {
+                    // Wrong credentials do not heal by retrying every call: open the breaker at
+                    // once (one log line) and let the probes find out when an operator fixed it.
+                    let e = Error::from(e);
+                    if self.breaker.trip() {
+                        crate::breaker::gauge(&self.url, true);
+                        tracing::error!(
+                            url = %self.url,
+                            error = %e,
+                            "redis refused access (credentials); circuit breaker opened, cached functions run their bodies directly"
+                        );
+                    }
+                    Err(e)
+                }
+                Fault::Refused => {
+                    // The server answered: it is reachable, only this command was refused.
+                    self.reachable();
+                    self.refused(&e);
+                    if e.code() == Some("WRONGTYPE") {
+                        // Foreign data under our key: the caller repairs it.
+                        return Err(Error::WrongType);
+                    }
+                    Err(Error::from(e))
+                }
+                Fault::Unreachable => {
+                    let e = Error::from(e);
+                    self.failed(&e);
+                    Err(e)
+                }
+            },
+            Err(_) => {
+                let e = Error::Timeout(limit);
+                self.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Redis answered: reset the failure count, and close an open breaker (this was its probe).
+    fn reachable(&self) {
+        if self.breaker.success() {
+            crate::breaker::gauge(&self.url, false);
+            tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
+        }
+    }
+
+    /// Logs a command the server refused, at most once per interval per error code.
+    pub(crate) fn refused(&self, e: &redis::RedisError) {
+        // Foreign data under a key is repaired by the caller and logged there.
+        let code = e.code().unwrap_or("other");
+        if code == "WRONGTYPE" {
+            return;
+        }
+        let limiter = {
+            let Ok(mut logs) = self.refusals_log.lock() else {
+                return;
+            };
+            match logs.iter().find(|(c, _)| c == code) {
+                Some((_, l)) => std::sync::Arc::clone(l),
+                // Error codes come from the server: bound the table, share one limiter beyond.
+                None if logs.len() >= 16 => std::sync::Arc::clone(&logs[15].1),
+                None => {
+                    let l = std::sync::Arc::new(RateLimited::new());
+                    logs.push((code.to_string(), std::sync::Arc::clone(&l)));
+                    l
+                }
+            }
+        };
+        limiter.hit(|suppressed| {
+            if code == "OOM" {
+                tracing::warn!(url = %self.url, error = %e, suppressed, "redis refused a write (out of memory); the result was not cached");
+            } else {
+                tracing::warn!(url = %self.url, code, error = %e, suppressed, "redis refused a command; only that operation failed, the circuit breaker is unaffected");
+            }
+        });
+    }
+
+    fn failed(&self, e: &Error) {
+        if self.breaker.failure() {
+            crate::breaker::gauge(&self.url, true);
+            tracing::warn!(
+                url = %self.url,
+                error = %e,
+                "redis failing; circuit breaker opened, cached functions run their bodies directly"
+            );
+        } else {
+            self.errors_log.hit(|suppressed| {
+                tracing::warn!(url = %self.url, error = %e, suppressed, "redis operation failed; cached calls run their bodies, explicit operations return the error");
+            });
+        }
+    }
+}
