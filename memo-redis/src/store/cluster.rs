@@ -86,6 +86,11 @@ pub(crate) fn routing_key(cmd: &redis::Cmd) -> Option<&[u8]> {
     Some(key)
 }
 
+/// redis-rs's response timeout on a cluster: a quarter of the operation timeout (at least 1 ms).
+pub(crate) fn response_timeout(op_timeout: Duration) -> Duration {
+    (op_timeout / 4).max(Duration::from_millis(1))
+}
+
 /// `CLUSTERDOWN`: the cluster as a whole refuses commands (slots without a master while a
 /// failover is pending, with `cluster-require-full-coverage yes`, the default).
 pub(crate) fn is_cluster_down(e: &redis::RedisError) -> bool {

@@ -107,7 +107,11 @@ impl Store {
             Some(
                 ClusterClient::builder(config.cluster_nodes.clone())
                     .connection_timeout(config.connect_timeout)
-                    .response_timeout(config.op_timeout)
+                    // One node's reply, including redis-rs's own slot refresh after a node
+                    // failed, which blocks every request of the connection while it waits on
+                    // the failed node: a quarter of the operation timeout, so a refresh stalled
+                    // on a dead master leaves the calls on the healthy ones time to finish.
+                    .response_timeout(cluster::response_timeout(config.op_timeout))
                     // A MOVED/ASK redirect during resharding or failover needs a retry; the
                     // operation timeout bounds the total either way.
                     .retries(2)
