@@ -318,6 +318,51 @@ mod tests {
     }
 
     #[test]
+    fn on_a_single_node_the_whole_cache_is_the_one_breaker() {
+        let b = Breakers::new(1, Duration::from_secs(60), false);
+        assert!(b.nodes.is_none(), "no per-master table on a single node");
+        assert!(b.per_node().is_empty());
+        assert!(!b.bypassing());
+        assert!(b.whole.trip());
+        assert!(b.bypassing());
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn on_a_cluster_the_whole_cache_is_open_only_when_every_master_is() {
+        let b = Breakers::new(1, Duration::from_secs(60), true);
+        let nodes = b.nodes.as_ref().expect("cluster");
+        // Before the slot map: the cache-wide breaker speaks for the cache.
+        assert!(b.whole.trip());
+        assert!(b.bypassing());
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(b.whole.success());
+        nodes.update(&[(0, 8191, "a:1".into()), (8192, 16383, "b:1".into())]);
+        let a = nodes.for_key(b"b").expect("slot 3300 is a's");
+        assert!(a.breaker.trip());
+        nodes.open.fetch_add(1, Ordering::AcqRel);
+        assert!(!b.bypassing(), "b:1 still serves");
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(
+            b.per_node(),
+            vec![
+                NodeBreaker {
+                    node: "a:1".into(),
+                    state: BreakerState::Open
+                },
+                NodeBreaker {
+                    node: "b:1".into(),
+                    state: BreakerState::Closed
+                },
+            ]
+        );
+        assert!(nodes.for_key(b"a").expect("b's").breaker.trip());
+        nodes.open.fetch_add(1, Ordering::AcqRel);
+        assert!(b.bypassing());
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
     fn success_resets_consecutive_count() {
         let b = Breaker::new(2, Duration::from_secs(1));
         b.failure();

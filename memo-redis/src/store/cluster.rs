@@ -346,6 +346,22 @@ mod tests {
         assert_eq!(routing_key(&redis::cmd("PING")), None);
     }
 
+    #[test]
+    fn clusterdown_is_recognised_and_the_reply_timeout_is_a_quarter() {
+        let down = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
+            "The cluster is down",
+        ));
+        assert!(is_cluster_down(&down));
+        let io = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(!is_cluster_down(&io));
+        assert_eq!(
+            response_timeout(Duration::from_millis(500)),
+            Duration::from_millis(125)
+        );
+        assert_eq!(response_timeout(Duration::ZERO), Duration::from_millis(1));
+    }
+
     fn node_reply(host: &str, port: i64) -> Value {
         Value::Array(vec![
             Value::BulkString(host.as_bytes().to_vec()),
