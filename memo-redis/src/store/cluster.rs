@@ -91,6 +91,32 @@ pub(crate) fn response_timeout(op_timeout: Duration) -> Duration {
     (op_timeout / 4).max(Duration::from_millis(1))
 }
 
+/// The private CA (`REDIS_TLS_CA_CERT`) for a TLS cluster (`rediss://` seed nodes or
+/// `REDIS_SSL=true`); redis-rs takes TLS itself from the first seed node's scheme and trusts the
+/// platform's roots without a CA.
+#[cfg(feature = "tls")]
+pub(crate) fn with_tls(
+    builder: redis::cluster::ClusterClientBuilder,
+    config: &crate::config::Config,
+) -> redis::cluster::ClusterClientBuilder {
+    match &config.tls_ca_cert {
+        Some(ca) => builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca.clone()),
+        }),
+        None => builder,
+    }
+}
+
+/// Without the `tls` feature a TLS configuration is refused before a store is built.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn with_tls(
+    builder: redis::cluster::ClusterClientBuilder,
+    _config: &crate::config::Config,
+) -> redis::cluster::ClusterClientBuilder {
+    builder
+}
+
 /// `CLUSTERDOWN`: the cluster as a whole refuses commands (slots without a master while a
 /// failover is pending, with `cluster-require-full-coverage yes`, the default).
 pub(crate) fn is_cluster_down(e: &redis::RedisError) -> bool {

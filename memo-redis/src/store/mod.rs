@@ -105,7 +105,7 @@ impl Store {
             None
         } else {
             Some(
-                ClusterClient::builder(config.cluster_nodes.clone())
+                cluster::with_tls(ClusterClient::builder(config.cluster_nodes.clone()), config)
                     .connection_timeout(config.connect_timeout)
                     // One node's reply, including redis-rs's own slot refresh after a node
                     // failed, which blocks every request of the connection while it waits on
