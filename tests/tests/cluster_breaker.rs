@@ -2,9 +2,13 @@
 //! under load, only the calls whose keys it serves bypass Redis (fail-open: the body runs, the
 //! caller gets its value); keys on the two healthy masters keep hitting.
 //!
-//! Each test prints the figure docs/cluster.md quotes (hits on healthy masters during the
-//! failover window):
-//! `cargo test -p memo-redis-tests --test cluster_breaker -- --nocapture --test-threads 1`
+//! The suite's default test checks the promise without load: once a killed master's breaker is
+//! open its keys bypass, every key on the healthy masters still hits, and the whole cache never
+//! reports open. The failover measurements under load (64 tasks, 3000 keys) are `#[ignore]`d in
+//! normal runs: their hit share depends on how loaded the machine is (a CI run with every suite
+//! in parallel measured 86.6 % where a quiet machine gives 99.9–100 %). Each prints the figure
+//! docs/cluster.md quotes (hits on healthy masters during the failover window):
+//! `cargo test -p memo-redis-tests --test cluster_breaker -- --ignored --nocapture --test-threads 1`
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -261,6 +265,7 @@ async fn failover_under_load(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement under load: run with --ignored --test-threads 1 (see the module doc)"]
 async fn a_killed_master_bypasses_only_its_own_keys() {
     static CACHE: Cache = Cache::from_env();
     static COUNTS: std::sync::LazyLock<Counts> = std::sync::LazyLock::new(Counts::new);
@@ -293,6 +298,7 @@ async fn a_killed_master_bypasses_only_its_own_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement under load: run with --ignored --test-threads 1 (see the module doc)"]
 async fn a_hanging_master_bypasses_only_its_own_keys() {
     static CACHE: Cache = Cache::from_env();
     static COUNTS: std::sync::LazyLock<Counts> = std::sync::LazyLock::new(Counts::new);
@@ -327,6 +333,7 @@ async fn a_hanging_master_bypasses_only_its_own_keys() {
 /// while the failed master's slots have no owner: the figure is printed (docs/cluster.md), and
 /// only fail-open (no error, no wrong value, the load ran) is asserted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement under load: run with --ignored --test-threads 1 (see the module doc)"]
 async fn with_full_coverage_the_cluster_refuses_until_the_promotion() {
     static CACHE: Cache = Cache::from_env();
     static COUNTS: std::sync::LazyLock<Counts> = std::sync::LazyLock::new(Counts::new);
@@ -345,4 +352,87 @@ async fn with_full_coverage_the_cluster_refuses_until_the_promotion() {
     let cluster = Arc::new(RedisCluster::start());
     CACHE.install(config(&cluster, "full")).unwrap();
     failover_under_load(cluster, &CACHE, &COUNTS, call, key_of, Failure::Kill, 0.0).await;
+}
+
+/// The promise without load: a killed master's keys bypass once its breaker is open, and every
+/// key on the two healthy masters still hits (the body does not run), one call at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_a_dead_masters_breaker_opens_only_its_keys_bypass() {
+    const N: u64 = 300;
+    static CACHE: Cache = Cache::from_env();
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    #[redis_cache(cache = CACHE, ttl = 600)]
+    async fn squared(x: u64) -> u64 {
+        RUNS.fetch_add(1, SeqCst);
+        x * x
+    }
+    let cluster = RedisCluster::start();
+    partial_coverage(&cluster).await;
+    CACHE.install(config(&cluster, "dead")).unwrap();
+    for x in 0..N {
+        assert_eq!(squared(x).await, x * x);
+    }
+    assert_eq!(RUNS.load(SeqCst), N, "every key computed once");
+    for x in 0..N {
+        assert_eq!(squared(x).await, x * x);
+    }
+    assert_eq!(RUNS.load(SeqCst), N, "then every key hits");
+
+    let victim_slot = cluster.slot_of(&squared_key(&0).unwrap());
+    let victim_port = cluster.master_port_for_slot(victim_slot).expect("a master");
+    let victim = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.port() == victim_port)
+        .expect("victim node");
+    let on_victim: HashSet<String> = victim.keys("*").await.into_iter().collect();
+    let (dead, healthy): (Vec<u64>, Vec<u64>) =
+        (0..N).partition(|x| on_victim.contains(&squared_key(x).unwrap()));
+    assert!(
+        !dead.is_empty() && !healthy.is_empty(),
+        "keys on every master"
+    );
+    victim.kill();
+
+    // Calls on the dead master's keys fail open until its breaker opens.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    while !CACHE
+        .breaker_nodes()
+        .iter()
+        .any(|n| n.node.ends_with(&format!(":{victim_port}")) && n.state == BreakerState::Open)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the dead master's breaker opened: {:?}",
+            CACHE.breaker_nodes()
+        );
+        let x = dead[i % dead.len()];
+        assert_eq!(squared(x).await, x * x, "fail-open");
+        i += 1;
+    }
+    assert_eq!(
+        CACHE.breaker_state(),
+        BreakerState::Closed,
+        "the whole cache is not open"
+    );
+
+    // Healthy masters: every key hits. The dead master's keys: every call runs its body.
+    let runs = RUNS.load(SeqCst);
+    for x in &healthy {
+        assert_eq!(squared(*x).await, x * x);
+    }
+    assert_eq!(RUNS.load(SeqCst), runs, "every key on a healthy master hit");
+    for x in &dead {
+        assert_eq!(squared(*x).await, x * x, "fail-open");
+    }
+    assert_eq!(
+        RUNS.load(SeqCst),
+        runs + u64::try_from(dead.len()).unwrap(),
+        "every key of the dead master bypassed"
+    );
+    assert!(
+        !CACHE.breaker_open(),
+        "one master down never opens the whole cache"
+    );
 }
