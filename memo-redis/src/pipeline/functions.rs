@@ -22,8 +22,13 @@ where
     S: Shape<R>,
     F: Future<Output = R>,
 {
-    call::<S, R, F>(spec, key, body, None)
-        .instrument(spec.call_span())
+    // No span (and no `Instrumented` wrapper around every poll) unless a subscriber wants it.
+    let span = spec.call_span();
+    if span.is_disabled() {
+        return call::<S, R, F>(spec, key, body, None, false).await;
+    }
+    call::<S, R, F>(spec, key, body, None, true)
+        .instrument(span)
         .await
 }
 
@@ -37,8 +42,12 @@ where
     F: Future<Output = R> + Send + 'static,
 {
     let refresher = |key: &Key| refresh::spawn::<S, R, M, F>(spec, key, make.clone());
-    call::<S, R, F>(spec, key, make(), Some(&refresher))
-        .instrument(spec.call_span())
+    let span = spec.call_span();
+    if span.is_disabled() {
+        return call::<S, R, F>(spec, key, make(), Some(&refresher), false).await;
+    }
+    call::<S, R, F>(spec, key, make(), Some(&refresher), true)
+        .instrument(span)
         .await
 }
 
@@ -47,6 +56,7 @@ async fn call<S, R, F>(
     key: Result<Key, Error>,
     body: F,
     bg: Option<&(dyn Fn(&Key) + Sync)>,
+    traced: bool,
 ) -> R
 where
     S: Shape<R>,
@@ -63,7 +73,10 @@ where
             return body.await;
         }
     };
-    observe::record_key(&tracing::Span::current(), &key.key);
+    if traced {
+        // The call's own span (entered by `instrument`), never a caller's.
+        observe::record_key(&tracing::Span::current(), &key.key);
+    }
     let key = &key;
     let refresh = bg.map(|bg| move || bg(key));
     let refresh = refresh.as_ref().map(|r| r as Refresher<'_>);
