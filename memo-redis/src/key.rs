@@ -88,6 +88,7 @@ impl io::Write for HashWriter<'_> {
 const INLINE_ARGS: usize = 64;
 
 /// Where the arguments' bytes go: kept while they fit, streamed into the hasher beyond.
+#[derive(Clone)]
 enum Sink {
     Inline { buf: [u8; INLINE_ARGS], len: usize },
     Hash(Sha256),
@@ -139,6 +140,7 @@ impl<T: Serialize + ?Sized> KeyArg for T {}
 /// of them are kept rather than hashed at once, so a caller with a memo of keys can skip the
 /// hash ([`KeyDigest::exact`]). For generated code only (through `__private`).
 #[doc(hidden)]
+#[derive(Clone)]
 pub struct KeyDigest {
     sink: Sink,
     error: Option<String>,
@@ -199,12 +201,18 @@ impl KeyDigest {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let d = match self.sink {
-            Sink::Inline { buf, len } => Sha256::digest(&buf[..len]),
-            Sink::Hash(h) => h.finalize(),
+        self.finish_ref(out);
+        Ok(())
+    }
+
+    /// Appends the 32 hex digits of the arguments hashed so far to `out` (an error is ignored:
+    /// check [`KeyDigest::error`] first).
+    pub(crate) fn finish_ref(&self, out: &mut String) {
+        let d = match &self.sink {
+            Sink::Inline { buf, len } => Sha256::digest(&buf[..*len]),
+            Sink::Hash(h) => h.clone().finalize(),
         };
         push_hex(out, &d[..16]);
-        Ok(())
     }
 }
 

@@ -17,10 +17,22 @@ pub struct Key {
     pub(crate) tags: Vec<String>,
 }
 
-/// The text of a key: rendered for this call, or shared from a function's memo of keys.
+/// The text of a key: rendered for this call, shared from a function's memo of keys, or (when
+/// the breaker was open as the key was made: the call is likely to bypass Redis and never need
+/// it) hashed and rendered on first use.
+#[derive(Clone)]
 pub(crate) enum KeyText {
     Owned(String),
     Shared(Arc<str>),
+    Lazy(LazyKey),
+}
+
+/// A key whose digest is computed on first use.
+#[derive(Clone)]
+pub(crate) struct LazyKey {
+    head: Cow<'static, str>,
+    digest: KeyDigest,
+    text: std::sync::OnceLock<String>,
 }
 
 impl KeyText {
@@ -28,16 +40,22 @@ impl KeyText {
         match self {
             KeyText::Owned(s) => s,
             KeyText::Shared(s) => s.to_string(),
+            KeyText::Lazy(l) => {
+                let _ = l.rendered();
+                l.text.into_inner().unwrap_or_default()
+            }
         }
     }
 }
 
-impl Clone for KeyText {
-    fn clone(&self) -> Self {
-        match self {
-            KeyText::Owned(s) => KeyText::Owned(s.clone()),
-            KeyText::Shared(s) => KeyText::Shared(Arc::clone(s)),
-        }
+impl LazyKey {
+    fn rendered(&self) -> &str {
+        self.text.get_or_init(|| {
+            let mut key = String::with_capacity(self.head.len() + 32);
+            key.push_str(&self.head);
+            self.digest.finish_ref(&mut key);
+            key
+        })
     }
 }
 
@@ -47,6 +65,7 @@ impl std::ops::Deref for KeyText {
         match self {
             KeyText::Owned(s) => s,
             KeyText::Shared(s) => s,
+            KeyText::Lazy(l) => l.rendered(),
         }
     }
 }
@@ -126,6 +145,19 @@ pub fn digest_key(
         }
         _ => None,
     };
+    if memo.is_none() && matches!(inner.store.breaker.state(), crate::BreakerState::Open) {
+        // The breaker is open: the call will most likely run its body without Redis, so the
+        // digest waits until something reads the key (a probe, a `_key` companion).
+        return Ok(Key {
+            inner,
+            key: KeyText::Lazy(LazyKey {
+                head,
+                digest,
+                text: std::sync::OnceLock::new(),
+            }),
+            tags: Vec::new(),
+        });
+    }
     let mut key = String::with_capacity(head.len() + 32);
     key.push_str(&head);
     digest.finish(&mut key).map_err(Error::Key)?;
@@ -180,4 +212,28 @@ pub fn custom_key(
         return Err(Error::Key("key_fn returned an empty key".into()));
     }
     template_key(spec, self_ty, shape, |w| w.lit(custom))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lazy_key_renders_the_eager_key() {
+        for arg in ["x".to_string(), "y".repeat(300)] {
+            let mut digest = KeyDigest::new();
+            digest.arg(&7u64);
+            digest.arg(&arg);
+            let lazy = KeyText::Lazy(LazyKey {
+                head: Cow::Borrowed("ns:p:0123456789ab:"),
+                digest: digest.clone(),
+                text: std::sync::OnceLock::new(),
+            });
+            let mut eager = String::from("ns:p:0123456789ab:");
+            digest.finish(&mut eager).unwrap();
+            assert_eq!(&*lazy, eager.as_str());
+            assert_eq!(lazy.clone().into_string(), eager);
+            assert_eq!(&*lazy, eager.as_str(), "rendered once, read again");
+        }
+    }
 }
