@@ -83,6 +83,40 @@ impl io::Write for HashWriter<'_> {
     }
 }
 
+/// Argument bytes up to this length are kept (and hashed at the end): they are the exact
+/// identity of the call a near cache can look its key up by, without hashing.
+const INLINE_ARGS: usize = 64;
+
+/// Where the arguments' bytes go: kept while they fit, streamed into the hasher beyond.
+#[derive(Clone)]
+enum Sink {
+    Inline { buf: [u8; INLINE_ARGS], len: usize },
+    Hash(Sha256),
+}
+
+impl io::Write for Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Inline { buf, len } => {
+                if let Some(dst) = buf.get_mut(*len..*len + data.len()) {
+                    dst.copy_from_slice(data);
+                    *len += data.len();
+                } else {
+                    let mut h = Sha256::new();
+                    h.update(&buf[..*len]);
+                    h.update(data);
+                    *self = Sink::Hash(h);
+                }
+            }
+            Sink::Hash(h) => h.update(data),
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Key arguments: what the digest hashes (through `Serialize`).
 ///
 /// Generated code requires it of every key argument, so a type that cannot be hashed is reported
@@ -102,11 +136,13 @@ impl<T: Serialize + ?Sized> KeyArg for T {}
 /// Streams key arguments, one after the other, into the digest.
 ///
 /// The bytes hashed are those of the tuple of the arguments (bincode encodes a tuple as its
-/// elements in order), so `arg(&a); arg(&b)` gives the digest of `&(&a, &b)`. For generated code
-/// only (through `__private`).
+/// elements in order), so `arg(&a); arg(&b)` gives the digest of `&(&a, &b)`. Up to 64 bytes
+/// of them are kept rather than hashed at once, so a caller with a memo of keys can skip the
+/// hash ([`KeyDigest::exact`]). For generated code only (through `__private`).
 #[doc(hidden)]
+#[derive(Clone)]
 pub struct KeyDigest {
-    hasher: Sha256,
+    sink: Sink,
     error: Option<String>,
 }
 
@@ -121,7 +157,10 @@ impl fmt::Debug for KeyDigest {
 impl KeyDigest {
     pub(crate) fn new() -> Self {
         KeyDigest {
-            hasher: Sha256::new(),
+            sink: Sink::Inline {
+                buf: [0; INLINE_ARGS],
+                len: 0,
+            },
             error: None,
         }
     }
@@ -136,10 +175,24 @@ impl KeyDigest {
         let depth = crate::depth::Depth::new();
         if let Err(e) = bincode::serde::encode_into_std_write(
             crate::depth::Limited::new(value, &depth),
-            &mut HashWriter(&mut self.hasher),
+            &mut self.sink,
             bincode::config::standard(),
         ) {
             self.error = Some(e.to_string());
+        }
+    }
+
+    /// The first argument's serialization error, if any.
+    pub(crate) fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The exact bytes that are hashed, when they are short enough to have been kept: the
+    /// same bytes mean the same digest (and the same arguments, for one function).
+    pub(crate) fn exact(&self) -> Option<&[u8]> {
+        match (&self.sink, &self.error) {
+            (Sink::Inline { buf, len }, None) => Some(&buf[..*len]),
+            _ => None,
         }
     }
 
@@ -148,9 +201,18 @@ impl KeyDigest {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let d = self.hasher.finalize();
-        push_hex(out, &d[..16]);
+        self.finish_ref(out);
         Ok(())
+    }
+
+    /// Appends the 32 hex digits of the arguments hashed so far to `out` (an error is ignored:
+    /// check [`KeyDigest::error`] first).
+    pub(crate) fn finish_ref(&self, out: &mut String) {
+        let d = match &self.sink {
+            Sink::Inline { buf, len } => Sha256::digest(&buf[..*len]),
+            Sink::Hash(h) => h.clone().finalize(),
+        };
+        push_hex(out, &d[..16]);
     }
 }
 
@@ -339,6 +401,23 @@ mod tests {
         let mut streamed = String::new();
         d.finish(&mut streamed).unwrap();
         assert_eq!(streamed, one);
+    }
+
+    #[test]
+    fn arguments_longer_than_the_kept_bytes_give_the_tuple_digest() {
+        for n in [0, 1, INLINE_ARGS - 2, INLINE_ARGS - 1, INLINE_ARGS, 200] {
+            let (a, b) = (7u64, "y".repeat(n));
+            let mut tuple = String::new();
+            push_digest(&mut tuple, &(&a, &b)).unwrap();
+            let mut d = KeyDigest::new();
+            d.arg(&a);
+            d.arg(&b);
+            // 1 byte for 7u64, 1 or 2 for the length, n for the text.
+            assert_eq!(d.exact().is_some(), n + 2 <= INLINE_ARGS, "{n}");
+            let mut streamed = String::new();
+            d.finish(&mut streamed).unwrap();
+            assert_eq!(streamed, tuple, "{n}");
+        }
     }
 
     #[test]

@@ -56,9 +56,14 @@ pub(crate) fn call_span(module: &'static str, function: &'static str) -> tracing
     )
 }
 
-/// Records a call's outcome on the current span.
+/// Records a call's outcome on the current span: the call's span, which exists only when a
+/// subscriber enables TRACE (a cheap global check first, so an untraced call never looks the
+/// current span up).
+#[inline]
 pub(crate) fn record_outcome(outcome: CallOutcome) {
-    tracing::Span::current().record("outcome", outcome.as_str());
+    if tracing::level_enabled!(tracing::Level::TRACE) {
+        tracing::Span::current().record("outcome", outcome.as_str());
+    }
 }
 
 /// Records a short digest of the key on the span (never the key itself: templates can contain

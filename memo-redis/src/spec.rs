@@ -65,6 +65,8 @@ pub struct Spec {
     pub(crate) none_ttl: Option<Ttl>,
     /// `local = ...`: near-cache lifetime cap in ms (`Some(0)`: the function's TTL).
     pub(crate) local_ms: Option<u64>,
+    /// `local` functions: keys by the exact bytes of their arguments (see `spec/key.rs`).
+    pub(crate) key_memo: OnceLock<key::KeyMemo>,
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) metrics: FnMetrics,
 }
@@ -131,6 +133,7 @@ impl Spec {
             jitter: 0.0,
             none_ttl: None,
             local_ms: None,
+            key_memo: OnceLock::new(),
             metrics: FnMetrics::new(),
         }
     }

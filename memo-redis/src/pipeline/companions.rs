@@ -37,7 +37,7 @@ pub async fn evict(key: Result<Key, Error>) -> Result<bool, Error> {
     key.inner.forget_local(&key.key);
     let existed = key.inner.store.del(&key.key).await?;
     key.inner
-        .announce(crate::events::Event::Keys(vec![key.key]))
+        .announce(crate::events::Event::Keys(vec![key.key.into_string()]))
         .await;
     Ok(existed)
 }
@@ -47,7 +47,7 @@ pub async fn evict(key: Result<Key, Error>) -> Result<bool, Error> {
 /// # Errors
 /// The cache configuration is invalid or the key could not be computed.
 pub fn key_string(key: Result<Key, Error>) -> Result<String, Error> {
-    key.map(|k| k.key)
+    key.map(|k| k.key.into_string())
 }
 
 /// Companion `refresh`: runs the body and stores its result (write-through), whatever is cached.

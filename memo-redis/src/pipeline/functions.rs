@@ -8,7 +8,7 @@ use tracing::Instrument;
 use crate::error::Error;
 use crate::observe::{self, CallOutcome};
 use crate::shape::Shape;
-use crate::spec::key::Key;
+use crate::spec::key::{Key, KeyText};
 use crate::spec::Spec;
 
 use super::{refresh, run, Refresher, Target};
@@ -22,8 +22,13 @@ where
     S: Shape<R>,
     F: Future<Output = R>,
 {
-    call::<S, R, F>(spec, key, body, None)
-        .instrument(spec.call_span())
+    // No span (and no `Instrumented` wrapper around every poll) unless a subscriber wants it.
+    let span = spec.call_span();
+    if span.is_disabled() {
+        return call::<S, R, F>(spec, key, body, None, false).await;
+    }
+    call::<S, R, F>(spec, key, body, None, true)
+        .instrument(span)
         .await
 }
 
@@ -37,8 +42,12 @@ where
     F: Future<Output = R> + Send + 'static,
 {
     let refresher = |key: &Key| refresh::spawn::<S, R, M, F>(spec, key, make.clone());
-    call::<S, R, F>(spec, key, make(), Some(&refresher))
-        .instrument(spec.call_span())
+    let span = spec.call_span();
+    if span.is_disabled() {
+        return call::<S, R, F>(spec, key, make(), Some(&refresher), false).await;
+    }
+    call::<S, R, F>(spec, key, make(), Some(&refresher), true)
+        .instrument(span)
         .await
 }
 
@@ -47,6 +56,7 @@ async fn call<S, R, F>(
     key: Result<Key, Error>,
     body: F,
     bg: Option<&(dyn Fn(&Key) + Sync)>,
+    traced: bool,
 ) -> R
 where
     S: Shape<R>,
@@ -63,7 +73,20 @@ where
             return body.await;
         }
     };
-    observe::record_key(&tracing::Span::current(), &key.key);
+    // A key made while the breaker was open is not hashed yet: do what `run` does first for a
+    // function without a near cache before the key's text is read, so a bypassed call never
+    // hashes its arguments.
+    if matches!(key.key, KeyText::Lazy(_))
+        && spec.local_ms.is_none()
+        && (key.inner.store.breaker.bypassing() || !crate::runtime::usable())
+    {
+        spec.count(CallOutcome::Bypass);
+        return body.await;
+    }
+    if traced {
+        // The call's own span (entered by `instrument`), never a caller's.
+        observe::record_key(&tracing::Span::current(), &key.key);
+    }
     let key = &key;
     let refresh = bg.map(|bg| move || bg(key));
     let refresh = refresh.as_ref().map(|r| r as Refresher<'_>);

@@ -58,7 +58,7 @@ where
         return;
     };
     let inner: &'static Arc<Inner> = key.inner;
-    let (stored_key, tags) = (key.key.clone(), key.tags.clone());
+    let (stored_key, tags) = (key.key.to_string(), key.tags.clone());
     inner.spawn(async move {
         let _claim = claim;
         let started = Instant::now();

@@ -1,0 +1,169 @@
+//! Instructions per call of the hit paths, measured with callgrind (repeatable on a loaded
+//! machine, unlike wall-clock figures):
+//!
+//! ```sh
+//! cargo bench -p memo-redis-tests --bench hitcost --no-run     # prints the binary's path
+//! valgrind --tool=callgrind --toggle-collect='*hitcost*measure*' BINARY --bench MODE N
+//! ```
+//!
+//! `MODE` is `hit` (a `#[redis_cache]` Redis hit), `near` (a near-cache hit), `raw` (a redis-rs
+//! `GET` of the same entry through a `ConnectionManager`) or `bypass` (breaker open on a dead
+//! server); `N` calls run sequentially on a current-thread runtime inside `measure`, after a
+//! warm-up, so the collected instructions over `N` are the cost of one call (client side only:
+//! redis-server is another process). Without `--bench` (e.g. `cargo test --benches`) it runs a
+//! few calls of each mode as a smoke test.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use memo_redis::{redis_cache, Cache, Config};
+use memo_redis_tests::{free_port_url, RedisServer};
+use redis::aio::ConnectionManager;
+
+mod common;
+use common::{profile, Profile};
+
+static HOT: Cache = Cache::from_env();
+static NEAR: Cache = Cache::from_env();
+static DEAD: Cache = Cache::from_env();
+
+#[redis_cache(cache = HOT, ttl = 300)]
+async fn hit_profile(id: u64) -> Profile {
+    profile(id)
+}
+
+#[redis_cache(cache = NEAR, ttl = 300, local = "60s")]
+async fn near_profile(id: u64) -> Profile {
+    profile(id)
+}
+
+#[redis_cache(cache = DEAD, ttl = 300)]
+async fn dead_profile(id: u64) -> u64 {
+    black_box(id).rotate_left(7)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Hit,
+    Near,
+    Raw,
+    Bypass,
+}
+
+#[inline(never)]
+async fn measure(mode: Mode, n: u64, raw: &mut ConnectionManager, raw_key: &str) -> u64 {
+    let mut sum = 0u64;
+    for i in 0..n {
+        let id = i % 64;
+        sum = sum.wrapping_add(match mode {
+            Mode::Hit => hit_profile(id).await.id,
+            Mode::Near => near_profile(id).await.id,
+            Mode::Raw => {
+                let v: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(raw_key)
+                    .query_async(raw)
+                    .await
+                    .unwrap_or_default();
+                v.map_or(0, |v| v.len() as u64)
+            }
+            Mode::Bypass => dead_profile(id).await,
+        });
+    }
+    sum
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bench = args.iter().any(|a| a == "--bench");
+    let rest: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let modes: Vec<Mode> = match rest.first().map(|s| s.as_str()) {
+        Some("hit") => vec![Mode::Hit],
+        Some("near") => vec![Mode::Near],
+        Some("raw") => vec![Mode::Raw],
+        Some("bypass") => vec![Mode::Bypass],
+        _ => vec![Mode::Hit, Mode::Near, Mode::Raw, Mode::Bypass],
+    };
+    let n: u64 = match (bench, rest.get(1)) {
+        (true, Some(n)) => n.parse().expect("N"),
+        (true, None) => 10_000,
+        (false, _) => 10,
+    };
+    let server = RedisServer::start();
+    HOT.install(Config::builder().url(server.url()).build().expect("config"))
+        .expect("install HOT");
+    NEAR.install(
+        Config::builder()
+            .url(server.url())
+            .namespace("near")
+            .build()
+            .expect("config"),
+    )
+    .expect("install NEAR");
+    DEAD.install(
+        Config::builder()
+            .url(free_port_url())
+            .breaker_cooldown(Duration::from_secs(3600))
+            .build()
+            .expect("config"),
+    )
+    .expect("install DEAD");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = redis::Client::open(server.url()).expect("client");
+        let mut raw = ConnectionManager::new(client).await.expect("raw");
+        let raw_key = hit_profile_key(&0).expect("key");
+        for id in 0..64 {
+            assert_eq!(hit_profile(id).await, profile(id));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for id in 0..64 {
+                assert_eq!(near_profile(id).await, profile(id));
+            }
+            if NEAR.near_cache().is_some_and(|s| s.live && s.entries >= 64) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "near cache did not fill");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        while !DEAD.breaker_open() {
+            dead_profile(1).await;
+        }
+        for &mode in &modes {
+            // Warm-up, then the measured calls.
+            black_box(measure(mode, 64, &mut raw, &raw_key).await);
+            let before = (
+                hit_profile_stats(),
+                near_profile_stats(),
+                dead_profile_stats(),
+            );
+            let t = Instant::now();
+            black_box(measure(mode, n, &mut raw, &raw_key).await);
+            let took = t.elapsed();
+            let after = (
+                hit_profile_stats(),
+                near_profile_stats(),
+                dead_profile_stats(),
+            );
+            match mode {
+                Mode::Hit => assert_eq!(after.0.hits - before.0.hits, n, "all hits"),
+                Mode::Near => assert_eq!(after.1.local_hits - before.1.local_hits, n, "all local"),
+                Mode::Bypass => assert_eq!(after.2.bypass - before.2.bypass, n, "all bypass"),
+                Mode::Raw => {}
+            }
+            println!(
+                "{}: {n} calls, {:.0} ns/call (wall, not meaningful under callgrind)",
+                match mode {
+                    Mode::Hit => "hit",
+                    Mode::Near => "near",
+                    Mode::Raw => "raw",
+                    Mode::Bypass => "bypass",
+                },
+                took.as_nanos() as f64 / n as f64
+            );
+        }
+    });
+}
