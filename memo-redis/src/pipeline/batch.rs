@@ -138,7 +138,8 @@ async fn serve<S, R, A, M, F>(
     F: Future<Output = R>,
 {
     // The near cache first, as for single calls.
-    if let (Some(_), Some(near)) = (spec.local_ms(), inner.near()) {
+    // (`near()` starts the near cache: only asked when the function has one.)
+    if let Some(near) = spec.local_ms().and_then(|_| inner.near()) {
         groups.retain(|g| {
             let Some(bytes) = near.get(&g.key.key) else {
                 return true;
@@ -169,7 +170,10 @@ async fn serve<S, R, A, M, F>(
     let mut budget = Budget::new(inner.store.op_timeout());
     let stamps: Vec<Option<Stamp>> = groups
         .iter()
-        .map(|g| spec.single_flight().then(|| inner.flights.stamp(&g.key.key)))
+        .map(|g| {
+            spec.single_flight()
+                .then(|| inner.flights.stamp(&g.key.key))
+        })
         .collect();
     let found = {
         let keys: Vec<&str> = groups.iter().map(|g| g.key.key.as_str()).collect();
@@ -285,7 +289,12 @@ async fn serve<S, R, A, M, F>(
                 key: &key.key,
                 tags: &key.tags,
             };
-            async move { (i, run::<S, R, Spec, _, F>(spec, target, || make(args), None).await) }
+            async move {
+                (
+                    i,
+                    run::<S, R, Spec, _, F>(spec, target, || make(args), None).await,
+                )
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -490,12 +499,10 @@ async fn read_all(spec: &Spec, inner: &Inner, keys: &[&str], budget: &mut Budget
         None => failed_all(keys.len(), &Error::Timeout(inner.store.op_timeout())),
         Some(limit) => {
             let groups = by_slot(inner, keys.iter().copied());
-            let reads = groups
-                .iter()
-                .map(|idx| {
-                    let ks: Vec<&str> = idx.iter().map(|&i| keys[i]).collect();
-                    async move { inner.store.mget(&ks, limit).await }
-                });
+            let reads = groups.iter().map(|idx| {
+                let ks: Vec<&str> = idx.iter().map(|&i| keys[i]).collect();
+                async move { inner.store.mget(&ks, limit).await }
+            });
             let replies = futures_util::future::join_all(reads).await;
             let mut found: Vec<Found> = (0..keys.len()).map(|_| Found::Missing).collect();
             for (idx, reply) in groups.iter().zip(replies) {
@@ -556,7 +563,6 @@ fn by_slot<'k>(inner: &Inner, keys: impl Iterator<Item = &'k str>) -> Vec<Vec<us
     }
     groups
 }
-
 
 /// One write pipeline of `entries` within the budget (on a cluster one per slot, concurrently):
 /// whether each entry was written (`false`: Redis failed or refused it; the store logged why).
