@@ -34,8 +34,14 @@ use crate::store::Budget;
 use super::entry::{self, Encoded, Meta};
 use super::{run, write, Rules, Target};
 
-/// How many bodies of one batch run at once: enough to overlap the I/O of typical bodies
-/// (database or HTTP calls), few enough not to flood what they call.
+/// How many bodies of one batch call (companion `f_many`) run at once: enough to overlap the
+/// I/O of typical bodies (database or HTTP calls), few enough not to flood what they call. A
+/// batch with more misses runs them in waves; split the batch, or call the function, for
+/// another bound.
+///
+/// ```
+/// assert_eq!(memo_redis::BATCH_CONCURRENCY, 16);
+/// ```
 pub const CONCURRENCY: usize = 16;
 
 /// One distinct key of the batch and the items (input positions and arguments) that share it.
