@@ -43,7 +43,12 @@ impl Db {
         Customer {
             id,
             name: format!("customer {id}"),
-            tier: if id % 3 == 0 { "gold" } else { "standard" }.into(),
+            tier: if id.is_multiple_of(3) {
+                "gold"
+            } else {
+                "standard"
+            }
+            .into(),
         }
     }
 }

@@ -41,7 +41,11 @@ async fn prepare(next: &mut u64) -> Vec<u64> {
     let ids: Vec<u64> = (*next..*next + BATCH).collect();
     *next += BATCH;
     // Every tenth id is a miss.
-    let hits: Vec<u64> = ids.iter().copied().filter(|id| id % 10 != 0).collect();
+    let hits: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !id.is_multiple_of(10))
+        .collect();
     assert_eq!(hits.len() as u64, BATCH - MISSES);
     black_box(batch_profile_many(hits).await);
     ids
