@@ -195,11 +195,15 @@ async fn serve<S, R, A, M, F>(
         match found {
             Found::Bytes(bytes) => {
                 match entry::decode::<S, R>(&bytes, inner.config.max_value_bytes) {
-                    Ok((_, meta)) if !expired(spec, inner, meta) => {
-                        if serve_from::<S, R, A>(&bytes, &group.items, out, || {
-                            spec.count(CallOutcome::Hit);
-                        }) {
-                            continue;
+                    Ok((r, meta)) if !expired(spec, inner, meta) => {
+                        // The first item takes the value decoded here; repeats decode their own.
+                        let count = || spec.count(CallOutcome::Hit);
+                        if let Some(((first, _), rest)) = group.items.split_first() {
+                            if serve_from::<S, R, A>(&bytes, rest, out, count) {
+                                out[*first] = Some(r);
+                                count();
+                                continue;
+                            }
                         }
                     }
                     Ok(_) => {}
@@ -222,6 +226,9 @@ async fn serve<S, R, A, M, F>(
             },
             false => None,
         };
+        if group.items.is_empty() {
+            continue; // never: a group is made with its first item
+        }
         let (pos, args) = group.items.remove(0);
         let miss = Miss {
             group: g,
