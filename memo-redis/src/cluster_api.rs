@@ -9,14 +9,16 @@
 //! feature (when `REDIS_CLUSTER_NODES`, a multi-host URL or `Config::cluster_nodes` asks for one).
 
 #[cfg(feature = "cluster")]
-pub(crate) use redis::cluster::ClusterClient;
+pub(crate) use redis::cluster::{ClusterClient, ClusterClientBuilder};
 #[cfg(feature = "cluster")]
 pub(crate) use redis::cluster_async::ClusterConnection;
 #[cfg(feature = "cluster")]
 pub(crate) use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 #[cfg(not(feature = "cluster"))]
-pub(crate) use off::{ClusterClient, ClusterConnection, RoutingInfo, SingleNodeRoutingInfo};
+pub(crate) use off::{
+    ClusterClient, ClusterClientBuilder, ClusterConnection, RoutingInfo, SingleNodeRoutingInfo,
+};
 
 #[cfg(not(feature = "cluster"))]
 mod off {

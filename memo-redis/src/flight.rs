@@ -266,4 +266,62 @@ mod tests {
         assert!(matches!(wait(rx).await, Wait::Shared(b) if &*b == b"x"));
         assert_eq!(f.len(), 0);
     }
+
+    #[tokio::test]
+    async fn a_flight_ending_moves_the_stamp_of_its_key_only() {
+        let f = Flights::default();
+        // A key in another stamp slot than "a" (there are 1024 slots).
+        let other = (0..100)
+            .map(|i| format!("b{i}"))
+            .find(|k| f.stamp_slot(k) != f.stamp_slot("a"))
+            .expect("keys spread over the stamp slots");
+        let (a, b) = (f.stamp("a"), f.stamp(&other));
+        assert!(!f.ended_since(a), "nothing ended yet");
+        let Role::Leader(lead) = f.join("a") else {
+            panic!("first caller leads")
+        };
+        assert!(!f.ended_since(a), "a flight running has not ended");
+        lead.finish(Outcome::NotShared);
+        assert!(
+            f.ended_since(a),
+            "the flight of \"a\" ended since the stamp"
+        );
+        assert!(!f.ended_since(b), "no flight of {other:?}'s slot ended");
+        assert!(!f.ended_since(f.stamp("a")), "a fresh stamp has seen it");
+    }
+
+    #[tokio::test]
+    async fn the_outcome_is_built_only_when_a_follower_waits() {
+        let f = Flights::default();
+        let Role::Leader(lead) = f.join("k") else {
+            panic!("first caller leads")
+        };
+        let mut built = false;
+        lead.finish_with(|| {
+            built = true;
+            Outcome::NotShared
+        });
+        assert!(!built, "no follower: no outcome built");
+
+        let Role::Leader(lead) = f.join("k") else {
+            panic!("the flight ended: a new one")
+        };
+        let Role::Follower(rx) = f.join("k") else {
+            panic!("second caller follows")
+        };
+        lead.finish_with(|| {
+            built = true;
+            Outcome::Shared(Arc::from(&b"y"[..]))
+        });
+        assert!(built, "a follower waits: outcome built");
+        assert!(matches!(wait(rx).await, Wait::Shared(b) if &*b == b"y"));
+        assert_eq!(f.len(), 0);
+    }
+
+    #[test]
+    fn debug_shows_the_flights_in_progress() {
+        let f = Flights::default();
+        let _lead = f.join("k");
+        assert_eq!(format!("{f:?}"), "Flights { in_flight: 1 }");
+    }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::breaker::BreakerState;
+use crate::breaker::{BreakerState, NodeBreaker};
 use crate::cache::{Cache, NearCacheState};
 
 /// What [`Cache::health`] measured.
@@ -33,9 +33,12 @@ pub struct Health {
     pub round_trip: Option<Duration>,
     /// Server software and version from `INFO server`, e.g. `redis 7.0.15` or `valkey 9.1.0`.
     pub server: Option<String>,
-    /// The circuit breaker of the cached calls. On a Redis Cluster this is the one breaker of
-    /// the whole cluster (per-node breakers are not implemented yet).
+    /// The circuit breaker of the cached calls. On a Redis Cluster: `Open` only when every
+    /// master's breaker is open (see [`Health::nodes`] for each master's).
     pub breaker: BreakerState,
+    /// On a Redis Cluster, each master's breaker (empty on a single node). A master whose
+    /// breaker is open has its keys' calls bypass Redis while the others keep hitting.
+    pub nodes: Vec<NodeBreaker>,
     /// The near cache's state, when a `local = ...` function has created it.
     pub near_cache: Option<NearCacheState>,
     /// Whether the cache talks to a Redis Cluster.
@@ -73,6 +76,7 @@ impl Health {
             round_trip: None,
             server: None,
             breaker,
+            nodes: Vec::new(),
             near_cache,
             cluster,
             error: Some(error),
@@ -87,6 +91,16 @@ impl fmt::Display for Health {
         let breaker = match self.breaker {
             BreakerState::Closed => "closed",
             BreakerState::Open => "open",
+        };
+        let open = self
+            .nodes
+            .iter()
+            .filter(|n| n.state == BreakerState::Open)
+            .count();
+        let breaker = if open > 0 && self.breaker == BreakerState::Closed {
+            format!("{breaker} ({open} of {} masters open)", self.nodes.len())
+        } else {
+            breaker.to_string()
         };
         if self.reachable {
             let rtt = self.round_trip.unwrap_or_default().as_secs_f64() * 1000.0;
@@ -169,16 +183,20 @@ impl Cache {
                 server: server_name(&probe.info),
                 // Read again: calls may have moved it while the probe ran.
                 breaker: inner.store.breaker.state(),
+                nodes: inner.store.breaker.per_node(),
                 near_cache,
                 cluster,
                 error: None,
             },
-            Err(e) => Health::failed(
-                inner.store.breaker.state(),
-                near_cache,
-                cluster,
-                e.to_string(),
-            ),
+            Err(e) => Health {
+                nodes: inner.store.breaker.per_node(),
+                ..Health::failed(
+                    inner.store.breaker.state(),
+                    near_cache,
+                    cluster,
+                    e.to_string(),
+                )
+            },
         }
     }
 }

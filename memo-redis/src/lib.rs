@@ -142,7 +142,7 @@ mod tags;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use crate::breaker::BreakerState;
+pub use crate::breaker::{BreakerState, NodeBreaker};
 pub use crate::cache::{Cache, NearCacheState};
 pub use crate::codec::CodecKind;
 pub use crate::config::{

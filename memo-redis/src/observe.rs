@@ -9,7 +9,7 @@
 //! | `memo_redis_body_seconds` | histogram | `fn`: time the body took when it ran after a read (miss or error) |
 //! | `memo_redis_skipped_too_large_total` | counter | `fn` |
 //! | `memo_redis_skipped_total` | counter | `fn`, `reason` = too_deep / not_roundtrip (the encode guards, `guard.rs`) |
-//! | `memo_redis_breaker_open` | gauge | `url` (redacted): 1 while the breaker is open |
+//! | `memo_redis_breaker_open` | gauge | `url` (redacted): 1 while the breaker is open (cluster: every master's); with `node` (`host:port`), on a cluster: 1 while that master's breaker is open |
 //!
 //! Metric handles are resolved once per function, so install the recorder (exporter) before the
 //! first cached call. This module knows functions only by their label (the `fn` label, the

@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 /// Redis Cluster's hash slots.
-const SLOTS: u16 = 16384;
+pub(crate) const SLOTS: u16 = 16384;
 
 /// CRC16/XMODEM lookup table, the checksum Redis Cluster hashes keys with.
 const CRC16: [u16; 256] = {
@@ -110,6 +110,10 @@ mod tests {
             "t:}x{",
             "{a}{b}",
             "ns:é",
+            "user:1",
+            "{user1}.following",
+            "foo{}{bar}",
+            "foo{{bar}}zap",
         ] {
             assert_eq!(
                 Slot::new(slot_of(key.as_bytes())),

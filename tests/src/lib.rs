@@ -1275,9 +1275,37 @@ impl RedisCluster {
     /// If a node cannot start, `redis-cli` fails, or the cluster is not ready
     /// within 30 seconds.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// [`RedisCluster::start`] with TLS: every node serves TLS with `files` on its
+    /// [`RedisServer::tls_port`] (clients are not asked for certificates), and the cluster bus and
+    /// replication run over TLS too (`--tls-cluster yes --tls-replication yes`); the cluster is
+    /// created with `redis-cli --tls --cacert` on the TLS ports, so every node announces its TLS
+    /// port to TLS clients. Each node keeps a plain port ([`RedisServer::port`]) for the
+    /// harness's own polling (`wait_ready`, `masters`, …); [`RedisCluster::tls_url`] lists the
+    /// TLS seeds.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisCluster::start`].
+    pub fn start_tls(files: TlsFiles) -> Self {
+        Self::start_with(Some(files))
+    }
+
+    fn start_with(tls: Option<TlsFiles>) -> Self {
         let nodes: Vec<RedisServer> = (0..CLUSTER_NODES)
             .map(|_| {
-                RedisServer::builder()
+                let builder = match &tls {
+                    Some(files) => RedisServer::builder().tls(files.clone()).args([
+                        "--tls-cluster",
+                        "yes",
+                        "--tls-replication",
+                        "yes",
+                    ]),
+                    None => RedisServer::builder(),
+                };
+                builder
                     .args([
                         "--cluster-enabled",
                         "yes",
@@ -1300,9 +1328,15 @@ impl RedisCluster {
         let cluster = RedisCluster { nodes };
         let cli = std::env::var_os(CLI_BIN_ENV).unwrap_or_else(|| OsString::from(DEFAULT_CLI_BIN));
         let mut cmd = Command::new(&cli);
+        if let Some(ca) = cluster.nodes[0].tls_ca_cert_path() {
+            cmd.arg("--tls").arg("--cacert").arg(ca);
+        }
         cmd.arg("--cluster").arg("create");
         for n in &cluster.nodes {
-            cmd.arg(n.addr());
+            match n.tls_port() {
+                Some(port) => cmd.arg(format!("127.0.0.1:{port}")),
+                None => cmd.arg(n.addr()),
+            };
         }
         cmd.args(["--cluster-replicas", "1", "--cluster-yes"]);
         let out = cmd.output().unwrap_or_else(|e| {
@@ -1393,6 +1427,24 @@ impl RedisCluster {
     pub fn url(&self) -> String {
         let addrs: Vec<String> = self.nodes.iter().map(RedisServer::addr).collect();
         format!("redis://{}", addrs.join(","))
+    }
+
+    /// Comma-separated TLS seed list of a [`RedisCluster::start_tls`] cluster:
+    /// `rediss://127.0.0.1:t1,127.0.0.1:t2,...` (all six nodes' TLS ports).
+    ///
+    /// # Panics
+    ///
+    /// If the cluster was started without TLS.
+    pub fn tls_url(&self) -> String {
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let port = n.tls_port().expect("a cluster started with start_tls");
+                format!("127.0.0.1:{port}")
+            })
+            .collect();
+        format!("rediss://{}", addrs.join(","))
     }
 
     /// The running, non-failed masters that serve slots.

@@ -75,13 +75,13 @@ async fn another_process_write_delete_and_expiry_reach_the_local_copy_within_the
     // Miss (stores), Redis hit (kept locally), then local hits that never reach Redis.
     assert_eq!(profile_a(1).await, "1-v1");
     wait_near_live(&A, Duration::from_secs(5)).await;
-    warm_local("profile", || profile_a(1)).await;
-    let before = common::stats_of("profile");
+    common::warm_local_by("profile", profile_a_stats, || profile_a(1)).await;
+    let before = profile_a_stats();
     let commands_before = common::data_commands(&server).await;
     for _ in 0..100 {
         assert_eq!(profile_a(1).await, "1-v1");
     }
-    let after = common::stats_of("profile");
+    let after = profile_a_stats();
     assert_eq!(after.local_hits - before.local_hits, 100, "{after:?}");
     assert_eq!(RUNS_A.load(SeqCst), 1);
     // Served locally means Redis never saw them: not one command for 100 calls.
@@ -104,11 +104,11 @@ async fn another_process_write_delete_and_expiry_reach_the_local_copy_within_the
 
     // 2. A raw client deletes the key: A stops serving its copy and recomputes.
     // Warm A's local copy of v2 first (a Redis hit fills it).
-    warm_local("profile", || profile_a(1)).await;
-    let local_before = common::stats_of("profile").local_hits;
+    common::warm_local_by("profile", profile_a_stats, || profile_a(1)).await;
+    let local_before = profile_a_stats().local_hits;
     assert_eq!(profile_a(1).await, "1-v2");
     assert_eq!(
-        common::stats_of("profile").local_hits,
+        profile_a_stats().local_hits,
         local_before + 1,
         "the copy about to go stale is served locally"
     );
@@ -129,11 +129,11 @@ async fn another_process_write_delete_and_expiry_reach_the_local_copy_within_the
     assert_eq!(RUNS_A.load(SeqCst), 2, "the deleted value was recomputed");
 
     // 3. The key expires in Redis (a raw PEXPIRE, far shorter than A's 60 s local cap).
-    warm_local("profile", || profile_a(1)).await;
-    let local_before = common::stats_of("profile").local_hits;
+    common::warm_local_by("profile", profile_a_stats, || profile_a(1)).await;
+    let local_before = profile_a_stats().local_hits;
     assert_eq!(profile_a(1).await, "1-v3");
     assert_eq!(
-        common::stats_of("profile").local_hits,
+        profile_a_stats().local_hits,
         local_before + 1,
         "the copy about to go stale is served locally"
     );
@@ -364,7 +364,7 @@ async fn swapdb_flushes_the_tier_within_the_heartbeat_bound() {
     .unwrap();
     assert_eq!(swapped(1).await, "1-v1");
     wait_near_live(&G, Duration::from_secs(5)).await;
-    warm_local("swapped", || swapped(1)).await;
+    common::warm_local_by("swapped", swapped_stats, || swapped(1)).await;
     SWAP_VERSION.store(2, SeqCst);
     assert_eq!(
         swapped_in_db1(1).await,

@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use common::{wait_near_live, warm_local};
+use common::{wait_near_live, warm_local, warm_local_by};
 use memo_redis::{redis_cache, Cache, Config};
 use memo_redis_tests::RedisServer;
 
@@ -67,7 +67,7 @@ fn an_unpolled_runtime_does_not_serve_an_overwritten_copy_on_its_next_call() {
     rt.block_on(async {
         assert_eq!(idle_a(1).await, "1-v1");
         wait_near_live(&IDLE_A, Duration::from_secs(5)).await;
-        warm_local("idle", || idle_a(1)).await;
+        warm_local_by("idle", idle_a_stats, || idle_a(1)).await;
         assert_eq!(idle_a(1).await, "1-v1");
     });
 
@@ -119,7 +119,7 @@ fn a_caller_spinning_on_local_hits_stops_getting_an_overwritten_copy_within_the_
     rt.block_on(async {
         assert_eq!(spin_a(1).await, "1-v1");
         wait_near_live(&SPIN_A, Duration::from_secs(5)).await;
-        warm_local("spin", || spin_a(1)).await;
+        warm_local_by("spin", spin_a_stats, || spin_a(1)).await;
     });
 
     let mut served_stale_for = Duration::ZERO;
@@ -153,7 +153,7 @@ fn a_caller_spinning_on_local_hits_stops_getting_an_overwritten_copy_within_the_
 
     // The tier recovers once the tracking task runs again: local hits resume.
     rt.block_on(async {
-        warm_local("spin", || spin_a(1)).await;
+        warm_local_by("spin", spin_a_stats, || spin_a(1)).await;
         assert_eq!(spin_a(1).await, "1-v2");
     });
 }

@@ -14,7 +14,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::breaker::BreakerState;
+use crate::breaker::{BreakerState, NodeBreaker};
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
 
@@ -128,17 +128,45 @@ impl Cache {
 
     /// The circuit breaker's state (closed when the configuration is invalid: there is no Redis
     /// to protect).
+    ///
+    /// On a Redis Cluster each master has its own breaker (see [`Cache::breaker_nodes`]); this is
+    /// `Open` only when every master of the current slot map is open, i.e. when no call can use
+    /// Redis. One master down out of three leaves it `Closed`: the calls on that master's keys
+    /// bypass Redis, the others keep hitting.
     pub fn breaker_state(&self) -> BreakerState {
         self.inner()
             .map(|i| i.store.breaker.state())
             .unwrap_or(BreakerState::Closed)
     }
 
-    /// Whether the circuit breaker currently bypasses Redis.
+    /// Whether the circuit breaker currently bypasses Redis (on a cluster: every master's does;
+    /// see [`Cache::breaker_state`]).
     pub fn breaker_open(&self) -> bool {
         self.inner()
             .map(|i| i.store.breaker.state() == BreakerState::Open)
             .unwrap_or(false)
+    }
+
+    /// The breaker of each master of a Redis Cluster, in the order they were discovered (empty
+    /// on a single node, and before the first connection read the slot map). A master replaced
+    /// by a failover leaves the list once a rebuilt connection has read the new slot map.
+    ///
+    /// ```no_run
+    /// # async fn run() {
+    /// static CACHE: memo_redis::Cache = memo_redis::Cache::from_env();
+    /// let open: Vec<_> = CACHE
+    ///     .breaker_nodes()
+    ///     .into_iter()
+    ///     .filter(|n| n.state == memo_redis::BreakerState::Open)
+    ///     .map(|n| n.node)
+    ///     .collect();
+    /// println!("masters bypassed: {open:?}");
+    /// # }
+    /// ```
+    pub fn breaker_nodes(&self) -> Vec<NodeBreaker> {
+        self.inner()
+            .map(|i| i.store.breaker.per_node())
+            .unwrap_or_default()
     }
 
     fn state(&self) -> &State {

@@ -259,13 +259,12 @@ impl ConfigBuilder {
                     "Redis Cluster has only database 0",
                 ));
             }
-            if cluster_nodes
-                .iter()
-                .any(|n| matches!(n.addr(), ConnectionAddr::TcpTls { .. }))
-            {
+            // redis-rs connects to every node the way it connects to the first (TLS or not):
+            // a mixed list would silently speak TLS to plain nodes or the reverse.
+            let tls = |n: &redis::ConnectionInfo| matches!(n.addr(), ConnectionAddr::TcpTls { .. });
+            if cluster_nodes.iter().any(tls) && !cluster_nodes.iter().all(tls) {
                 return Err(ConfigError::Unsupported(
-                    "TLS (`rediss://` or REDIS_SSL=true) together with REDIS_CLUSTER=true is not \
-                     supported by this version of memo-redis"
+                    "cluster seed nodes mix `rediss://` and `redis://`; use one scheme for all"
                         .into(),
                 ));
             }

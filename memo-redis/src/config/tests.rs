@@ -241,13 +241,29 @@ fn table_of_every_variable() {
         ),
         "{err}"
     );
-    // TLS together with cluster mode is refused at configuration time.
-    let err = from(&[("REDIS_CLUSTER", "true"), ("REDIS_SSL", "true")]).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "TLS (`rediss://` or REDIS_SSL=true) together with REDIS_CLUSTER=true is not \
-         supported by this version of memo-redis"
-    );
+    // TLS together with cluster mode: accepted with the `tls` feature (docs/cluster.md).
+    let tls_cluster = from(&[("REDIS_CLUSTER", "true"), ("REDIS_SSL", "true")]);
+    if cfg!(feature = "tls") {
+        assert!(tls_cluster.expect("a TLS cluster").is_cluster());
+    } else {
+        assert_eq!(
+            tls_cluster.unwrap_err().to_string(),
+            "TLS (`rediss://` or REDIS_SSL=true) needs the `tls` feature of memo-redis"
+        );
+    }
+    // Seed nodes mixing schemes are refused: redis-rs uses the first node's for all.
+    let mixed = from(&[
+        ("REDIS_CLUSTER", "true"),
+        ("REDIS_URL", "rediss://n1:7000,redis://n2:7001"),
+    ]);
+    if cfg!(feature = "tls") {
+        assert_eq!(
+            mixed.unwrap_err().to_string(),
+            "cluster seed nodes mix `rediss://` and `redis://`; use one scheme for all"
+        );
+    } else {
+        assert!(mixed.is_err(), "`rediss://` needs the `tls` feature");
+    }
 }
 
 #[test]

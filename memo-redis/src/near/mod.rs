@@ -401,4 +401,67 @@ mod tests {
         // 6 key bytes + 100 value bytes + 180.
         assert_eq!(n.weight(), 286);
     }
+
+    #[test]
+    fn a_disturbed_read_is_never_inserted_even_for_a_moment() {
+        // Room for one entry of 286 bytes, not two: inserting a second one evicts the first.
+        let n = live_with(400);
+        let t = n.ticket("ns:a").unwrap();
+        n.fill(
+            t,
+            "ns:a",
+            Arc::from(vec![1u8; 100]),
+            Duration::from_secs(60),
+        );
+        assert_eq!(n.len(), 1);
+        let t = n.ticket("ns:b").unwrap();
+        n.invalidate(b"ns:b");
+        n.fill(
+            t,
+            "ns:b",
+            Arc::from(vec![2u8; 100]),
+            Duration::from_secs(60),
+        );
+        // Had "ns:b" been inserted (and removed again by the check after the insert), it would
+        // have evicted "ns:a" on the way, and been visible to concurrent readers meanwhile.
+        assert_eq!(n.get("ns:a").as_deref(), Some(&[1u8; 100][..]), "ns:a kept");
+        assert!(n.get("ns:b").is_none());
+    }
+
+    #[test]
+    fn invalidations_of_other_keys_rarely_share_a_stripe() {
+        // 1000 keys over 4096 stripes: a uniform hash leaves about 890 distinct ones (FNV-1a:
+        // 914). Fewer means more reads in flight failed by another key's invalidation.
+        let stripes: std::collections::HashSet<usize> = (0..1000)
+            .map(|i| stripe_of(format!("ns:{i}").as_bytes()))
+            .collect();
+        assert!(stripes.len() >= 800, "{} distinct stripes", stripes.len());
+
+        let n = live();
+        assert_ne!(stripe_of(b"ns:a"), stripe_of(b"ns:b"));
+        let t = n.ticket("ns:a").unwrap();
+        n.invalidate(b"ns:b");
+        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
+        assert_eq!(
+            n.get("ns:a").as_deref(),
+            Some(&b"v"[..]),
+            "another stripe's invalidation does not fail the read"
+        );
+    }
+
+    #[test]
+    fn an_expired_entry_met_by_a_read_is_removed() {
+        let n = live();
+        // Already expired when read (no sleep needed: inserted with its expiry now).
+        n.entries.insert(
+            "ns:a".into(),
+            Local {
+                bytes: Arc::from(&b"v"[..]),
+                expires: Instant::now(),
+            },
+        );
+        assert_eq!(n.len(), 1);
+        assert!(n.get("ns:a").is_none(), "expired: not served");
+        assert_eq!(n.len(), 0, "and removed, not left to the eviction");
+    }
 }

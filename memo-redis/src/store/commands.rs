@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::FromRedisValue;
 
 use super::fault::{classify, Fault, REFUSAL_MEMORY};
-use super::Store;
+use super::{Route, Store};
 use crate::error::Error;
 
 /// Deletes the entry only if it still holds the bytes we judged corrupt, or if it is not a
@@ -34,7 +34,7 @@ impl Store {
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
         let pipe = &pipe;
-        self.run_op(limit, move |mut conn| async move {
+        self.run_op(Route::Key(key.as_bytes()), limit, move |mut conn| async move {
             pipe.query_async::<(Option<Vec<u8>>, i64)>(&mut conn).await
         })
         .await
@@ -70,13 +70,17 @@ impl Store {
     ) -> Result<bool, Error> {
         let script = &self.repair;
         let n: u64 = self
-            .run_op(limit, move |mut conn| async move {
-                script
-                    .key(key)
-                    .arg(seen)
-                    .invoke_async::<u64>(&mut conn)
-                    .await
-            })
+            .run_op(
+                Route::Key(key.as_bytes()),
+                limit,
+                move |mut conn| async move {
+                    script
+                        .key(key)
+                        .arg(seen)
+                        .invoke_async::<u64>(&mut conn)
+                        .await
+                },
+            )
             .await?;
         Ok(n > 0)
     }
@@ -101,28 +105,32 @@ impl Store {
         let getex = redis::cmd("GETEX").arg(key).arg("PX").arg(ms).clone();
         let (getex, get) = (&getex, &redis::cmd("GET").arg(key).clone());
         let refusal = &self.getex_refused;
-        self.run_op(limit, move |mut conn| async move {
-            match getex.query_async::<Option<Vec<u8>>>(&mut conn).await {
-                // A read-only replica (`READONLY`) or an ACL without `GETEX`: serve the read
-                // with a plain `GET` on the same connection and deadline; the TTL is not
-                // extended. Remembered, so the next reads go straight to `GET`.
-                Err(e) if classify(&e) == Fault::Refused => {
-                    self.refused(&e);
-                    // On a cluster `READONLY` means a stale slot map during a failover (the
-                    // connection is rebuilt), not a replica we are stuck with: not remembered.
-                    if !(self.is_cluster() && e.code() == Some("READONLY")) {
-                        let until = now.saturating_add(
-                            u64::try_from(REFUSAL_MEMORY.as_millis()).unwrap_or(u64::MAX),
-                        );
-                        refusal
-                            .until_ms
-                            .store(until, std::sync::atomic::Ordering::Relaxed);
+        self.run_op(
+            Route::Key(key.as_bytes()),
+            limit,
+            move |mut conn| async move {
+                match getex.query_async::<Option<Vec<u8>>>(&mut conn).await {
+                    // A read-only replica (`READONLY`) or an ACL without `GETEX`: serve the read
+                    // with a plain `GET` on the same connection and deadline; the TTL is not
+                    // extended. Remembered, so the next reads go straight to `GET`.
+                    Err(e) if classify(&e) == Fault::Refused => {
+                        self.refused(&e);
+                        // On a cluster `READONLY` means a stale slot map during a failover (the
+                        // connection is rebuilt), not a replica we are stuck with: not remembered.
+                        if !(self.is_cluster() && e.code() == Some("READONLY")) {
+                            let until = now.saturating_add(
+                                u64::try_from(REFUSAL_MEMORY.as_millis()).unwrap_or(u64::MAX),
+                            );
+                            refusal
+                                .until_ms
+                                .store(until, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        get.query_async::<Option<Vec<u8>>>(&mut conn).await
                     }
-                    get.query_async::<Option<Vec<u8>>>(&mut conn).await
+                    other => other,
                 }
-                other => other,
-            }
-        })
+            },
+        )
         .await
     }
 }
@@ -142,7 +150,7 @@ impl Store {
         invocation: &redis::ScriptInvocation<'_>,
         limit: Duration,
     ) -> Result<T, Error> {
-        self.run_op(limit, move |mut conn| async move {
+        self.run_op(Route::Any, limit, move |mut conn| async move {
             invocation.invoke_async::<T>(&mut conn).await
         })
         .await
@@ -182,7 +190,11 @@ impl Store {
             pipe.ignore();
         }
         let pipe = &pipe;
-        self.run_op(limit, move |mut conn| async move {
+        // One slot on a cluster: the breaker of the master owning the first key's.
+        let route = entries
+            .first()
+            .map_or(Route::Any, |(key, _, _)| Route::Key(key.as_bytes()));
+        self.run_op(route, limit, move |mut conn| async move {
             pipe.query_async::<()>(&mut conn).await
         })
         .await

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::Store;
+use super::{Route, Store};
 use crate::error::Error;
 
 /// Releases a lock only if it still holds our token (the lease may have expired and another
@@ -40,9 +40,11 @@ impl Store {
             .arg(lock);
         let pipe = &pipe;
         let (set, holder): (Option<String>, Option<String>) = self
-            .run_op(limit, move |mut conn| async move {
-                pipe.query_async(&mut conn).await
-            })
+            .run_op(
+                Route::Key(lock.as_bytes()),
+                limit,
+                move |mut conn| async move { pipe.query_async(&mut conn).await },
+            )
             .await?;
         Ok(set.is_some() || holder.as_deref() == Some(token))
     }
@@ -56,13 +58,17 @@ impl Store {
     ) -> Result<bool, Error> {
         let script = &self.release;
         let n: u64 = self
-            .run_op(limit, move |mut conn| async move {
-                script
-                    .key(lock)
-                    .arg(token)
-                    .invoke_async::<u64>(&mut conn)
-                    .await
-            })
+            .run_op(
+                Route::Key(lock.as_bytes()),
+                limit,
+                move |mut conn| async move {
+                    script
+                        .key(lock)
+                        .arg(token)
+                        .invoke_async::<u64>(&mut conn)
+                        .await
+                },
+            )
             .await?;
         Ok(n > 0)
     }

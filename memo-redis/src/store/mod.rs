@@ -7,19 +7,20 @@
 //! a failure means (`fault.rs`), the typed commands and scripts (`commands.rs`, `lock.rs`), one
 //! call's time budget (`budget.rs`) and the health probe (`probe.rs`).
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Script};
 
-use crate::breaker::{Admit, Breaker};
+use crate::breaker::{Admit, Breaker, Breakers};
 use crate::cluster_api::{ClusterClient, RoutingInfo, SingleNodeRoutingInfo};
 use crate::config::Config;
 use crate::error::Error;
 use crate::log::RateLimited;
 
 mod budget;
+pub(crate) mod cluster;
 mod commands;
 mod conn;
 mod fault;
@@ -37,13 +38,15 @@ pub(crate) struct Store {
     manager_config: ConnectionManagerConfig,
     cluster: Option<ClusterClient>,
     /// Serializes the creation of the cluster connection (an async handshake).
-    cluster_init: tokio::sync::Mutex<()>,
+    cluster_init: Arc<tokio::sync::Mutex<()>>,
+    /// How long a background rebuild of the cluster connection may take.
+    rebuild_limit: Duration,
     /// When the cluster connection was last dropped for a rebuild (ms since `created`).
     cluster_rebuilt_ms: std::sync::atomic::AtomicU64,
     created: std::time::Instant,
-    conn: RwLock<Option<Conn>>,
+    conn: Arc<RwLock<Option<Conn>>>,
     op_timeout: Duration,
-    pub(crate) breaker: Breaker,
+    pub(crate) breaker: Breakers,
     errors_log: RateLimited,
     /// One rate-limited warning per refused error code (`NOPERM`, `READONLY`, `OOM`, …).
     refusals_log: std::sync::Mutex<Vec<(String, std::sync::Arc<RateLimited>)>>,
@@ -60,6 +63,27 @@ impl std::fmt::Debug for Store {
             .field("url", &self.url)
             .finish_non_exhaustive()
     }
+}
+
+/// Where one operation goes, for the breaker it is accounted on (cluster only; ignored on a
+/// single node).
+#[derive(Clone, Copy)]
+pub(crate) enum Route<'a> {
+    /// No single master (keyless or multi-key): the cache-wide breaker.
+    Any,
+    /// The master of this key's slot.
+    Key(&'a [u8]),
+    /// The master of this command's key (see `cluster::routing_key`).
+    Cmd(&'a Cmd),
+    /// The node at this address.
+    Node(&'a str, u16),
+}
+
+/// The breaker an operation is accounted on, and the master's address on a cluster.
+#[derive(Clone, Copy)]
+struct Picked<'a> {
+    breaker: &'a Breaker,
+    node: Option<&'a str>,
 }
 
 /// Least time between two rebuilds of the cluster connection.
@@ -80,9 +104,13 @@ impl Store {
             None
         } else {
             Some(
-                ClusterClient::builder(config.cluster_nodes.clone())
+                cluster::with_tls(ClusterClient::builder(config.cluster_nodes.clone()), config)
                     .connection_timeout(config.connect_timeout)
-                    .response_timeout(config.op_timeout)
+                    // One node's reply, including redis-rs's own slot refresh after a node
+                    // failed, which blocks every request of the connection while it waits on
+                    // the failed node: a quarter of the operation timeout, so a refresh stalled
+                    // on a dead master leaves the calls on the healthy ones time to finish.
+                    .response_timeout(cluster::response_timeout(config.op_timeout))
                     // A MOVED/ASK redirect during resharding or failover needs a retry; the
                     // operation timeout bounds the total either way.
                     .retries(2)
@@ -95,12 +123,17 @@ impl Store {
             client,
             manager_config,
             cluster,
-            cluster_init: tokio::sync::Mutex::new(()),
+            cluster_init: Arc::new(tokio::sync::Mutex::new(())),
+            rebuild_limit: config.connect_timeout.saturating_add(config.op_timeout),
             cluster_rebuilt_ms: std::sync::atomic::AtomicU64::new(0),
             created: std::time::Instant::now(),
-            conn: RwLock::new(None),
+            conn: Arc::new(RwLock::new(None)),
             op_timeout: config.op_timeout,
-            breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
+            breaker: Breakers::new(
+                config.breaker_threshold,
+                config.breaker_cooldown,
+                !config.cluster_nodes.is_empty(),
+            ),
             errors_log: RateLimited::new(),
             refusals_log: std::sync::Mutex::new(Vec::new()),
             getex_refused: Refusal::default(),
@@ -139,7 +172,11 @@ impl Store {
             if let Some(c) = self.cached_connection() {
                 return Ok(c);
             }
-            let c = Conn::Cluster(cluster.get_async_connection().await?);
+            let mut c = cluster.get_async_connection().await?;
+            if let Some(nodes) = &self.breaker.nodes {
+                cluster::read_slot_map(&mut c, nodes).await;
+            }
+            let c = Conn::Cluster(c);
             if let Ok(mut guard) = self.conn.write() {
                 *guard = Some(c.clone());
             }
@@ -163,7 +200,11 @@ impl Store {
         cmd: &Cmd,
         target: &Target,
     ) -> Result<T, Error> {
-        self.run_op(self.op_timeout, move |mut conn| async move {
+        let route = match target {
+            Target::Random => Route::Any,
+            Target::Node(host, port) => Route::Node(host, *port),
+        };
+        self.run_op(route, self.op_timeout, move |mut conn| async move {
             match &mut conn {
                 Conn::Single(_) => cmd.query_async::<T>(&mut conn).await,
                 Conn::Cluster(c) => {
@@ -207,10 +248,46 @@ impl Store {
         cmd: &Cmd,
         limit: Duration,
     ) -> Result<T, Error> {
-        self.run_op(limit, move |mut conn| async move {
+        self.run_op(Route::Cmd(cmd), limit, move |mut conn| async move {
             cmd.query_async::<T>(&mut conn).await
         })
         .await
+    }
+
+    /// Whether an operation on `key` (full key) would bypass Redis now: the breaker of the
+    /// master serving it is open (on a single node: the breaker is). No side effect, lock-free;
+    /// for a caller that wants to skip a call's Redis work up front.
+    #[allow(dead_code)]
+    #[inline]
+    pub(crate) fn bypassing_key(&self, key: &str) -> bool {
+        self.pick(Route::Key(key.as_bytes())).breaker.bypassing()
+    }
+
+    /// The breaker an operation is accounted on: the single node's; on a cluster, the breaker of
+    /// the master its key's slot maps to, or the cache-wide one when it has no single key (or
+    /// the map does not name the slot's master yet).
+    #[inline]
+    fn pick(&self, route: Route<'_>) -> Picked<'_> {
+        let whole = Picked {
+            breaker: &self.breaker.whole,
+            node: None,
+        };
+        let Some(nodes) = &self.breaker.nodes else {
+            return whole;
+        };
+        let node = match route {
+            Route::Any => None,
+            Route::Key(key) => nodes.for_key(key),
+            Route::Cmd(cmd) => cluster::routing_key(cmd).and_then(|k| nodes.for_key(k)),
+            Route::Node(host, port) => nodes.for_addr(host, port),
+        };
+        match node {
+            Some(n) => Picked {
+                breaker: &n.breaker,
+                node: Some(&n.addr),
+            },
+            None => whole,
+        }
     }
 
     /// Runs one operation under the breaker and `limit`, counting its outcome on the breaker.
@@ -218,14 +295,15 @@ impl Store {
     /// A connection that died while idle (server restarted) fails the first command with an I/O
     /// error and makes the manager reconnect at once; one retry on the fresh connection, within
     /// the same limit, lets the first call after Redis returns be served.
-    async fn run_op<T, F, Fut>(&self, limit: Duration, op: F) -> Result<T, Error>
+    async fn run_op<T, F, Fut>(&self, route: Route<'_>, limit: Duration, op: F) -> Result<T, Error>
     where
         F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         // Not a Redis failure: the breaker is left alone.
         crate::runtime::check()?;
-        if self.breaker.allow() == Admit::No {
+        let picked = self.pick(route);
+        if picked.breaker.allow() == Admit::No {
             return Err(Error::BreakerOpen);
         }
         let total = limit;
@@ -233,7 +311,7 @@ impl Store {
         let conn = match self.connection(limit).await {
             Ok(c) => c,
             Err(e) => {
-                self.failed(&e);
+                self.failed(picked, &e);
                 return Err(e);
             }
         };
@@ -241,7 +319,7 @@ impl Store {
         let deadline = tokio::time::Instant::from_std(started) + limit;
         if limit.saturating_sub(started.elapsed()) < Duration::from_millis(1) {
             let e = Error::Timeout(total);
-            self.failed(&e);
+            self.failed(picked, &e);
             return Err(e);
         }
         let mut result = tokio::time::timeout_at(deadline, op(conn)).await;
@@ -258,7 +336,7 @@ impl Store {
         if self.cluster.is_some() && needs_topology_refresh(&result) {
             self.rebuild_cluster_connection();
         }
-        self.settle(result, total)
+        self.settle(picked, result, total)
     }
 
     /// Drops the cluster connection (at most once per [`CLUSTER_REBUILD_INTERVAL`]) so that the
@@ -279,18 +357,83 @@ impl Store {
             .is_ok()
         {
             tracing::debug!(url = %self.url, "rebuilding the cluster connection (topology refresh)");
-            self.close();
+            self.rebuild_in_background();
         }
+    }
+
+    /// Reads the slot map again through the current connection, in a task of its own.
+    fn reread_slot_map(&self) {
+        let (Some(nodes), Some(Conn::Cluster(mut conn)), Ok(runtime)) = (
+            self.breaker.nodes.clone(),
+            self.cached_connection(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let limit = self.op_timeout;
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(limit, cluster::read_slot_map(&mut conn, &nodes)).await;
+        });
+    }
+
+    /// Builds the new cluster connection (and reads the slot map) in a task of its own and swaps
+    /// it in when ready; until then the old connection keeps serving the healthy masters, so a
+    /// master that hangs on connect delays no call on the others. Without a runtime to spawn on:
+    /// the connection is dropped and the next operation builds one.
+    #[cfg_attr(
+        not(feature = "cluster"),
+        allow(
+            unreachable_code,
+            unused_variables,
+            reason = "without the `cluster` feature no cluster client exists (see cluster_api)"
+        )
+    )]
+    fn rebuild_in_background(&self) {
+        let (Some(client), Ok(runtime)) = (&self.cluster, tokio::runtime::Handle::try_current())
+        else {
+            self.close();
+            return;
+        };
+        let client = client.clone();
+        let init = Arc::clone(&self.cluster_init);
+        let slot = Arc::clone(&self.conn);
+        let nodes = self.breaker.nodes.clone();
+        let limit = self.rebuild_limit;
+        let url = self.url.clone();
+        runtime.spawn(async move {
+            let built = tokio::time::timeout(limit, async {
+                let _init = init.lock().await;
+                let mut c = client.get_async_connection().await?;
+                if let Some(nodes) = &nodes {
+                    cluster::read_slot_map(&mut c, nodes).await;
+                }
+                if let Ok(mut guard) = slot.write() {
+                    *guard = Some(Conn::Cluster(c));
+                }
+                Ok::<(), redis::RedisError>(())
+            })
+            .await;
+            match built {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(url = %url, error = %e, "rebuilding the cluster connection failed; the old one keeps serving");
+                }
+                Err(_) => {
+                    tracing::debug!(url = %url, "rebuilding the cluster connection timed out; the old one keeps serving");
+                }
+            }
+        });
     }
 
     fn settle<T>(
         &self,
+        picked: Picked<'_>,
         result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
         limit: Duration,
     ) -> Result<T, Error> {
         match result {
             Ok(Ok(v)) => {
-                self.reachable();
+                self.reachable(picked);
                 Ok(v)
             }
             Ok(Err(e)) => match classify(&e) {
@@ -298,10 +441,11 @@ impl Store {
                     // Wrong credentials do not heal by retrying every call: open the breaker at
                     // once (one log line) and let the probes find out when an operator fixed it.
                     let e = Error::from(e);
-                    if self.breaker.trip() {
-                        crate::breaker::gauge(&self.url, true);
+                    if picked.breaker.trip() {
+                        self.opened(picked);
                         tracing::error!(
                             url = %self.url,
+                            node = picked.node,
                             error = %e,
                             "redis refused access (credentials); circuit breaker opened, cached functions run their bodies directly"
                         );
@@ -310,7 +454,7 @@ impl Store {
                 }
                 Fault::Refused => {
                     // The server answered: it is reachable, only this command was refused.
-                    self.reachable();
+                    self.reachable(picked);
                     self.refused(&e);
                     if e.code() == Some("WRONGTYPE") {
                         // Foreign data under our key: the caller repairs it.
@@ -318,25 +462,71 @@ impl Store {
                     }
                     Err(Error::from(e))
                 }
+                Fault::Unreachable if picked.node.is_some() && cluster::is_cluster_down(&e) => {
+                    // The whole cluster refuses (a master failed and its replica is not promoted
+                    // yet): this master answered at once and will serve again the moment the
+                    // cluster is. Opening its breaker would bypass it for a whole cooldown after
+                    // that; a fast refusal costs no wait, so it is not counted.
+                    let e = Error::from(e);
+                    self.errors_log.hit(|suppressed| {
+                        tracing::warn!(url = %self.url, node = picked.node, error = %e, suppressed, "redis cluster down; cached calls run their bodies, explicit operations return the error");
+                    });
+                    Err(e)
+                }
                 Fault::Unreachable => {
                     let e = Error::from(e);
-                    self.failed(&e);
+                    self.failed(picked, &e);
                     Err(e)
                 }
             },
             Err(_) => {
                 let e = Error::Timeout(limit);
-                self.failed(&e);
+                self.failed(picked, &e);
                 Err(e)
             }
         }
     }
 
     /// Redis answered: reset the failure count, and close an open breaker (this was its probe).
-    fn reachable(&self) {
-        if self.breaker.success() {
-            crate::breaker::gauge(&self.url, false);
-            tracing::info!(url = %self.url, "redis reachable again; circuit breaker closed");
+    fn reachable(&self, picked: Picked<'_>) {
+        if picked.breaker.success() {
+            self.transition(picked, false);
+            tracing::info!(url = %self.url, node = picked.node, "redis reachable again; circuit breaker closed");
+        }
+    }
+
+    /// A breaker opened: gauges, and the count of open masters on a cluster.
+    fn opened(&self, picked: Picked<'_>) {
+        self.transition(picked, true);
+    }
+
+    fn transition(&self, picked: Picked<'_>, open: bool) {
+        use std::sync::atomic::Ordering;
+        match (picked.node, &self.breaker.nodes) {
+            (Some(node), Some(nodes)) => {
+                if open {
+                    nodes.open.fetch_add(1, Ordering::AcqRel);
+                } else {
+                    // Saturating: never below 0 whatever the interleaving.
+                    let _ = nodes
+                        .open
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                            Some(n.saturating_sub(1))
+                        });
+                }
+                crate::breaker::node_gauge(&self.url, node, open);
+                if !open {
+                    // The probe may have been served by a promoted replica (redis-rs follows
+                    // `MOVED` by itself) while our map still names the failed master: read it
+                    // again so per-master states name the masters that serve.
+                    self.reread_slot_map();
+                }
+                crate::breaker::gauge(
+                    &self.url,
+                    self.breaker.state() == crate::breaker::BreakerState::Open,
+                );
+            }
+            _ => crate::breaker::gauge(&self.url, open),
         }
     }
 
@@ -371,17 +561,18 @@ impl Store {
         });
     }
 
-    fn failed(&self, e: &Error) {
-        if self.breaker.failure() {
-            crate::breaker::gauge(&self.url, true);
+    fn failed(&self, picked: Picked<'_>, e: &Error) {
+        if picked.breaker.failure() {
+            self.opened(picked);
             tracing::warn!(
                 url = %self.url,
+                node = picked.node,
                 error = %e,
                 "redis failing; circuit breaker opened, cached functions run their bodies directly"
             );
         } else {
             self.errors_log.hit(|suppressed| {
-                tracing::warn!(url = %self.url, error = %e, suppressed, "redis operation failed; cached calls run their bodies, explicit operations return the error");
+                tracing::warn!(url = %self.url, node = picked.node, error = %e, suppressed, "redis operation failed; cached calls run their bodies, explicit operations return the error");
             });
         }
     }

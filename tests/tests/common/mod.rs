@@ -256,14 +256,25 @@ pub async fn wait_near_live(cache: &'static Cache, within: Duration) {
 /// call is served from the near cache, bounded. A read right after our own write may not be
 /// kept locally: that write's invalidation can arrive after the read started, and the tier then
 /// refuses the copy (by design); the next read keeps it.
-pub async fn warm_local<F, Fut, T>(name: &str, mut f: F)
+pub async fn warm_local<F, Fut, T>(name: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    let before = stats_of(name).local_hits;
+    warm_local_by(name, || stats_of(name), f).await
+}
+
+/// [`warm_local`] for a function whose name another function shares (two caches standing for
+/// two processes): its counters come from its own `f_stats` companion.
+pub async fn warm_local_by<S, F, Fut, T>(name: &str, stats: S, mut f: F)
+where
+    S: Fn() -> memo_redis::Stats,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let before = stats().local_hits;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while stats_of(name).local_hits == before {
+    while stats().local_hits == before {
         assert!(Instant::now() < deadline, "{name}: no local hit after 5 s");
         f().await;
         tokio::time::sleep(Duration::from_millis(1)).await;
