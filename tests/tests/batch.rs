@@ -347,3 +347,42 @@ async fn a_cluster_reads_and_writes_per_slot() {
         "{s:?}"
     );
 }
+
+static FOLLOW: Cache = Cache::from_env();
+static FOLLOW_RUNS: AtomicU32 = AtomicU32::new(0);
+/// Key 2's body, run by a single call, signals that it started and waits for the test.
+static STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static RELEASE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+#[redis_cache(cache = FOLLOW, ttl = 60)]
+async fn gated(x: u64) -> u64 {
+    FOLLOW_RUNS.fetch_add(1, SeqCst);
+    if x == 2 {
+        STARTED.notify_one();
+        let _permit = RELEASE.acquire().await;
+    }
+    x * 10
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_another_caller_is_computing_is_awaited_not_recomputed() {
+    let server = RedisServer::start();
+    install(&FOLLOW, &server);
+    let single = tokio::spawn(gated(2));
+    STARTED.notified().await;
+    // The single call leads key 2's flight now; the batch computes 1 and follows 2's flight.
+    let batch = tokio::spawn(gated_many([1, 2, 3]));
+    // No event says that the batch is waiting on the flight; whether it joined it before the
+    // release (coalesced) or read the stored value after it (a hit), 2's body runs once.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    RELEASE.add_permits(1);
+    assert_eq!(single.await.expect("single call"), 20);
+    assert_eq!(batch.await.expect("batch"), [10, 20, 30]);
+    assert_eq!(
+        FOLLOW_RUNS.load(SeqCst),
+        3,
+        "2 ran once, in the single call"
+    );
+    let s = gated_stats();
+    assert_eq!((s.misses, s.hits), (3, 1), "{s:?}");
+}
