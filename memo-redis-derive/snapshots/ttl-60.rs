@@ -59,3 +59,11 @@ async fn f_refresh(x: u64) -> u64 {
     ::memo_redis::__private::value_type::<u64>();
     __f_spec().refresh(__f_key(&x), __f_body(x)).await
 }
+///Companion of `f`: its calls for many argument tuples, results in input order, with one Redis read and one write pipeline (a batch).
+#[allow(dead_code)]
+async fn f_many(
+    __memo_redis_items: impl ::core::iter::IntoIterator<Item = u64>,
+) -> ::std::vec::Vec<u64> {
+    ::memo_redis::__private::value_type::<u64>();
+    __f_spec().many(__memo_redis_items, |x| __f_key(x), |x| __f_body(x)).await
+}

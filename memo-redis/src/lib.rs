@@ -154,6 +154,7 @@ pub use crate::error::{ConfigError, Error};
 pub use crate::events::Event;
 pub use crate::health::{health, Health};
 pub use crate::invalidate::invalidate_pattern;
+pub use crate::pipeline::batch::CONCURRENCY as BATCH_CONCURRENCY;
 pub use crate::spec::stats;
 pub use crate::stats::{FunctionStats, Stats, StatsTable};
 pub use crate::tags::invalidate_tags;

@@ -134,6 +134,25 @@ impl<S> Site<S> {
         crate::pipeline::refresh::<S, R, F>(self.spec, key, body)
     }
 
+    /// Companion `f_many`: the calls of many argument tuples at once, results in input order
+    /// (see [`pipeline::memo_many`](crate::pipeline::memo_many)). `key` computes an item's key
+    /// from its arguments, `make` builds its body future.
+    #[inline]
+    pub fn many<R, A, K, M, F>(
+        self,
+        items: impl IntoIterator<Item = A>,
+        key: K,
+        make: M,
+    ) -> impl Future<Output = Vec<R>>
+    where
+        S: Shape<R>,
+        K: Fn(&A) -> Result<Key, Error>,
+        M: Fn(A) -> F,
+        F: Future<Output = R>,
+    {
+        crate::pipeline::memo_many::<S, R, A, K, M, F>(self.spec, items, key, make)
+    }
+
     /// Companion `f_peek`.
     ///
     /// # Errors

@@ -1,6 +1,6 @@
 //! The items users call: the cached function itself, a thin call of the runtime with its key and
-//! body, and its companions `f_key`, `f_evict`, `f_peek`, `f_invalidate_all`, `f_stats` and
-//! `f_refresh`.
+//! body, and its companions `f_key`, `f_evict`, `f_peek`, `f_invalidate_all`, `f_stats`,
+//! `f_refresh` and `f_many`.
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -83,6 +83,7 @@ pub fn items(p: &Parts<'_>) -> TokenStream {
     let peek_call = site_call(site, "peek", key_of_refs.clone(), value_at);
 
     let check = value_check(r);
+    let many = many_item(p, &check, &key_fn_path);
     let main_sig = without_mut(sig);
     let mut refresh_sig = main_sig.clone();
     refresh_sig.ident = format_ident!("{}_refresh", name_str, span = name.span());
@@ -157,7 +158,85 @@ pub fn items(p: &Parts<'_>) -> TokenStream {
             #check
             #refresh_call
         }
+
+        #many
     }
+}
+
+/// Companion `f_many` (a batch of calls: one read and one write pipeline for all of them), for
+/// functions with key parameters whose receiver, if any, is `&self` and whose `#[memo(skip)]`
+/// arguments are shared references (passed once, lent to every body).
+fn many_item(
+    p: &Parts<'_>,
+    check: &Option<TokenStream>,
+    key_fn_path: &TokenStream,
+) -> Option<TokenStream> {
+    let Parts {
+        f,
+        ret,
+        name_str,
+        method,
+        qual,
+        body_fn,
+        site,
+        value_at,
+        cfgs,
+        lifetimes,
+        recv,
+        ..
+    } = p;
+    let by_ref_self = f.item.sig.inputs.iter().all(|arg| match arg {
+        syn::FnArg::Receiver(r) => {
+            r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none()
+        }
+        syn::FnArg::Typed(_) => true,
+    });
+    let skips_shared = f
+        .params
+        .iter()
+        .filter(|p| p.skip)
+        .all(|p| p.is_ref && p.mut_ref.is_none());
+    let keys: Vec<_> = f.key_params().collect();
+    if keys.is_empty() || !by_ref_self || !skips_shared {
+        return None;
+    }
+    let sig = &f.item.sig;
+    let vis = &f.item.vis;
+    let generics = &sig.generics;
+    let where_clause = &generics.where_clause;
+    let idents: Vec<_> = keys.iter().map(|p| &p.ident).collect();
+    let tys: Vec<_> = keys.iter().map(|p| &p.ty).collect();
+    let (item_ty, pat) = match (&idents[..], &tys[..]) {
+        ([ident], [ty]) => (quote!(#ty), quote!(#ident)),
+        _ => (quote!((#(#tys),*)), quote!((#(#idents),*))),
+    };
+    let skip_params = f.params.iter().filter(|p| p.skip).map(|p| {
+        let (ident, ty) = (&p.ident, &p.ty);
+        quote!(#ident: #ty)
+    });
+    let args = f.params.iter().map(|p| &p.ident);
+    let self_arg = method.then(|| quote!(self,));
+    let call_args = quote!(
+        __memo_redis_items,
+        |#pat| #key_fn_path(#(#idents),*),
+        |#pat| #qual #body_fn(#self_arg #(#args),*)
+    );
+    let many_call = site_call(site, "many", call_args, *value_at);
+    let many_name = format_ident!("{}_many", name_str, span = sig.ident.span());
+    let doc = format!("Companion of `{name_str}`: its calls for many argument tuples, results in input order, with one Redis read and one write pipeline (a batch).");
+    Some(quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #[allow(dead_code)] #lifetimes
+        #vis async fn #many_name #generics (
+            #recv
+            __memo_redis_items: impl ::core::iter::IntoIterator<Item = #item_ty>,
+            #(#skip_params),*
+        ) -> ::std::vec::Vec<#ret> #where_clause {
+            #check
+            #many_call
+        }
+    })
 }
 
 /// The compile-time check that the cached value type can be stored, at the user's type. Every

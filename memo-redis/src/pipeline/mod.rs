@@ -22,6 +22,7 @@
 //! | `refresh.rs` | background refreshes, at most one per key |
 //! | `functions.rs` | the entry points of cached functions |
 //! | `companions.rs` | the companions (`peek`, `evict`, `key`, `refresh`) |
+//! | `batch.rs` | batch calls (`f_many`): one read and one write pipeline for many keys |
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::observe::CallOutcome;
 use crate::shape::Shape;
 use crate::store::Budget;
 
+pub(crate) mod batch;
 pub(crate) mod companions;
 pub(crate) mod entry;
 pub(crate) mod functions;
@@ -42,6 +44,7 @@ pub(crate) mod refresh;
 pub(crate) mod rules;
 pub(crate) mod write;
 
+pub use batch::memo_many;
 pub use companions::{evict, key_string, peek, refresh};
 pub use functions::{memo, memo_bg};
 pub(crate) use rules::Rules;

@@ -19,7 +19,25 @@ pub(crate) async fn store<Ru: Rules + ?Sized>(
     entry: &Encoded,
     budget: &mut Budget,
 ) -> Result<bool, Error> {
-    let inner = target.inner;
+    let Admitted(ttl) = match admit(rules, target.inner, entry, budget) {
+        Some(admitted) => admitted,
+        None => return Ok(false),
+    };
+    rules.write(target, &entry.bytes, ttl, budget).await?;
+    Ok(true)
+}
+
+/// An entry cleared for writing, with the expiry (PX) it is written with.
+pub(crate) struct Admitted(pub(crate) Option<Duration>);
+
+/// The checks before a write (the size limit, the eviction-policy warning, what is left of the
+/// budget): `None` when the entry is deliberately not stored. Shared by single and batch writes.
+pub(crate) fn admit<Ru: Rules + ?Sized>(
+    rules: &Ru,
+    inner: &std::sync::Arc<crate::cache::Inner>,
+    entry: &Encoded,
+    budget: &Budget,
+) -> Option<Admitted> {
     if entry::oversize(inner, &entry.bytes).is_some() {
         rules.too_large(entry.bytes.len());
         tracing::debug!(
@@ -27,7 +45,7 @@ pub(crate) async fn store<Ru: Rules + ?Sized>(
             size = entry.bytes.len(),
             "result too large to cache"
         );
-        return Ok(false);
+        return None;
     }
     let ttl = rules.store_ttl(inner, entry.is_none);
     if ttl.is_none() {
@@ -38,10 +56,9 @@ pub(crate) async fn store<Ru: Rules + ?Sized>(
             function = rules.label(),
             "redis time budget spent on the read; not storing"
         );
-        return Ok(false);
+        return None;
     }
-    rules.write(target, &entry.bytes, ttl, budget).await?;
-    Ok(true)
+    Some(Admitted(ttl))
 }
 
 /// The default write: `SET … PX`, then the entry recorded in its tag sets (after the write, with

@@ -156,3 +156,47 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// `MGET` of `keys` in one round trip, in order: `None` for a key without a string value
+    /// (absent, or another Redis type). On a cluster every key must hash to one slot (the batch
+    /// path groups them).
+    pub(crate) async fn mget(
+        &self,
+        keys: &[&str],
+        limit: Duration,
+    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(*key);
+        }
+        self.query_within(&cmd, limit).await
+    }
+
+    /// `SET key value [PX ms]` for every entry, in one pipeline (one round trip). On a cluster
+    /// every key must hash to one slot. A refused command (`OOM`) fails the whole call.
+    pub(crate) async fn set_many(
+        &self,
+        entries: &[(&str, &[u8], Option<Duration>)],
+        limit: Duration,
+    ) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        for (key, value, ttl) in entries {
+            pipe.cmd("SET").arg(*key).arg(*value);
+            if let Some(ttl) = ttl {
+                pipe.arg("PX")
+                    .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            }
+            pipe.ignore();
+        }
+        let pipe = &pipe;
+        // One slot on a cluster: the breaker of the master owning the first key's.
+        let route = entries
+            .first()
+            .map_or(Route::Any, |(key, _, _)| Route::Key(key.as_bytes()));
+        self.run_op(route, limit, move |mut conn| async move {
+            pipe.query_async::<()>(&mut conn).await
+        })
+        .await
+    }
+}
