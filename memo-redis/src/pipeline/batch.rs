@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,10 +92,10 @@ where
     for (i, args) in items.into_iter().enumerate() {
         out.push(None);
         match key(&args) {
-            Ok(k) => match seen.get(&k.key) {
+            Ok(k) => match seen.get(&*k.key) {
                 Some(&g) => groups[g].items.push((i, args)),
                 None => {
-                    seen.insert(k.key.clone(), groups.len());
+                    seen.insert(k.key.to_string(), groups.len());
                     groups.push(Group {
                         key: k,
                         items: vec![(i, args)],
@@ -182,7 +183,7 @@ async fn serve<S, R, A, M, F>(
         })
         .collect();
     let found = {
-        let keys: Vec<&str> = groups.iter().map(|g| g.key.key.as_str()).collect();
+        let keys: Vec<&str> = groups.iter().map(|g| g.key.key.deref()).collect();
         read_all(spec, inner, &keys, &mut budget).await
     };
 
@@ -343,7 +344,7 @@ async fn reread<S, R, A>(
     let found = {
         let keys: Vec<&str> = again
             .iter()
-            .map(|&m| groups[misses[m].0.group].key.key.as_str())
+            .map(|&m| groups[misses[m].0.group].key.key.deref())
             .collect();
         read_all(spec, inner, &keys, budget).await
     };
@@ -417,7 +418,7 @@ where
             .iter()
             .filter_map(|&(m, ttl)| {
                 let enc = encoded[m].as_ref()?;
-                Some((groups[ran[m].0.group].key.key.as_str(), &enc.bytes[..], ttl))
+                Some((groups[ran[m].0.group].key.key.deref(), &enc.bytes[..], ttl))
             })
             .collect();
         let results = write_all(inner, &entries, budget).await;
