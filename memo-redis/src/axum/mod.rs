@@ -1,6 +1,6 @@
 //! HTTP response caching for [axum] 0.8 (feature `axum`): [`ResponseCacheLayer`].
 //!
-//! A tower [`Layer`] that stores whole `GET` responses in Redis through a memo-redis [`Cache`]
+//! A tower [`Layer`](tower::Layer) that stores whole `GET` responses in Redis through a memo-redis [`Cache`](crate::Cache)
 //! and serves them again (also to `HEAD`) without calling the handler, with the same fail-open
 //! promise as `#[redis_cache]`: when Redis is down, slow, the breaker is open or an entry is
 //! corrupt, the handler answers normally. The cache never turns a request into a 5xx.

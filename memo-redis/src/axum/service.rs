@@ -26,7 +26,7 @@ use super::response::{
 };
 use super::{mark, BYPASS, MISS};
 
-/// The service produced by [`ResponseCacheLayer`]; see there.
+/// The service produced by [`ResponseCacheLayer`](super::ResponseCacheLayer); see there.
 ///
 /// ```no_run
 /// use std::time::Duration;
