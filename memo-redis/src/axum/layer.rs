@@ -12,27 +12,8 @@ use crate::error::Error;
 use crate::key::render;
 
 use super::service::ResponseCache;
+use super::settings::Settings;
 use super::{DEFAULT_MAX_BODY_BYTES, DEFAULT_PREFIX};
-
-pub(super) type StatusFilter = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
-
-#[derive(Clone)]
-pub(super) struct Settings {
-    pub(super) ttl: Duration,
-    pub(super) cache: &'static Cache,
-    /// Already escaped: safe as one key field.
-    pub(super) prefix: String,
-    pub(super) excluded: Vec<String>,
-    /// Lowercased, sorted, deduplicated.
-    pub(super) vary: Vec<String>,
-    /// Cookie names keyed by [`ResponseCacheLayer::vary_by_cookie`]; sorted, deduplicated.
-    pub(super) cookies: Vec<String>,
-    /// [`ResponseCacheLayer::downstream_max_age`].
-    pub(super) downstream_max_age: Option<Duration>,
-    pub(super) max_body_bytes: usize,
-    pub(super) cache_status: StatusFilter,
-    pub(super) evict_on_write: bool,
-}
 
 /// A tower [`Layer`] caching whole `GET` responses of an axum 0.8 [`Router`](::axum::Router)
 /// in Redis (feature `axum`).

@@ -54,6 +54,7 @@ mod layer;
 mod privacy;
 mod response;
 mod service;
+mod settings;
 
 use std::convert::Infallible;
 

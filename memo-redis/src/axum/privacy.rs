@@ -8,7 +8,7 @@ use http::Uri;
 
 use crate::key::push_digest;
 
-use super::layer::Settings;
+use super::settings::Settings;
 
 /// Varied request headers that select a representation rather than identify a user: a
 /// response keyed only on these is not made `private`. Any other varied header (`cookie`,

@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 use crate::key::push_hex;
 use crate::pipeline::entry;
 
-use super::layer::Settings;
+use super::settings::Settings;
 use super::{mark, x_cache_name, HIT, X_CACHE};
 
 /// The shape tag of HTTP entries: none (a stored format, pinned). Only untagged entries are

@@ -20,10 +20,10 @@ use crate::pipeline::read::{fetch, Fetched};
 use crate::pipeline::{entry, write, Rules, Target};
 use crate::store::Budget;
 
-use super::layer::Settings;
 use super::response::{
     buffer, etag_of, hit, if_none_match, not_modified, stored, Buffered, StoredResponse, UNSHAPED,
 };
+use super::settings::Settings;
 use super::{mark, BYPASS, MISS};
 
 /// The service produced by [`ResponseCacheLayer`](super::ResponseCacheLayer); see there.

@@ -13,12 +13,14 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Script};
 
-use crate::breaker::{Admit, Breaker, Breakers};
+use crate::breaker::{Admit, Breaker};
 use crate::cluster_api::{ClusterClient, RoutingInfo, SingleNodeRoutingInfo};
 use crate::config::Config;
 use crate::error::Error;
 use crate::log::RateLimited;
+use breakers::Breakers;
 
+mod breakers;
 mod budget;
 pub(crate) mod cluster;
 mod commands;
