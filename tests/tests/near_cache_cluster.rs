@@ -1,6 +1,7 @@
 //! The near cache (`local = ...`) on Redis Cluster: local hits happen, and the two-process
 //! coherence promises of `near_cache.rs` hold for keys on every master (one tracking link per
-//! master), and across a master failover (the promoted replica's writes reach the local copy).
+//! master), across a master failover (the promoted replica's writes reach the local copy) and
+//! across resharding (a slot moved to another master).
 
 mod common;
 
@@ -165,6 +166,7 @@ async fn local_hits_and_another_process_write_delete_and_expiry_on_every_master(
         let written = Instant::now();
         let want = format!("{id}-v{v}");
         let took = stale_for(written, Duration::from_secs(2), &want, || profile_a(id)).await;
+        println!("key {id}: overwritten value served {took:?} after the write");
         assert!(
             took <= BOUND,
             "key {id}: the overwritten value was still served {took:?} after the write"
@@ -190,6 +192,7 @@ async fn local_hits_and_another_process_write_delete_and_expiry_on_every_master(
         let deleted = Instant::now();
         let want = format!("{id}-v{v}");
         let took = stale_for(deleted, Duration::from_secs(2), &want, || profile_a(id)).await;
+        println!("key {id}: deleted value served {took:?} after the delete");
         assert!(
             took <= BOUND,
             "key {id}: the deleted value was still served {took:?} after the delete"
@@ -238,7 +241,7 @@ async fn account_d(id: u32) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_master_failover_writes_through_the_promoted_replica_reach_the_local_copy() {
+async fn after_a_failover_and_a_resharding_writes_on_the_new_masters_reach_the_local_copy() {
     let cluster = RedisCluster::start();
     C.install(config(&cluster, "nearf")).unwrap();
     D.install(config(&cluster, "nearf")).unwrap();
@@ -304,5 +307,117 @@ async fn after_a_master_failover_writes_through_the_promoted_replica_reach_the_l
     for &id in &ids {
         warm_local_by("account", account_c_stats, || account_c(id)).await;
         assert_eq!(account_c(id).await, format!("{id}-v2"));
+    }
+
+    // Resharding: the second key's slot moves to the third key's master (`CLUSTER SETSLOT`
+    // steps and `MIGRATE`, as `redis-cli --cluster reshard` does). Another process's write to
+    // the key on its new master reaches C's local copy.
+    let key = account_c_key(&ids[1]).unwrap();
+    let slot = cluster.slot_of(&key);
+    let to = cluster
+        .master_port_for_slot(cluster.slot_of(&account_c_key(&ids[2]).unwrap()))
+        .unwrap();
+    move_slot(&cluster, slot, to).await;
+    println!("slot {slot} of key {} moved to {to}", ids[1]);
+    wait_near_live(&C, Duration::from_secs(15)).await;
+    warm_local_by("account", account_c_stats, || account_c(ids[1])).await;
+    FAILOVER_VERSION.store(3, SeqCst);
+    let want = format!("{}-v3", ids[1]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let written = loop {
+        let at = Instant::now();
+        assert_eq!(account_d_refresh(ids[1]).await, want);
+        if account_d_peek(&ids[1]).await.ok().flatten().as_deref() == Some(want.as_str()) {
+            break at;
+        }
+        assert!(Instant::now() < deadline, "D's write never landed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = stale_for(written, Duration::from_secs(5), &want, || account_c(ids[1])).await;
+    assert!(
+        took <= BOUND,
+        "after resharding, the overwritten value was still served {took:?} after the write"
+    );
+}
+
+/// Moves `slot` (and its keys) to the master at port `to`: `IMPORTING` on the target,
+/// `MIGRATING` on the source, `MIGRATE` of its keys, then `SETSLOT … NODE` on every master.
+async fn move_slot(cluster: &RedisCluster, slot: u16, to: u16) {
+    let from = cluster.master_port_for_slot(slot).expect("slot served");
+    assert_ne!(from, to);
+    let node = |port: u16| {
+        cluster
+            .nodes()
+            .iter()
+            .find(|n| n.port() == port)
+            .expect("a node of the cluster")
+    };
+    let mut src = node(from).conn().await;
+    let mut dst = node(to).conn().await;
+    let myid = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query_async::<String>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    let (src_id, dst_id) = (myid(&mut src).await, myid(&mut dst).await);
+    let () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("IMPORTING")
+        .arg(&src_id)
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+    let () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("MIGRATING")
+        .arg(&dst_id)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    loop {
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(100)
+            .query_async(&mut src)
+            .await
+            .unwrap();
+        if keys.is_empty() {
+            break;
+        }
+        let () = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(to)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query_async(&mut src)
+            .await
+            .unwrap();
+    }
+    for m in cluster.masters() {
+        let mut c = m.conn().await;
+        let () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("NODE")
+            .arg(&dst_id)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.master_port_for_slot(slot) != Some(to) {
+        assert!(Instant::now() < deadline, "slot {slot} not moved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
