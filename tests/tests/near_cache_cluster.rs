@@ -1,7 +1,8 @@
 //! The near cache (`local = ...`) on Redis Cluster: local hits happen, and the two-process
 //! coherence promises of `near_cache.rs` hold for keys on every master (one tracking link per
 //! master), across a master failover (the promoted replica's writes reach the local copy) and
-//! across resharding (a slot moved to another master).
+//! across resharding (a slot moved to another master) and a manual failover (the old master stays
+//! up as a replica).
 
 mod common;
 
@@ -338,6 +339,77 @@ async fn after_a_failover_and_a_resharding_writes_on_the_new_masters_reach_the_l
         took <= BOUND,
         "after resharding, the overwritten value was still served {took:?} after the write"
     );
+
+    // A manual failover (`CLUSTER FAILOVER` on a replica): the old master stays up, now a
+    // replica, and its tracking link with it; writes go to the promoted node.
+    let key = account_c_key(&ids[2]).unwrap();
+    let slot = cluster.slot_of(&key);
+    let old_master = cluster.master_port_for_slot(slot).unwrap();
+    let replica = replica_of(&cluster, old_master).await;
+    warm_local_by("account", account_c_stats, || account_c(ids[2])).await;
+    let mut c = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.port() == replica)
+        .unwrap()
+        .conn()
+        .await;
+    let () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while cluster.master_port_for_slot(slot) != Some(replica) {
+        assert!(Instant::now() < deadline, "manual failover not done");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("manual failover: {replica} took over from {old_master}");
+    FAILOVER_VERSION.store(4, SeqCst);
+    let want = format!("{}-v4", ids[2]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let written = loop {
+        let at = Instant::now();
+        assert_eq!(account_d_refresh(ids[2]).await, want);
+        if account_d_peek(&ids[2]).await.ok().flatten().as_deref() == Some(want.as_str()) {
+            break at;
+        }
+        assert!(Instant::now() < deadline, "D's write never landed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = stale_for(written, Duration::from_secs(5), &want, || account_c(ids[2])).await;
+    assert!(
+        took <= BOUND,
+        "after a manual failover, the overwritten value was still served {took:?} after the write"
+    );
+    wait_near_live(&C, Duration::from_secs(15)).await;
+    warm_local_by("account", account_c_stats, || account_c(ids[2])).await;
+}
+
+/// The port of a replica of the master at `master` (`INFO replication`).
+async fn replica_of(cluster: &RedisCluster, master: u16) -> u16 {
+    let node = cluster.nodes().iter().find(|n| n.port() == master).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut node.conn().await)
+            .await
+            .unwrap();
+        let port = info
+            .lines()
+            .find(|l| l.starts_with("slave0:") && l.contains("state=online"))
+            .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("port=")))
+            .and_then(|p| p.parse().ok());
+        if let Some(port) = port {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no online replica of {master}:\n{info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Moves `slot` (and its keys) to the master at port `to`: `IMPORTING` on the target,
