@@ -99,6 +99,13 @@ pub(crate) struct Near {
     next_link: AtomicU64,
 }
 
+/// What happened to one link (sync points in `synced` units).
+enum LinkEvent {
+    Up(u64),
+    Synced(u64),
+    Down,
+}
+
 /// One link's state: whether its tracking is on, and its own last sync point (`synced` units).
 struct Link {
     id: u64,
@@ -331,21 +338,22 @@ impl Near {
     /// earlier write).
     fn link_up(&self, id: u64, at: Instant) {
         self.flush();
-        self.update_link(id, Some(self.nanos(at).max(1)));
+        self.update_link(id, LinkEvent::Up(self.nanos(at).max(1)));
     }
 
-    /// Every invalidation the link's node sent for writes before `at` has been applied.
+    /// Every invalidation the link's node sent for writes before `at` has been applied. Ignored
+    /// for a link that is not up (only `link_up`, which flushes, brings a link up).
     fn link_synced(&self, id: u64, at: Instant) {
-        self.update_link(id, Some(self.nanos(at).max(1)));
+        self.update_link(id, LinkEvent::Synced(self.nanos(at).max(1)));
     }
 
     /// The link is lost: the tier goes dark and is emptied.
     fn link_down(&self, id: u64) {
-        self.update_link(id, None);
+        self.update_link(id, LinkEvent::Down);
         self.flush();
     }
 
-    fn update_link(&self, id: u64, synced: Option<u64>) {
+    fn update_link(&self, id: u64, event: LinkEvent) {
         let Ok(mut links) = self.links.lock() else {
             return;
         };
@@ -353,12 +361,14 @@ impl Near {
             // Removed (its master left the map, or the tier went dark): not a proof of anything.
             return;
         };
-        match synced {
-            Some(at) => {
+        match event {
+            LinkEvent::Up(at) => {
                 link.healthy = true;
-                link.synced = link.synced.max(at);
+                link.synced = at;
             }
-            None => {
+            LinkEvent::Synced(at) if link.healthy => link.synced = link.synced.max(at),
+            LinkEvent::Synced(_) => return,
+            LinkEvent::Down => {
                 link.healthy = false;
                 link.synced = 0;
             }
@@ -492,6 +502,14 @@ mod tests {
         // A removed link's late report changes nothing.
         n.link_down(a);
         assert!(n.is_live(), "a removed link is ignored");
+        n.link_down(c);
+        n.link_synced(c, Instant::now());
+        assert!(
+            !n.is_live(),
+            "a link that is down is brought up only by link_up"
+        );
+        n.link_up(c, Instant::now());
+        assert!(n.is_live());
         n.go_dark();
         n.link_up(c, Instant::now());
         assert!(!n.is_live(), "going dark forgets every link");
