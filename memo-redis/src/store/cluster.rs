@@ -117,6 +117,9 @@ pub(crate) struct Nodes {
     pub(crate) open: AtomicUsize,
     /// Serializes map updates (rare: once per connection rebuild).
     updating: Mutex<()>,
+    /// Notified when an update changed the map (the near cache's topology watch reads the
+    /// cluster's map again at once).
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Nodes {
@@ -137,6 +140,7 @@ impl Nodes {
             len: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             updating: Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -236,14 +240,18 @@ impl Nodes {
             return;
         };
         let mut serving = vec![false; MAX_NODES];
+        let mut moved = false;
         for (first, last, addr) in ranges {
             let Some(i) = self.index_of(addr) else {
                 continue;
             };
             serving[usize::from(i)] = true;
             for slot in *first..=(*last).min(SLOTS - 1) {
-                self.owner[usize::from(slot)].store(i, Ordering::Release);
+                moved |= self.owner[usize::from(slot)].swap(i, Ordering::AcqRel) != i;
             }
+        }
+        if moved {
+            self.changed.notify_one();
         }
         if ranges.is_empty() {
             return;
