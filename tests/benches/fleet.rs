@@ -7,6 +7,10 @@
 //! cargo bench -p memo-redis-tests --bench fleet -- --smoke           # tiny, for CI (< 2 s)
 //! ```
 //!
+//! Options (comma lists run every combination): `--clients N,..`, `--rates W,..` (writes/s),
+//! `--modes none,bcast,keys,own`, `--keyspace K`, `--working-set S`, `--secs T` (the window).
+//! Figures and the projection to 500 processes: docs/near-cache.md, "A fleet".
+//!
 //! Smoke mode is also selected by `MEMO_BENCH_SMOKE=1`, and when the binary is run without the
 //! `--bench` flag that `cargo bench` passes (e.g. by `cargo test --benches`).
 //!
