@@ -25,7 +25,7 @@
 //! A second scenario (`throughput/zipf.rs`) reads a Zipf-distributed keyspace (s = 1, 100 000
 //! keys) through raw `GET`, `#[redis_cache]`, the near cache, the batch companion `f_many`
 //! (against a raw `MGET`) and the `cached` crate; a third (`throughput/conns.rs`) compares one
-//! multiplexed connection with several (`max_connections`). Both are interleaved the same way;
+//! multiplexed connection with several (the removed `max_connections`). Both are interleaved the same way;
 //! `MEMO_BENCH_SKIP=zipf,conns` leaves them out.
 //!
 //! Smoke mode is also selected by `MEMO_BENCH_SMOKE=1` and when the binary runs without the

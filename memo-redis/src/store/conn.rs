@@ -1,9 +1,6 @@
 //! The connection of one cache (a node or a whole cluster), the client it is opened with (TLS
 //! when compiled in), and when a failure means the cluster's topology changed.
 
-use std::cell::Cell;
-use std::sync::Arc;
-
 use redis::aio::ConnectionManager;
 use redis::{Cmd, RedisFuture, Value};
 
@@ -44,37 +41,6 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-/// What a cache holds: `REDIS_MAX_CONNECTIONS` multiplexed connections to a single node (one by
-/// default), or one cluster connection (itself one multiplexed connection per node).
-#[derive(Clone)]
-pub(crate) enum Conns {
-    Single(Arc<[ConnectionManager]>),
-    Cluster(ClusterConnection),
-}
-
-impl Conns {
-    /// The connection for the next operation: round robin over a single node's connections, per
-    /// thread (no counter shared between threads), so concurrent calls spread over all of them.
-    pub(crate) fn pick(&self) -> Conn {
-        match self {
-            Conns::Single(managers) => {
-                let i = if managers.len() > 1 {
-                    thread_local!(static NEXT: Cell<usize> = const { Cell::new(0) });
-                    NEXT.with(|next| {
-                        let i = next.get();
-                        next.set(i.wrapping_add(1));
-                        i % managers.len()
-                    })
-                } else {
-                    0
-                };
-                Conn::Single(managers[i].clone())
-            }
-            Conns::Cluster(c) => Conn::Cluster(c.clone()),
         }
     }
 }

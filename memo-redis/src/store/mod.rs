@@ -32,7 +32,7 @@ mod probe;
 pub(crate) use budget::Budget;
 pub(crate) use commands::{evalsha, WriteFailed};
 use conn::needs_topology_refresh;
-pub(crate) use conn::{open_client, Conn, Conns, Target};
+pub(crate) use conn::{open_client, Conn, Target};
 use fault::Refusal;
 pub(crate) use fault::{classify, Fault};
 
@@ -47,9 +47,7 @@ pub(crate) struct Store {
     /// When the cluster connection was last dropped for a rebuild (ms since `created`).
     cluster_rebuilt_ms: std::sync::atomic::AtomicU64,
     created: std::time::Instant,
-    conn: Arc<RwLock<Option<Conns>>>,
-    /// Multiplexed connections to a single node (`REDIS_MAX_CONNECTIONS`); a cluster has one.
-    connections: usize,
+    conn: Arc<RwLock<Option<Conn>>>,
     op_timeout: Duration,
     pub(crate) breaker: Breakers,
     errors_log: RateLimited,
@@ -133,11 +131,6 @@ impl Store {
             cluster_rebuilt_ms: std::sync::atomic::AtomicU64::new(0),
             created: std::time::Instant::now(),
             conn: Arc::new(RwLock::new(None)),
-            // A cluster connection is one multiplexed connection per node already.
-            connections: match config.cluster_nodes.is_empty() {
-                true => usize::try_from(config.max_connections).unwrap_or(1).max(1),
-                false => 1,
-            },
             op_timeout: config.op_timeout,
             breaker: Breakers::new(
                 config.breaker_threshold,
@@ -154,8 +147,7 @@ impl Store {
     }
 
     fn cached_connection(&self) -> Option<Conn> {
-        let guard = self.conn.read().ok()?;
-        Some(guard.as_ref()?.pick())
+        self.conn.read().ok().and_then(|guard| guard.clone())
     }
 
     /// The connection, created on first use. A single node's manager connects lazily by
@@ -169,20 +161,14 @@ impl Store {
                 redis::RedisError::from((redis::ErrorKind::Client, "connection lock poisoned"))
             })?;
             if let Some(c) = guard.as_ref() {
-                return Ok(c.pick());
+                return Ok(c.clone());
             }
-            let managers = (0..self.connections)
-                .map(|_| {
-                    ConnectionManager::new_lazy_with_config(
-                        self.client.clone(),
-                        self.manager_config.clone(),
-                    )
-                })
-                .collect::<Result<Arc<[_]>, _>>()?;
-            let c = Conns::Single(managers);
-            let picked = c.pick();
-            *guard = Some(c);
-            return Ok(picked);
+            let c = Conn::Single(ConnectionManager::new_lazy_with_config(
+                self.client.clone(),
+                self.manager_config.clone(),
+            )?);
+            *guard = Some(c.clone());
+            return Ok(c);
         };
         let created = tokio::time::timeout(limit, async {
             let _init = self.cluster_init.lock().await;
@@ -193,10 +179,11 @@ impl Store {
             if let Some(nodes) = &self.breaker.nodes {
                 cluster::read_slot_map(&mut c, nodes).await;
             }
+            let c = Conn::Cluster(c);
             if let Ok(mut guard) = self.conn.write() {
-                *guard = Some(Conns::Cluster(c.clone()));
+                *guard = Some(c.clone());
             }
-            Ok::<Conn, Error>(Conn::Cluster(c))
+            Ok::<Conn, Error>(c)
         })
         .await;
         match created {
@@ -338,16 +325,13 @@ impl Store {
             self.failed(picked, &e);
             return Err(e);
         }
-        // The retry goes to the connection that failed (now reconnecting), not to the next of
-        // several: each of them died with the server, and each is retried on its first use.
-        let same = (self.connections > 1).then(|| conn.clone());
         let mut result = tokio::time::timeout_at(deadline, op(conn)).await;
         if let Ok(Err(e)) = &result {
             if (e.is_io_error() || e.is_connection_dropped())
                 && deadline.saturating_duration_since(tokio::time::Instant::now())
                     >= Duration::from_millis(1)
             {
-                if let Some(conn) = same.or_else(|| self.cached_connection()) {
+                if let Some(conn) = self.cached_connection() {
                     result = tokio::time::timeout_at(deadline, op(conn)).await;
                 }
             }
@@ -427,7 +411,7 @@ impl Store {
                     cluster::read_slot_map(&mut c, nodes).await;
                 }
                 if let Ok(mut guard) = slot.write() {
-                    *guard = Some(Conns::Cluster(c));
+                    *guard = Some(Conn::Cluster(c));
                 }
                 Ok::<(), redis::RedisError>(())
             })

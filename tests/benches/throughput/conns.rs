@@ -1,30 +1,21 @@
 //! The connections scenario (issue 17, `REDIS_MAX_CONNECTIONS`): does spreading the calls over
 //! several multiplexed connections raise hit throughput, or is one connection enough? Raw
 //! redis-rs `GET`s through 1, 2 and 4 `ConnectionManager`s (task `i` uses connection `i mod n`),
-//! and `#[redis_cache]` hits on the main scenario's cache (one connection) and on a cache with
-//! `max_connections(4)`, each task reading its own key as in the main scenario, at 64 and 256
-//! tasks, interleaved.
+//! and `#[redis_cache]` hits on the main scenario's cache (one connection), each task reading its
+//! own key as in the main scenario, at 64 and 256 tasks, interleaved. (A prototype of
+//! `max_connections(4)` as four round-robin connections, measured as a sixth row here, served
+//! 0.51–0.80× the hits of one connection: the setting was removed; docs/benchmarks.md.)
 
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use memo_redis::{redis_cache, Cache, Config};
 use redis::aio::ConnectionManager;
 use tokio::runtime::Runtime;
 
 use super::scenario::{self, Task};
 use super::{fmt_dur, fmt_rate, memo_profile, memo_profile_key, ratio, spread, Cell, Plan};
-use crate::common::{profile, Profile};
-
-static POOLED: Cache = Cache::from_env();
-
-/// `memo_profile` on a cache with [`MAX_CONNS`] connections.
-#[redis_cache(cache = POOLED, ttl = 300)]
-async fn pooled_profile(id: u64) -> Profile {
-    profile(id)
-}
 
 const CONCURRENCY: [usize; 2] = [64, 256];
 /// Connections of the widest raw contender.
@@ -35,17 +26,9 @@ enum C {
     /// Raw `GET`s over this many connections.
     Raw(usize),
     Memo,
-    /// `#[redis_cache]` on a cache with `max_connections(MAX_CONNS)`.
-    MemoPooled,
 }
 
-const CONTENDERS: &[C] = &[
-    C::Raw(1),
-    C::Raw(2),
-    C::Raw(MAX_CONNS),
-    C::Memo,
-    C::MemoPooled,
-];
+const CONTENDERS: &[C] = &[C::Raw(1), C::Raw(2), C::Raw(MAX_CONNS), C::Memo];
 
 impl C {
     fn label(self) -> String {
@@ -55,7 +38,6 @@ impl C {
                 format!("raw redis-rs GET, {n} connections (task i: connection i mod {n})")
             }
             C::Memo => "`#[redis_cache]` hit (1 connection)".into(),
-            C::MemoPooled => format!("`#[redis_cache]` hit, `max_connections({MAX_CONNS})`"),
         }
     }
 }
@@ -72,7 +54,7 @@ impl scenario::Contender for C {
     fn conn(self, ctx: &Ctx, index: u64) -> ConnectionManager {
         let n = match self {
             C::Raw(n) => n,
-            C::Memo | C::MemoPooled => 1,
+            C::Memo => 1,
         };
         ctx.raws[index as usize % n].clone()
     }
@@ -91,9 +73,6 @@ impl scenario::Contender for C {
                 C::Memo => {
                     black_box(memo_profile(task.index).await);
                 }
-                C::MemoPooled => {
-                    black_box(pooled_profile(task.index).await);
-                }
             }
             1
         }
@@ -110,19 +89,7 @@ pub struct Report {
 /// Runs the cells on the main scenario's primed keys (ids `0..256`).
 pub fn run(rt: &Runtime, plan: &Plan, url: &str) -> Report {
     let tasks = *CONCURRENCY.iter().max().unwrap_or(&256) as u64;
-    POOLED
-        .install(
-            Config::builder()
-                .url(url)
-                .max_connections(MAX_CONNS as u32)
-                .build()
-                .expect("config"),
-        )
-        .expect("install POOLED");
     let ctx = rt.block_on(async {
-        for id in 0..tasks {
-            assert_eq!(pooled_profile(id).await, profile(id));
-        }
         let mut raws = Vec::new();
         for _ in 0..MAX_CONNS {
             let client = redis::Client::open(url).expect("client");
@@ -171,16 +138,15 @@ impl Report {
             }
         }
         let idx = |c: C| CONTENDERS.iter().position(|&x| x == c);
-        println!("\n| tasks | raw, 2 connections / 1 | raw, {MAX_CONNS} connections / 1 | `#[redis_cache]` / raw, 1 connection | `#[redis_cache]`, {MAX_CONNS} connections / 1 connection |");
-        println!("|---:|---:|---:|---:|---:|");
+        println!("\n| tasks | raw, 2 connections / 1 | raw, {MAX_CONNS} connections / 1 | `#[redis_cache]` / raw, 1 connection |");
+        println!("|---:|---:|---:|---:|");
         for (ci, &tasks) in CONCURRENCY.iter().enumerate() {
             let cells = &self.cells[ci];
             println!(
-                "| {tasks} | {} | {} | {} | {} |",
+                "| {tasks} | {} | {} | {} |",
                 ratio(cells, idx(C::Raw(2)), idx(C::Raw(1))),
                 ratio(cells, idx(C::Raw(MAX_CONNS)), idx(C::Raw(1))),
                 ratio(cells, idx(C::Memo), idx(C::Raw(1))),
-                ratio(cells, idx(C::MemoPooled), idx(C::Memo)),
             );
         }
         println!();
