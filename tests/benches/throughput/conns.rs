@@ -6,7 +6,6 @@
 //! `max_connections(4)` as four round-robin connections, measured as a sixth row here, served
 //! 0.51–0.80× the hits of one connection: the setting was removed; docs/benchmarks.md.)
 
-use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,23 +58,21 @@ impl scenario::Contender for C {
         ctx.raws[index as usize % n].clone()
     }
 
-    fn call<'a>(self, ctx: &'a Ctx, task: &'a mut Task) -> impl Future<Output = u64> + Send + 'a {
-        async move {
-            match self {
-                C::Raw(_) => {
-                    let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg(&*ctx.keys[task.index as usize])
-                        .query_async(&mut task.conn)
-                        .await
-                        .expect("raw GET of a primed key");
-                    black_box(bytes);
-                }
-                C::Memo => {
-                    black_box(memo_profile(task.index).await);
-                }
+    async fn call<'a>(self, ctx: &'a Ctx, task: &'a mut Task) -> u64 {
+        match self {
+            C::Raw(_) => {
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(&*ctx.keys[task.index as usize])
+                    .query_async(&mut task.conn)
+                    .await
+                    .expect("raw GET of a primed key");
+                black_box(bytes);
             }
-            1
+            C::Memo => {
+                black_box(memo_profile(task.index).await);
+            }
         }
+        1
     }
 }
 

@@ -15,7 +15,6 @@
 //! of a round sees the same key sequences. Interleaved like the main scenario: each round runs
 //! every (concurrency, contender) cell for one slice, rotating the order.
 
-use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,54 +106,52 @@ impl scenario::Contender for Z {
         ctx.raw.clone()
     }
 
-    fn call<'a>(self, ctx: &'a Ctx, task: &'a mut Task) -> impl Future<Output = u64> + Send + 'a {
-        async move {
-            let (conn, rng) = (&mut task.conn, &mut task.rng);
-            match self {
-                Z::Raw => {
-                    let id = ctx.zipf.sample(rng);
-                    let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg(&*ctx.keys[id as usize])
-                        .query_async(conn)
+    async fn call<'a>(self, ctx: &'a Ctx, task: &'a mut Task) -> u64 {
+        let (conn, rng) = (&mut task.conn, &mut task.rng);
+        match self {
+            Z::Raw => {
+                let id = ctx.zipf.sample(rng);
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(&*ctx.keys[id as usize])
+                    .query_async(conn)
+                    .await
+                    .expect("raw GET of a primed key");
+                black_box(bytes);
+                1
+            }
+            Z::Memo => {
+                black_box(memo_profile(ctx.zipf.sample(rng)).await);
+                1
+            }
+            Z::Near => {
+                black_box(near_profile(ctx.zipf.sample(rng)).await);
+                1
+            }
+            Z::Batch => {
+                let ids: Vec<u64> = (0..BATCH).map(|_| ctx.zipf.sample(rng)).collect();
+                black_box(memo_profile_many(ids).await);
+                BATCH as u64
+            }
+            Z::RawMget => {
+                let mut cmd = redis::cmd("MGET");
+                for _ in 0..BATCH {
+                    cmd.arg(&*ctx.keys[ctx.zipf.sample(rng) as usize]);
+                }
+                let values: Vec<Option<Vec<u8>>> = cmd
+                    .query_async(conn)
+                    .await
+                    .expect("raw MGET of primed keys");
+                black_box(values);
+                BATCH as u64
+            }
+            Z::Cached => {
+                #[cfg(feature = "peer-bench")]
+                black_box(
+                    super::cached_profile(ctx.zipf.sample(rng))
                         .await
-                        .expect("raw GET of a primed key");
-                    black_box(bytes);
-                    1
-                }
-                Z::Memo => {
-                    black_box(memo_profile(ctx.zipf.sample(rng)).await);
-                    1
-                }
-                Z::Near => {
-                    black_box(near_profile(ctx.zipf.sample(rng)).await);
-                    1
-                }
-                Z::Batch => {
-                    let ids: Vec<u64> = (0..BATCH).map(|_| ctx.zipf.sample(rng)).collect();
-                    black_box(memo_profile_many(ids).await);
-                    BATCH as u64
-                }
-                Z::RawMget => {
-                    let mut cmd = redis::cmd("MGET");
-                    for _ in 0..BATCH {
-                        cmd.arg(&*ctx.keys[ctx.zipf.sample(rng) as usize]);
-                    }
-                    let values: Vec<Option<Vec<u8>>> = cmd
-                        .query_async(conn)
-                        .await
-                        .expect("raw MGET of primed keys");
-                    black_box(values);
-                    BATCH as u64
-                }
-                Z::Cached => {
-                    #[cfg(feature = "peer-bench")]
-                    black_box(
-                        super::cached_profile(ctx.zipf.sample(rng))
-                            .await
-                            .expect("cached hit"),
-                    );
-                    1
-                }
+                        .expect("cached hit"),
+                );
+                1
             }
         }
     }
