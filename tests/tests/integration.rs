@@ -53,6 +53,8 @@ mod lock_reply;
 mod memoize;
 #[path = "near_cache_review.rs"]
 mod near_cache_review;
+#[path = "near_values.rs"]
+mod near_values;
 #[path = "stats_companion.rs"]
 mod stats_companion;
 #[path = "typed_handle.rs"]
