@@ -149,3 +149,45 @@ async fn a_kept_value_of_another_type_under_the_key_is_a_miss_not_a_wrong_value(
     );
     assert_eq!(after.misses, before.misses, "the Redis entry served it");
 }
+
+static PACKED: Cache = Cache::from_env();
+
+#[redis_cache(cache = PACKED, ttl = 300, local = "60s")]
+async fn packed(n: u64) -> String {
+    "w".repeat(n as usize)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_entry_weighs_what_it_decodes_to() {
+    // Kept decoded, a compressed entry takes its decompressed size in memory: the byte bound
+    // counts that, not the few bytes Redis stores.
+    let server = RedisServer::start();
+    let config = Config::builder()
+        .url(server.url())
+        .namespace("values-packed")
+        .compress_min_bytes(64)
+        .build()
+        .expect("valid config");
+    PACKED.install(config).unwrap();
+    assert_eq!(packed(5000).await.len(), 5000);
+    wait_near_live(&PACKED, Duration::from_secs(5)).await;
+    // A late invalidation of our own first write may drop the first copy (allowed: it only
+    // costs a read); warm again until one is held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let state = loop {
+        warm_local_by("packed", packed_stats, || packed(5000)).await;
+        match PACKED.near_cache() {
+            Some(state) if state.entries == 1 => break state,
+            _ => assert!(std::time::Instant::now() < deadline, "no copy held"),
+        }
+    };
+
+    let key = packed_key(&5000).unwrap();
+    let stored = common::raw_get(&server, &key).await.expect("stored");
+    assert!(stored.len() < 1000, "compressed: {} bytes", stored.len());
+    assert!(
+        state.bytes >= (key.len() + 5000 + 180) as u64,
+        "weighed {} bytes for a 5000-byte value",
+        state.bytes
+    );
+}

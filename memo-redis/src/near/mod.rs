@@ -27,7 +27,7 @@
 //! function's value type under the same key) is a miss, never a wrong value.
 //!
 //! Bounds: the tier is weighted by key + the encoded bytes the value was decoded from
-//! (`REDIS_LOCAL_MAX_BYTES`); each entry lives at most the function's `local` cap, the Redis
+//! (decompressed; `REDIS_LOCAL_MAX_BYTES`); each entry lives at most the function's `local` cap, the Redis
 //! key's remaining `PTTL` and its fresh TTL.
 //!
 //! Here: the tier (entries, stripes, tickets, the sync bound). The tracking task is `track.rs`;

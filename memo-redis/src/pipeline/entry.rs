@@ -21,6 +21,9 @@ pub(crate) struct Meta {
     pub(crate) written_at_ms: u64,
     pub(crate) compute_ms: u32,
     pub(crate) is_none: bool,
+    /// The entry's length with its payload decompressed: what a decoded copy of it is weighed
+    /// as in the near tier.
+    pub(crate) len: usize,
 }
 
 /// The value of an entry (`None`: a cached `None`) and its metadata. `Err` says why the bytes
@@ -43,11 +46,19 @@ pub(crate) fn decode_value<V: DeserializeOwned>(
         written_at_ms: env.written_at_ms,
         compute_ms: env.compute_ms,
         is_none: env.is_none(),
+        len: bytes.len(),
     };
     if env.is_none() {
         return Ok((None, meta));
     }
     let payload = env.decompressed(max_len).map_err(|e| e.to_string())?;
+    let meta = Meta {
+        len: bytes
+            .len()
+            .saturating_sub(env.payload.len())
+            .saturating_add(payload.len()),
+        ..meta
+    };
     Ok((Some(env.codec.decode::<V>(&payload)?), meta))
 }
 

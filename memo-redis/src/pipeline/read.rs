@@ -117,7 +117,9 @@ where
                         if let (Some(near), Some(life)) =
                             (inner.near(), local_life(rules, inner, meta, pttl))
                         {
-                            near.fill(ticket, target.key, held, bytes.len(), life);
+                            // Weighed as the entry decompressed: a compressed entry decodes to
+                            // more than it stores.
+                            near.fill(ticket, target.key, held, meta.len.max(bytes.len()), life);
                         }
                     }
                     let counter = match (refresh, fresh) {
