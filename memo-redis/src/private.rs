@@ -6,7 +6,7 @@ pub mod bench;
 pub use crate::invalidate::invalidate_all;
 pub use crate::key::{KeyArg, KeyDigest, TemplateWriter};
 pub use crate::pipeline::{evict, key_string};
-pub use crate::shape::{CacheValue, Opt, Plain, Res, ResOpt, Shape};
+pub use crate::shape::{CacheValue, Held, Kept, LocalValue, Opt, Plain, Res, ResOpt, Shape};
 pub use crate::site::Site;
 pub use crate::spec::key::{custom_key, digest_key, template_key, Key};
 pub use crate::spec::{Spec, Ttl};
@@ -16,6 +16,11 @@ pub use crate::CodecKind;
 /// Compile-time check that a cached value type can be stored and read back.
 #[inline(always)]
 pub fn value_type<T: CacheValue>() {}
+
+/// Compile-time check that the value type of a `local = ...` function can be kept decoded by
+/// the near tier (`Clone + Send + Sync + 'static`).
+#[inline(always)]
+pub fn local_value<T: LocalValue>() {}
 
 /// The key of one call, or why it could not be computed.
 pub type KeyResult = Result<Key, crate::Error>;

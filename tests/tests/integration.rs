@@ -57,6 +57,8 @@ mod memoize;
 mod near_cache_review;
 #[path = "round_trips.rs"]
 mod round_trips;
+#[path = "near_values.rs"]
+mod near_values;
 #[path = "stats_companion.rs"]
 mod stats_companion;
 #[path = "typed_handle.rs"]

@@ -244,11 +244,18 @@ fn many_item(
 /// spanned at the same token, so a missing bound is reported once, here (rustc drops errors
 /// implied by an earlier one at the same span in the same function). A key argument's bound is
 /// checked once, where the key function hashes it (`digest_arg`).
+///
+/// A function with `local = ...` also checks that the near tier can keep its values decoded
+/// (`local_value`: `Clone + Send + Sync + 'static`).
 fn value_check(r: &Resolved) -> Option<TokenStream> {
     let v = r.value_ty.as_ref()?;
     let at = anchor(v);
     let ty = relocate(v.to_token_stream(), at);
-    Some(quote_spanned!(at=> ::memo_redis::__private::value_type::<#ty>();))
+    let local = r
+        .local_ms
+        .is_some()
+        .then(|| quote_spanned!(at=> ::memo_redis::__private::local_value::<#ty>();));
+    Some(quote_spanned!(at=> ::memo_redis::__private::value_type::<#ty>(); #local))
 }
 
 /// `#site.#method(#args).await`, every token of the call at `at` (see

@@ -31,7 +31,11 @@ pub fn spec_item(p: &Parts<'_>) -> TokenStream {
     let sig_str = format!("({}) -> {}", param_tys.join(", "), ret.to_token_stream());
 
     let shape_ident = format_ident!("{}", r.shape.ident(), span = value_at);
-    let shape = quote_spanned!(value_at=> ::memo_redis::__private::#shape_ident);
+    let mut shape = quote_spanned!(value_at=> ::memo_redis::__private::#shape_ident);
+    if r.local_ms.is_some() {
+        // The near tier keeps this function's values decoded (the value type must be `Clone`).
+        shape = quote_spanned!(value_at=> ::memo_redis::__private::Kept<#shape>);
+    }
     // Traces the cached value type's serde shape (once per type) for the key's fingerprint. Picked
     // by autoref (`shape_fn!`), so a non-serde type is reported once, by `value_type`.
     // With `shape = ...` on an alias, only the policy knows the value type exactly.

@@ -22,14 +22,19 @@
 //! polled, a caller spinning on local hits without yielding) nothing is served locally, so the
 //! old value of a key written meanwhile is never served past that bound either.
 //!
+//! Entries are kept decoded ([`Held`]: the function's `Option<V>` behind an `Arc<dyn Any>`), so a
+//! local hit is a table lookup, a downcast and a clone of the value; a downcast that fails (another
+//! function's value type under the same key) is a miss, never a wrong value.
+//!
 //! On Redis Cluster (`near/cluster.rs`) there is one such tracking connection per master, and a
 //! topology watch that reads `CLUSTER SLOTS` every heartbeat: each of them is a *link* whose own
 //! sync point the tier keeps, and the tier's sync point is the oldest of them, so entries are
 //! served only while every master's link and the topology proved sync within the bound. Any link
 //! coming up or going down, and any change of the slot map, flushes the whole tier.
 //!
-//! Bounds: the tier is weighted by key + value bytes (`REDIS_LOCAL_MAX_BYTES`); each entry lives
-//! at most the function's `local` cap, the Redis key's remaining `PTTL` and its fresh TTL.
+//! Bounds: the tier is weighted by key + the encoded bytes the value was decoded from
+//! (decompressed; `REDIS_LOCAL_MAX_BYTES`); each entry lives at most the function's `local` cap, the Redis
+//! key's remaining `PTTL` and its fresh TTL.
 //!
 //! Here: the tier (entries, stripes, tickets, the sync bound). The tracking task is `track.rs`;
 //! how a cache creates and reports its tier is `cache/near.rs`.
@@ -42,6 +47,7 @@ use redis::{PushInfo, PushKind, Value};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::shape::Held;
 
 mod cluster;
 mod track;
@@ -60,7 +66,9 @@ const ENTRY_OVERHEAD: usize = 180;
 
 #[derive(Clone)]
 struct Local {
-    bytes: Arc<[u8]>,
+    value: Held,
+    /// The length of the encoded entry the value was decoded from: its weight.
+    len: usize,
     expires: Instant,
 }
 
@@ -69,7 +77,7 @@ struct Weigh;
 
 impl quick_cache::Weighter<Box<str>, Local> for Weigh {
     fn weight(&self, key: &Box<str>, val: &Local) -> u64 {
-        (key.len() + val.bytes.len() + ENTRY_OVERHEAD) as u64
+        (key.len() + val.len + ENTRY_OVERHEAD) as u64
     }
 }
 
@@ -191,9 +199,9 @@ impl Near {
         }
     }
 
-    /// The locally held entry for `key`, if the tier is live and the entry has not expired.
+    /// The locally held value for `key`, if the tier is live and the entry has not expired.
     #[inline]
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Held> {
         if !self.healthy.load(Ordering::Acquire) {
             return None;
         }
@@ -206,7 +214,7 @@ impl Near {
             let _ = self.entries.remove_if(key, |l| l.expires <= Instant::now());
             return None;
         }
-        Some(local.bytes)
+        Some(local.value)
     }
 
     fn nanos(&self, at: Instant) -> u64 {
@@ -249,10 +257,11 @@ impl Near {
             && self.stripes[t.stripe].load(Ordering::SeqCst) == t.seen
     }
 
-    /// Stores what a read taken under `ticket` returned, for at most `life` counted from the
-    /// ticket (before the read was sent), unless an invalidation or a flush came in between
-    /// (checked again after the insert, so one that races the insert removes the entry).
-    pub(crate) fn fill(&self, ticket: Ticket, key: &str, bytes: Arc<[u8]>, life: Duration) {
+    /// Stores what a read taken under `ticket` returned (`value`, decoded from `len` encoded
+    /// bytes: its weight), for at most `life` counted from the ticket (before the read was
+    /// sent), unless an invalidation or a flush came in between (checked again after the
+    /// insert, so one that races the insert removes the entry).
+    pub(crate) fn fill(&self, ticket: Ticket, key: &str, value: Held, len: usize, life: Duration) {
         if life.is_zero() || !self.unchanged(&ticket) {
             return;
         }
@@ -262,7 +271,14 @@ impl Near {
         if expires <= Instant::now() {
             return;
         }
-        self.entries.insert(key.into(), Local { bytes, expires });
+        self.entries.insert(
+            key.into(),
+            Local {
+                value,
+                len,
+                expires,
+            },
+        );
         if !self.unchanged(&ticket) {
             self.entries.remove(key);
         }
@@ -440,6 +456,16 @@ mod tests {
         live_with(1 << 20)
     }
 
+    /// A held copy of `bytes` (as the tier holds a function's `Option<V>`).
+    fn held(bytes: &[u8]) -> Held {
+        Arc::new(Some(bytes.to_vec()))
+    }
+
+    /// What `n` serves for `key`, as the bytes `held` was made of.
+    fn got(n: &Near, key: &str) -> Option<Vec<u8>> {
+        n.get(key)?.downcast_ref::<Option<Vec<u8>>>()?.clone()
+    }
+
     #[test]
     fn nothing_is_served_when_the_last_sync_point_is_older_than_the_bound() {
         // Generous against a stall between two lines on a loaded machine.
@@ -447,8 +473,8 @@ mod tests {
         n.mark_synced(Instant::now());
         n.healthy.store(true, Ordering::SeqCst);
         let t = n.ticket("ns:a").unwrap();
-        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
-        assert_eq!(n.get("ns:a").as_deref(), Some(&b"v"[..]));
+        n.fill(t, "ns:a", held(b"v"), 1, Duration::from_secs(60));
+        assert_eq!(got(&n, "ns:a").as_deref(), Some(&b"v"[..]));
         std::thread::sleep(Duration::from_millis(250));
         assert!(
             n.get("ns:a").is_none(),
@@ -456,7 +482,7 @@ mod tests {
         );
         assert!(!n.is_live());
         n.mark_synced(Instant::now());
-        assert_eq!(n.get("ns:a").as_deref(), Some(&b"v"[..]), "in sync again");
+        assert_eq!(got(&n, "ns:a").as_deref(), Some(&b"v"[..]), "in sync again");
     }
 
     #[test]
@@ -520,7 +546,7 @@ mod tests {
         let n = live();
         let t = n.ticket("ns:a").unwrap();
         n.invalidate(b"ns:a");
-        n.fill(t, "ns:a", Arc::from(&b"old"[..]), Duration::from_secs(60));
+        n.fill(t, "ns:a", held(b"old"), 3, Duration::from_secs(60));
         assert!(n.get("ns:a").is_none());
     }
 
@@ -529,7 +555,7 @@ mod tests {
         let n = live();
         let t = n.ticket("ns:a").unwrap();
         n.flush();
-        n.fill(t, "ns:a", Arc::from(&b"old"[..]), Duration::from_secs(60));
+        n.fill(t, "ns:a", held(b"old"), 3, Duration::from_secs(60));
         assert!(n.get("ns:a").is_none());
     }
 
@@ -537,8 +563,8 @@ mod tests {
     fn an_undisturbed_read_fills_and_is_served_until_invalidated() {
         let n = live();
         let t = n.ticket("ns:a").unwrap();
-        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
-        assert_eq!(n.get("ns:a").as_deref(), Some(&b"v"[..]));
+        n.fill(t, "ns:a", held(b"v"), 1, Duration::from_secs(60));
+        assert_eq!(got(&n, "ns:a").as_deref(), Some(&b"v"[..]));
         n.invalidate(b"ns:a");
         assert!(n.get("ns:a").is_none());
     }
@@ -547,7 +573,7 @@ mod tests {
     fn nothing_is_served_or_stored_while_dark() {
         let n = live();
         let t = n.ticket("ns:a").unwrap();
-        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
+        n.fill(t, "ns:a", held(b"v"), 1, Duration::from_secs(60));
         n.go_dark();
         assert!(n.get("ns:a").is_none());
         assert!(n.ticket("ns:a").is_none());
@@ -559,7 +585,7 @@ mod tests {
     fn entries_expire_and_the_byte_bound_holds() {
         let n = live();
         let t = n.ticket("ns:a").unwrap();
-        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_millis(1));
+        n.fill(t, "ns:a", held(b"v"), 1, Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(5));
         assert!(n.get("ns:a").is_none());
 
@@ -567,7 +593,7 @@ mod tests {
         for i in 0..10_000 {
             let key = format!("ns:{i}");
             let t = small.ticket(&key).unwrap();
-            small.fill(t, &key, Arc::from(vec![0u8; 100]), Duration::from_secs(60));
+            small.fill(t, &key, held(&[0u8; 100]), 100, Duration::from_secs(60));
         }
         assert!(small.entries.weight() <= 64 * 1024);
         // Independent of the weigher: each entry weighs at least 4 key bytes ("ns:0") + 100 value
@@ -579,13 +605,24 @@ mod tests {
     fn an_entry_weighs_its_key_its_value_and_180_bytes() {
         let n = live();
         let t = n.ticket("ns:abc").unwrap();
+        n.fill(t, "ns:abc", held(&[7u8; 100]), 100, Duration::from_secs(60));
+        // 6 key bytes + 100 value bytes + 180.
+        assert_eq!(n.weight(), 286);
+    }
+
+    #[test]
+    fn a_decoded_value_weighs_the_encoded_bytes_it_came_from() {
+        // The bound keeps its meaning when values are held decoded: the weight is the entry's
+        // encoded length, whatever the decoded value's size in memory.
+        let n = live();
+        let t = n.ticket("ns:abc").unwrap();
         n.fill(
             t,
             "ns:abc",
-            Arc::from(vec![7u8; 100]),
+            Arc::new(Some(7u64)),
+            100,
             Duration::from_secs(60),
         );
-        // 6 key bytes + 100 value bytes + 180.
         assert_eq!(n.weight(), 286);
     }
 
@@ -594,24 +631,18 @@ mod tests {
         // Room for one entry of 286 bytes, not two: inserting a second one evicts the first.
         let n = live_with(400);
         let t = n.ticket("ns:a").unwrap();
-        n.fill(
-            t,
-            "ns:a",
-            Arc::from(vec![1u8; 100]),
-            Duration::from_secs(60),
-        );
+        n.fill(t, "ns:a", held(&[1u8; 100]), 100, Duration::from_secs(60));
         assert_eq!(n.len(), 1);
         let t = n.ticket("ns:b").unwrap();
         n.invalidate(b"ns:b");
-        n.fill(
-            t,
-            "ns:b",
-            Arc::from(vec![2u8; 100]),
-            Duration::from_secs(60),
-        );
+        n.fill(t, "ns:b", held(&[2u8; 100]), 100, Duration::from_secs(60));
         // Had "ns:b" been inserted (and removed again by the check after the insert), it would
         // have evicted "ns:a" on the way, and been visible to concurrent readers meanwhile.
-        assert_eq!(n.get("ns:a").as_deref(), Some(&[1u8; 100][..]), "ns:a kept");
+        assert_eq!(
+            got(&n, "ns:a").as_deref(),
+            Some(&[1u8; 100][..]),
+            "ns:a kept"
+        );
         assert!(n.get("ns:b").is_none());
     }
 
@@ -628,9 +659,9 @@ mod tests {
         assert_ne!(stripe_of(b"ns:a"), stripe_of(b"ns:b"));
         let t = n.ticket("ns:a").unwrap();
         n.invalidate(b"ns:b");
-        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
+        n.fill(t, "ns:a", held(b"v"), 1, Duration::from_secs(60));
         assert_eq!(
-            n.get("ns:a").as_deref(),
+            got(&n, "ns:a").as_deref(),
             Some(&b"v"[..]),
             "another stripe's invalidation does not fail the read"
         );
@@ -643,7 +674,8 @@ mod tests {
         n.entries.insert(
             "ns:a".into(),
             Local {
-                bytes: Arc::from(&b"v"[..]),
+                value: held(b"v"),
+                len: 1,
                 expires: Instant::now(),
             },
         );

@@ -148,17 +148,26 @@ async fn serve<S, R, A, M, F>(
     // (`near()` starts the near cache: only asked when the function has one.)
     if let Some(near) = spec.local_ms().and_then(|_| inner.near()) {
         groups.retain(|g| {
-            let Some(bytes) = near.get(&g.key.key) else {
+            let Some(held) = near.get(&g.key.key) else {
                 return true;
             };
-            if serve_from::<S, R, A>(&bytes, &g.items, out, || {
+            // Kept decoded: a clone per item; another value type under the key is a miss.
+            let mut values = Vec::with_capacity(g.items.len());
+            for _ in &g.items {
+                match S::from_held(&held) {
+                    Some(r) => values.push(r),
+                    None => {
+                        near.invalidate(g.key.key.as_bytes());
+                        return true;
+                    }
+                }
+            }
+            for ((i, _), r) in g.items.iter().zip(values) {
+                out[*i] = Some(r);
                 spec.count(CallOutcome::Hit);
                 spec.count_local_hit();
-            }) {
-                return false;
             }
-            near.invalidate(g.key.key.as_bytes());
-            true
+            false
         });
     }
     if groups.is_empty() {

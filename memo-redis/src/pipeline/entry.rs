@@ -11,7 +11,7 @@ use crate::clock::now_ms;
 use crate::codec::CodecKind;
 use crate::envelope::{self, Envelope};
 use crate::guard::Refusal;
-use crate::shape::Shape;
+use crate::shape::{Held, Shape};
 
 use super::Rules;
 
@@ -21,6 +21,9 @@ pub(crate) struct Meta {
     pub(crate) written_at_ms: u64,
     pub(crate) compute_ms: u32,
     pub(crate) is_none: bool,
+    /// The entry's length with its payload decompressed: what a decoded copy of it is weighed
+    /// as in the near tier.
+    pub(crate) len: usize,
 }
 
 /// The value of an entry (`None`: a cached `None`) and its metadata. `Err` says why the bytes
@@ -43,21 +46,40 @@ pub(crate) fn decode_value<V: DeserializeOwned>(
         written_at_ms: env.written_at_ms,
         compute_ms: env.compute_ms,
         is_none: env.is_none(),
+        len: bytes.len(),
     };
     if env.is_none() {
         return Ok((None, meta));
     }
     let payload = env.decompressed(max_len).map_err(|e| e.to_string())?;
+    let meta = Meta {
+        len: bytes
+            .len()
+            .saturating_sub(env.payload.len())
+            .saturating_add(payload.len()),
+        ..meta
+    };
     Ok((Some(env.codec.decode::<V>(&payload)?), meta))
 }
 
 /// A call's result `R` from an entry, through its shape `S`.
 pub(crate) fn decode<S: Shape<R>, R>(bytes: &[u8], max_len: usize) -> Result<(R, Meta), String> {
+    decode_kept::<S, R>(bytes, max_len, false).map(|(r, meta, _)| (r, meta))
+}
+
+/// [`decode`], and when `keep` is set the near tier's decoded copy of the value (if the shape
+/// keeps one: [`Kept`](crate::shape::Kept)), made before the value becomes the result.
+pub(crate) fn decode_kept<S: Shape<R>, R>(
+    bytes: &[u8],
+    max_len: usize,
+    keep: bool,
+) -> Result<(R, Meta, Option<Held>), String> {
     let (value, meta) =
         decode_value::<S::Value>(bytes, max_len, crate::schema::tag_of::<S::Value>())?;
+    let held = if keep { S::keep(&value) } else { None };
     let r = S::from_cached(value)
         .ok_or_else(|| "cached None under a function that cannot return None".to_string())?;
-    Ok((r, meta))
+    Ok((r, meta, held))
 }
 
 /// An encoded entry and whether it is a cached `None`.

@@ -25,11 +25,31 @@ where
     // No span (and no `Instrumented` wrapper around every poll) unless a subscriber wants it.
     let span = spec.call_span();
     if span.is_disabled() {
+        if let Some(r) = local_hit::<S, R>(spec, &key) {
+            return r;
+        }
         return call::<S, R, F>(spec, key, body, None, false).await;
     }
     call::<S, R, F>(spec, key, body, None, true)
         .instrument(span)
         .await
+}
+
+/// A near-cache hit, served before the call's machinery is built (no span wanted): a lookup,
+/// a downcast and a clone. What `run` would do first, so `None` changes nothing for the call.
+#[inline]
+fn local_hit<S: Shape<R>, R>(spec: &'static Spec, key: &Result<Key, Error>) -> Option<R> {
+    spec.local_ms?;
+    let key = key.as_ref().ok()?;
+    if matches!(key.key, KeyText::Lazy(_)) {
+        return None;
+    }
+    let near = key.inner.near()?;
+    let held = near.get(&key.key)?;
+    let r = S::from_held(&held)?;
+    spec.register();
+    spec.count_served_locally();
+    Some(r)
 }
 
 /// [`memo`] for functions with `stale` or `early_refresh`: `make` builds the body future, once
@@ -41,8 +61,13 @@ where
     M: Fn() -> F + Clone + Send + Sync + 'static,
     F: Future<Output = R> + Send + 'static,
 {
-    let refresher = |key: &Key| refresh::spawn::<S, R, M, F>(spec, key, make.clone());
     let span = spec.call_span();
+    if span.is_disabled() {
+        if let Some(r) = local_hit::<S, R>(spec, &key) {
+            return r;
+        }
+    }
+    let refresher = |key: &Key| refresh::spawn::<S, R, M, F>(spec, key, make.clone());
     if span.is_disabled() {
         return call::<S, R, F>(spec, key, make(), Some(&refresher), false).await;
     }

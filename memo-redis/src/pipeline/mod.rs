@@ -86,8 +86,10 @@ where
     let inner = target.inner;
     if rules.local_ms().is_some() {
         if let Some(near) = inner.near() {
-            if let Some(bytes) = near.get(target.key) {
-                if let Ok((r, _)) = entry::decode::<S, R>(&bytes, usize::MAX) {
+            if let Some(held) = near.get(target.key) {
+                // Kept decoded: a downcast and a clone. Another value type under this key
+                // (or a cached `None` this shape cannot return) is a miss, never a wrong value.
+                if let Some(r) = S::from_held(&held) {
                     rules.count(CallOutcome::Hit);
                     rules.count_local_hit();
                     return r;

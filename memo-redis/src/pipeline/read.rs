@@ -2,7 +2,6 @@
 //! expiry, `GET` + `PTTL` for a near cache), classified; a hit decoded, judged fresh, stale or
 //! due for an early refresh, and kept in the near cache.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cache::Inner;
@@ -12,7 +11,7 @@ use crate::observe::CallOutcome;
 use crate::shape::Shape;
 use crate::store::Budget;
 
-use super::entry::{decode, Meta};
+use super::entry::{decode_kept, Meta};
 use super::{Refresher, Rules, Target};
 
 /// What one read of Redis found, before decoding.
@@ -110,35 +109,39 @@ where
     let mut missing = false;
     let mut failure = None;
     match fetched {
-        Fetched::Found(bytes, pttl) => match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
-            Ok((r, meta)) => {
-                let fresh = freshness(rules, inner, meta);
-                if let (Some(ticket), Freshness::Fresh) = (ticket, &fresh) {
-                    if let (Some(near), Some(life)) =
-                        (inner.near(), local_life(rules, inner, meta, pttl))
-                    {
-                        near.fill(ticket, target.key, Arc::from(&bytes[..]), life);
+        Fetched::Found(bytes, pttl) => {
+            match decode_kept::<S, R>(&bytes, inner.config.max_value_bytes, ticket.is_some()) {
+                Ok((r, meta, held)) => {
+                    let fresh = freshness(rules, inner, meta);
+                    if let (Some(ticket), Some(held), Freshness::Fresh) = (ticket, held, &fresh) {
+                        if let (Some(near), Some(life)) =
+                            (inner.near(), local_life(rules, inner, meta, pttl))
+                        {
+                            // Weighed as the entry decompressed: a compressed entry decodes to
+                            // more than it stores.
+                            near.fill(ticket, target.key, held, meta.len.max(bytes.len()), life);
+                        }
                     }
+                    let counter = match (refresh, fresh) {
+                        (Some(refresh), Freshness::Stale) => {
+                            refresh();
+                            CallOutcome::Stale
+                        }
+                        (Some(refresh), Freshness::Early) => {
+                            refresh();
+                            CallOutcome::Hit
+                        }
+                        _ => CallOutcome::Hit,
+                    };
+                    rules.count(counter);
+                    return Read::Hit(r, bytes);
                 }
-                let counter = match (refresh, fresh) {
-                    (Some(refresh), Freshness::Stale) => {
-                        refresh();
-                        CallOutcome::Stale
-                    }
-                    (Some(refresh), Freshness::Early) => {
-                        refresh();
-                        CallOutcome::Hit
-                    }
-                    _ => CallOutcome::Hit,
-                };
-                rules.count(counter);
-                return Read::Hit(r, bytes);
+                Err(why) => {
+                    tracing::debug!(function = rules.label(), reason = %why, "undecodable cache entry; recomputing");
+                    corrupt = Some(bytes);
+                }
             }
-            Err(why) => {
-                tracing::debug!(function = rules.label(), reason = %why, "undecodable cache entry; recomputing");
-                corrupt = Some(bytes);
-            }
-        },
+        }
         Fetched::Missing => missing = true,
         Fetched::WrongType => corrupt = Some(Vec::new()),
         Fetched::Failed(Error::BreakerOpen) => failure = Some(CallOutcome::Bypass),

@@ -29,6 +29,17 @@ impl Spec {
         self.metrics.call(outcome, || self.identity_for_logs());
     }
 
+    /// Counts a hit served by the near tier: a hit and a local hit (one stripe lookup).
+    #[inline]
+    pub(crate) fn count_served_locally(&self) {
+        let s = self.stats.mine();
+        s.hits.fetch_add(1, Ordering::Relaxed);
+        s.local_hits.fetch_add(1, Ordering::Relaxed);
+        observe::record_outcome(CallOutcome::Hit);
+        self.metrics
+            .call(CallOutcome::Hit, || self.identity_for_logs());
+    }
+
     pub(crate) fn observe_redis(&self, took: Duration) {
         self.metrics.redis(took, || self.identity_for_logs());
     }

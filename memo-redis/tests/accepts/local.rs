@@ -15,11 +15,23 @@ async fn capped_secs(id: u64) -> u64 {
     id
 }
 
+/// Not `Clone`: only the cached value type (`T` of `Result<T, E>`) is kept decoded.
+#[derive(Debug)]
+struct NotClone;
+
+#[redis_cache(ttl = 60, local = "5s")]
+async fn fallible(id: u64) -> Result<Vec<String>, NotClone> {
+    if id == 0 {
+        return Err(NotClone);
+    }
+    Ok(vec![id.to_string()])
+}
+
 #[redis_cache(ttl = 60, local = false)]
 async fn off(id: u64) -> u64 {
     id
 }
 
 pub fn main() {
-    let _ = (whole_ttl(1), capped(1), capped_secs(1), off(1));
+    let _ = (whole_ttl(1), capped(1), capped_secs(1), fallible(1), off(1));
 }
