@@ -501,8 +501,8 @@ mod tests {
         n.link_up(watch, now);
         assert!(n.is_live());
         let t = n.ticket("ns:a").unwrap();
-        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
-        assert_eq!(n.get("ns:a").as_deref(), Some(&b"v"[..]));
+        n.fill(t, "ns:a", held(b"v"), 1, Duration::from_secs(60));
+        assert_eq!(got(&n, "ns:a").as_deref(), Some(&b"v"[..]));
 
         // The tier's sync point is the oldest link's.
         let later = now + Duration::from_secs(30);
