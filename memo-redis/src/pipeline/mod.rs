@@ -120,6 +120,8 @@ where
         match inner.flights.join(target.key) {
             Role::Leader(flight) => {
                 if inner.flights.ended_since(stamp) {
+                    // The flight that ended has just written the value, on the master.
+                    budget.read_master();
                     match read_entry::<S, R, Ru>(rules, target, refresh, &mut budget).await {
                         Read::Hit(r, bytes) => {
                             flight.finish_with(|| Outcome::Shared(Arc::from(bytes)));

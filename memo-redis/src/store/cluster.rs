@@ -94,6 +94,18 @@ pub(crate) fn is_cluster_down(e: &redis::RedisError) -> bool {
         || e.code() == Some("CLUSTERDOWN")
 }
 
+/// A redirect redis-rs did not resolve within its retries (`MOVED`, `ASK`, `TRYAGAIN`): the slot
+/// is moving between masters (a reshard), the node answered.
+pub(crate) fn is_redirect(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::TryAgain
+        )
+    )
+}
+
 /// One master's breaker.
 #[derive(Debug)]
 pub(crate) struct Node {
