@@ -341,6 +341,15 @@ mod tests {
         assert!(is_cluster_down(&down));
         let io = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert!(!is_cluster_down(&io));
+        assert!(!is_redirect(&io) && !is_redirect(&down));
+        for kind in [
+            redis::ServerErrorKind::Moved,
+            redis::ServerErrorKind::Ask,
+            redis::ServerErrorKind::TryAgain,
+        ] {
+            let e = redis::RedisError::from((redis::ErrorKind::Server(kind), "slot moving"));
+            assert!(is_redirect(&e), "{kind:?}");
+        }
         assert_eq!(
             response_timeout(Duration::from_millis(500)),
             Duration::from_millis(125)

@@ -110,9 +110,9 @@ impl redis::aio::ConnectionLike for Routed<'_> {
     }
 }
 
-/// Whether `e` is a redirect redis-rs gave up on (`ASK`: the slot is migrating and the key is on
-/// the target already; `MOVED`: the slot has a new owner).
-fn is_redirect(e: &redis::RedisError) -> bool {
+/// Whether `e` is a redirect redis-rs gave up on, naming the node to go to (`ASK`: the slot is
+/// migrating and the key is on the target already; `MOVED`: the slot has a new owner).
+fn names_a_node(e: &redis::RedisError) -> bool {
     e.redirect_node().is_some()
 }
 
@@ -169,7 +169,7 @@ pub(crate) async fn query_cmd<T: FromRedisValue>(
         None => cmd.query_async::<T>(conn).await,
     };
     match result {
-        Err(e) if is_redirect(&e) => redirected(conn, e, vec![cmd.clone()], true).await,
+        Err(e) if names_a_node(&e) => redirected(conn, e, vec![cmd.clone()], true).await,
         other => other,
     }
 }
@@ -185,7 +185,7 @@ pub(crate) async fn query_pipe<T: FromRedisValue>(
         None => pipe.query_async::<T>(conn).await,
     };
     match result {
-        Err(e) if is_redirect(&e) => {
+        Err(e) if names_a_node(&e) => {
             redirected(conn, e, pipe.cmd_iter().cloned().collect(), false).await
         }
         other => other,

@@ -423,12 +423,6 @@ impl Store {
             .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether this store sends reads to replicas (a cluster with `REDIS_READ_FROM_REPLICAS`).
-    #[allow(dead_code)]
-    pub(crate) fn reads_replicas(&self) -> bool {
-        self.replica_reads
-    }
-
     /// Runs a one-key command on the master of `key`'s slot (see `conn::Routed::master`); the same as
     /// [`Store::query_within`] unless the cache reads from replicas.
     pub(crate) async fn query_master<T: FromRedisValue>(
