@@ -132,6 +132,10 @@ async fn redirected<T: FromRedisValue>(
     cmds: Vec<Cmd>,
     single: bool,
 ) -> redis::RedisResult<T> {
+    if matches!(conn, Conn::Single(_)) {
+        // A single node configured on a cluster's node: nothing to follow.
+        return Err(e);
+    }
     let ask = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Ask);
     let Some((host, port)) = e
         .redirect_node()
