@@ -475,7 +475,17 @@ macro_rules! reshard_test {
                 format!("g{x}")
             }
             let cluster = RedisCluster::start();
-            CACHE.install(config(&cluster, "rs", false)).unwrap();
+            // The store's per-reply timeout on a cluster is a quarter of this (2 s): a reply
+            // slowed by a loaded CI machine must not count as an error of the reshard.
+            let config = Config::builder()
+                .cluster(true)
+                .url(cluster.url())
+                .namespace("rs")
+                .op_timeout(Duration::from_secs(8))
+                .connect_timeout(Duration::from_secs(2))
+                .build()
+                .expect("valid cluster config");
+            CACHE.install(config).unwrap();
             let s = Scenario {
                 cluster: &cluster,
                 cache: &CACHE,
