@@ -1,7 +1,8 @@
 //! Redis Cluster over TLS: `rediss://` seed nodes with a private CA (`REDIS_TLS_CA_CERT`) against
 //! a local cluster whose six nodes serve TLS (`--tls-cluster yes --tls-replication yes`), with a
 //! CA and server certificate generated at run time (rcgen, as in `tls.rs`): cached calls miss
-//! then hit on every master; with a wrong CA every call fails open.
+//! then hit on every master, the near cache serves local hits (tracking links over TLS); with a
+//! wrong CA every call fails open.
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
@@ -118,6 +119,32 @@ async fn caching_on_a_tls_cluster_with_a_private_ca() {
     }
     let health = CACHE.health().await;
     assert!(health.reachable && health.cluster, "{health}");
+
+    // The near cache over TLS: a tracking link to every master (their TLS ports, the seed's CA).
+    #[redis_cache(cache = CACHE, ttl = 60, local = "60s")]
+    async fn near_tls(x: u64) -> u64 {
+        x * 5
+    }
+    for x in 0..30 {
+        assert_eq!(near_tls(x).await, x * 5);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // Every key (spread over the three masters) ends up served locally.
+    for x in 0..30 {
+        let before = near_tls_stats().local_hits;
+        while near_tls_stats().local_hits == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no local hit over TLS for {x}: {:?}",
+                CACHE.near_cache()
+            );
+            assert_eq!(near_tls(x).await, x * 5);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert!(CACHE
+        .near_cache()
+        .is_some_and(|n| n.live && n.entries >= 30));
 
     // `REDIS_SSL=true` with `REDIS_CLUSTER=true` and one seed given by host and port.
     static FIELDS: Cache = Cache::from_env();

@@ -243,40 +243,6 @@ async fn a_local_copy_never_outlives_the_redis_ttl() {
     );
 }
 
-static E: Cache = Cache::from_env();
-static RUNS_E: AtomicU32 = AtomicU32::new(0);
-
-#[redis_cache(cache = E, ttl = 300, local = true)]
-async fn on_cluster(id: u32) -> u32 {
-    RUNS_E.fetch_add(1, SeqCst);
-    id * 3
-}
-
-/// On Redis Cluster the near cache is not supported: `local` is ignored (with a warning) and the
-/// function memoizes through Redis exactly as without it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_a_cluster_local_is_ignored_and_calls_use_redis() {
-    let cluster = memo_redis_tests::RedisCluster::shared();
-    E.install(
-        Config::builder()
-            .cluster(true)
-            .url(cluster.url())
-            .namespace("near-cluster")
-            .op_timeout(Duration::from_millis(500))
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    for _ in 0..5 {
-        assert_eq!(on_cluster(4).await, 12);
-    }
-    assert_eq!(RUNS_E.load(SeqCst), 1, "memoized through Redis");
-    let stats = common::stats_of("on_cluster");
-    assert_eq!((stats.hits, stats.local_hits), (4, 0), "{stats:?}");
-    assert!(E.near_cache().is_none());
-}
-
 static F: Cache = Cache::from_env();
 static RUNS_F: AtomicU32 = AtomicU32::new(0);
 

@@ -24,7 +24,6 @@ pub(crate) struct Inner {
     pub(crate) events: Events,
     /// The near cache, created by the first `local = ...` call.
     pub(crate) near: OnceLock<Arc<Near>>,
-    pub(super) near_cluster_warned: AtomicBool,
 }
 
 impl Inner {
@@ -43,7 +42,6 @@ impl Inner {
             policy_checked: AtomicBool::new(false),
             flights: Flights::default(),
             near: OnceLock::new(),
-            near_cluster_warned: AtomicBool::new(false),
         })
     }
 

@@ -1,8 +1,7 @@
-//! The near-cache tier as the cache holds it: created by the first `local = ...` call (never on
-//! Redis Cluster), emptied of a key at once by this process's own invalidations, and reported
+//! The near-cache tier as the cache holds it: created by the first `local = ...` call (on a
+//! single node or a Redis Cluster), emptied of a key at once by this process's own invalidations, and reported
 //! by [`Cache::near_cache`]. The tier itself is `near/`.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Cache, Inner};
@@ -10,7 +9,8 @@ use crate::near::{Near, HEARTBEAT};
 
 impl Cache {
     /// The state of this cache's near cache (the in-process tier of `local = ...` functions):
-    /// `None` until such a function was first called (and always on Redis Cluster).
+    /// `None` until such a function was first called. On Redis Cluster `live` means every
+    /// master's tracking link and the topology watch are in sync.
     ///
     /// ```
     /// static C: memo_redis::Cache = memo_redis::Cache::from_env();
@@ -43,8 +43,9 @@ impl Cache {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NearCacheState {
-    /// The tracking connection is up: local entries are being served. While it is down the
-    /// tier is empty and every call goes to Redis.
+    /// The tracking connection is up (on a cluster: every master's, and the slot map was read):
+    /// local entries are being served. While it is down the tier is empty and every call goes
+    /// to Redis.
     pub live: bool,
     /// Entries held.
     pub entries: usize,
@@ -54,31 +55,16 @@ pub struct NearCacheState {
 }
 
 impl Inner {
-    /// Says once that `local = ...` is ignored on Redis Cluster.
-    pub(crate) fn warn_near_cluster(&self) {
-        if !self.near_cluster_warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                namespace = %self.config.namespace,
-                "memo-redis: the near cache (`local = ...`) is not supported on Redis Cluster; those functions use Redis only"
-            );
-        }
-    }
-
-    /// The near cache of this cache, starting its tracking task on first use; `None` on Redis
-    /// Cluster (unsupported: tracking would need one connection per master) or outside a tokio
-    /// runtime.
+    /// The near cache of this cache, starting its tracking (on a cluster: one link per master)
+    /// on first use; `None` outside a tokio runtime.
     pub(crate) fn near(self: &Arc<Self>) -> Option<&Near> {
-        if self.config.is_cluster() {
-            self.warn_near_cluster();
-            return None;
-        }
         let near = self.near.get_or_init(|| {
             Arc::new(Near::new(
                 self.config.local_max_bytes,
                 HEARTBEAT.saturating_add(self.config.op_timeout),
             ))
         });
-        near.start(&self.config);
+        near.start(&self.config, self.store.breaker.nodes.as_ref());
         Some(near)
     }
 

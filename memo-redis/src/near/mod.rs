@@ -22,6 +22,12 @@
 //! polled, a caller spinning on local hits without yielding) nothing is served locally, so the
 //! old value of a key written meanwhile is never served past that bound either.
 //!
+//! On Redis Cluster (`near/cluster.rs`) there is one such tracking connection per master, and a
+//! topology watch that reads `CLUSTER SLOTS` every heartbeat: each of them is a *link* whose own
+//! sync point the tier keeps, and the tier's sync point is the oldest of them, so entries are
+//! served only while every master's link and the topology proved sync within the bound. Any link
+//! coming up or going down, and any change of the slot map, flushes the whole tier.
+//!
 //! Bounds: the tier is weighted by key + value bytes (`REDIS_LOCAL_MAX_BYTES`); each entry lives
 //! at most the function's `local` cap, the Redis key's remaining `PTTL` and its fresh TTL.
 //!
@@ -37,6 +43,7 @@ use redis::{PushInfo, PushKind, Value};
 use crate::config::Config;
 use crate::error::Error;
 
+mod cluster;
 mod track;
 
 /// Invalidation stripes: an invalidation bumps the counter of its key's stripe; a read in flight
@@ -85,6 +92,25 @@ pub(crate) struct Near {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Why tracking cannot start (e.g. an ACL user without `CLIENT`), at most once per interval.
     start_errors: crate::log::RateLimited,
+    /// The links whose sync points `healthy` and `synced` aggregate (one on a single node; one
+    /// per master plus the topology watch on a cluster).
+    links: Mutex<Vec<Link>>,
+    /// Ids of links, never reused: a late call of a removed link's task is ignored.
+    next_link: AtomicU64,
+}
+
+/// What happened to one link (sync points in `synced` units).
+enum LinkEvent {
+    Up(u64),
+    Synced(u64),
+    Down,
+}
+
+/// One link's state: whether its tracking is on, and its own last sync point (`synced` units).
+struct Link {
+    id: u64,
+    healthy: bool,
+    synced: u64,
 }
 
 /// State observed before a Redis read, checked before and after storing its result locally.
@@ -124,12 +150,20 @@ impl Near {
             max_lag,
             task: Mutex::new(None),
             start_errors: crate::log::RateLimited::new(),
+            links: Mutex::new(Vec::new()),
+            next_link: AtomicU64::new(1),
         }
     }
 
-    /// Starts the tracking task (connected as `config` says) unless it runs already. Outside a
-    /// usable tokio runtime nothing starts and the tier stays dark; a later call tries again.
-    pub(crate) fn start(self: &Arc<Self>, config: &Config) {
+    /// Starts the tracking task (connected as `config` says) unless it runs already: on a
+    /// single node one tracking connection, on a cluster one per master under a topology watch
+    /// (woken early by `topology`'s change notice, the store's slot map). Outside a usable tokio
+    /// runtime nothing starts and the tier stays dark; a later call tries again.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        config: &Config,
+        topology: Option<&Arc<crate::store::cluster::Nodes>>,
+    ) {
         if self.running.load(Ordering::Acquire) || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -140,7 +174,15 @@ impl Near {
                 .map_err(|_| Error::Runtime("called outside a Tokio runtime"))
         }) {
             Ok(handle) => {
-                let task = handle.spawn(track::track(Arc::clone(self), config.clone()));
+                let task = if config.is_cluster() {
+                    handle.spawn(cluster::track(
+                        Arc::clone(self),
+                        config.clone(),
+                        topology.cloned(),
+                    ))
+                } else {
+                    handle.spawn(track::track(Arc::clone(self), config.clone()))
+                };
                 if let Ok(mut t) = self.task.lock() {
                     *t = Some(task);
                 }
@@ -171,7 +213,9 @@ impl Near {
         u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Every invalidation Redis sent for writes it processed before `at` has been applied.
+    /// Every invalidation Redis sent for writes it processed before `at` has been applied (the
+    /// unit tests' stand-in for a link's sync point).
+    #[cfg(test)]
     fn mark_synced(&self, at: Instant) {
         self.synced.store(self.nanos(at).max(1), Ordering::Release);
     }
@@ -253,10 +297,97 @@ impl Near {
         self.healthy.load(Ordering::Acquire) && self.in_sync(Instant::now())
     }
 
+    /// Drops every link and empties the tier: nothing is served until links are added again
+    /// and prove sync (the tracking task ended, or `stop`).
     fn go_dark(&self) {
+        if let Ok(mut links) = self.links.lock() {
+            links.clear();
+        }
         self.healthy.store(false, Ordering::SeqCst);
         self.synced.store(0, Ordering::Release);
         self.flush();
+    }
+
+    /// Registers a link, not up yet: the tier is dark until it proves sync.
+    fn add_link(&self) -> u64 {
+        let id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut links) = self.links.lock() {
+            links.push(Link {
+                id,
+                healthy: false,
+                synced: 0,
+            });
+            self.aggregate(&links);
+        }
+        id
+    }
+
+    /// Forgets a link (a master that left the slot map). Unknown ids are ignored.
+    fn remove_link(&self, id: u64) {
+        if let Ok(mut links) = self.links.lock() {
+            let before = links.len();
+            links.retain(|l| l.id != id);
+            if links.len() != before {
+                self.aggregate(&links);
+            }
+        }
+    }
+
+    /// The link's tracking is on as of `at`: the tier starts empty (nothing stored before is
+    /// covered by it; entries are filled only by reads sent from now on, which see every
+    /// earlier write).
+    fn link_up(&self, id: u64, at: Instant) {
+        self.flush();
+        self.update_link(id, LinkEvent::Up(self.nanos(at).max(1)));
+    }
+
+    /// Every invalidation the link's node sent for writes before `at` has been applied. Ignored
+    /// for a link that is not up (only `link_up`, which flushes, brings a link up).
+    fn link_synced(&self, id: u64, at: Instant) {
+        self.update_link(id, LinkEvent::Synced(self.nanos(at).max(1)));
+    }
+
+    /// The link is lost: the tier goes dark and is emptied.
+    fn link_down(&self, id: u64) {
+        self.update_link(id, LinkEvent::Down);
+        self.flush();
+    }
+
+    fn update_link(&self, id: u64, event: LinkEvent) {
+        let Ok(mut links) = self.links.lock() else {
+            return;
+        };
+        let Some(link) = links.iter_mut().find(|l| l.id == id) else {
+            // Removed (its master left the map, or the tier went dark): not a proof of anything.
+            return;
+        };
+        match event {
+            LinkEvent::Up(at) => {
+                link.healthy = true;
+                link.synced = at;
+            }
+            LinkEvent::Synced(at) if link.healthy => link.synced = link.synced.max(at),
+            LinkEvent::Synced(_) => return,
+            LinkEvent::Down => {
+                link.healthy = false;
+                link.synced = 0;
+            }
+        }
+        self.aggregate(&links);
+    }
+
+    /// The tier is healthy when every link is (and there is one), and in sync as of the oldest
+    /// link's sync point. Called with the links locked, so two updates cannot interleave.
+    fn aggregate(&self, links: &[Link]) {
+        let up = !links.is_empty() && links.iter().all(|l| l.healthy);
+        if up {
+            let oldest = links.iter().map(|l| l.synced).min().unwrap_or(0);
+            self.synced.store(oldest, Ordering::Release);
+            self.healthy.store(true, Ordering::SeqCst);
+        } else {
+            self.healthy.store(false, Ordering::SeqCst);
+            self.synced.store(0, Ordering::Release);
+        }
     }
 
     /// Stops the tracking task (shutdown) and empties the tier.
@@ -326,6 +457,62 @@ mod tests {
         assert!(!n.is_live());
         n.mark_synced(Instant::now());
         assert_eq!(n.get("ns:a").as_deref(), Some(&b"v"[..]), "in sync again");
+    }
+
+    #[test]
+    fn with_several_links_entries_are_served_only_while_every_link_is_up_and_in_sync() {
+        // A cluster: two masters' links and the topology watch.
+        let n = Near::new(1 << 20, Duration::from_secs(60));
+        let (a, b, watch) = (n.add_link(), n.add_link(), n.add_link());
+        let now = Instant::now();
+        n.link_up(a, now);
+        n.link_up(b, now);
+        assert!(!n.is_live(), "one link not up yet");
+        assert!(
+            n.ticket("ns:a").is_none(),
+            "nothing is read for the tier while dark"
+        );
+        n.link_up(watch, now);
+        assert!(n.is_live());
+        let t = n.ticket("ns:a").unwrap();
+        n.fill(t, "ns:a", Arc::from(&b"v"[..]), Duration::from_secs(60));
+        assert_eq!(n.get("ns:a").as_deref(), Some(&b"v"[..]));
+
+        // The tier's sync point is the oldest link's.
+        let later = now + Duration::from_secs(30);
+        n.link_synced(a, later);
+        n.link_synced(b, later);
+        assert_eq!(n.synced.load(Ordering::SeqCst), n.nanos(now).max(1));
+        n.link_synced(watch, later);
+        assert_eq!(n.synced.load(Ordering::SeqCst), n.nanos(later));
+
+        // One master's link lost: dark and flushed; back up: live, and empty.
+        n.link_down(b);
+        assert!(n.get("ns:a").is_none() && !n.is_live());
+        assert_eq!(n.len(), 0);
+        n.link_up(b, Instant::now());
+        assert!(n.is_live());
+
+        // A new master: dark until its link is up; the old one's removal does not make it live.
+        let c = n.add_link();
+        n.remove_link(a);
+        assert!(!n.is_live());
+        n.link_up(c, Instant::now());
+        assert!(n.is_live());
+        // A removed link's late report changes nothing.
+        n.link_down(a);
+        assert!(n.is_live(), "a removed link is ignored");
+        n.link_down(c);
+        n.link_synced(c, Instant::now());
+        assert!(
+            !n.is_live(),
+            "a link that is down is brought up only by link_up"
+        );
+        n.link_up(c, Instant::now());
+        assert!(n.is_live());
+        n.go_dark();
+        n.link_up(c, Instant::now());
+        assert!(!n.is_live(), "going dark forgets every link");
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The tracking task of the near cache: one RESP3 connection with
+//! The tracking link of the near cache: one RESP3 connection with
 //! `CLIENT TRACKING ON BCAST PREFIX {namespace}:`, whose invalidation pushes are applied to the
-//! tier; a heartbeat that proves the tier in sync and detects `SWAPDB` through the epoch key; on
-//! any failure the tier goes dark and the task reconnects with backoff.
+//! tier; a heartbeat that proves the link in sync and (single node) detects `SWAPDB` through the
+//! epoch key; on any failure the tier goes dark and the link reconnects with backoff. A single
+//! node's tracking task is one link; a cluster runs one per master (`cluster.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::store::{classify, open_client, Fault};
 
 /// Marks the tier dark when the tracking task ends for any reason (runtime shut down, aborted),
 /// so a later call restarts it on a live runtime.
-struct Running(Arc<Near>);
+pub(super) struct Running(pub(super) Arc<Near>);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -140,29 +141,40 @@ async fn epoch_of(
     }
 }
 
-/// The tracking task: connect, enable tracking, apply invalidations, heartbeat; on any failure
-/// go dark (flush) and reconnect with backoff.
+/// The tracking task of a single node: one link, kept up for as long as the task runs.
 pub(super) async fn track(near: Arc<Near>, config: Config) {
     let _running = Running(Arc::clone(&near));
+    let id = near.add_link();
+    link(&near, &config, id, true).await;
+}
+
+/// One tracking link (the node `config.connection` names): connect, enable tracking, apply
+/// invalidations, heartbeat, each heartbeat a sync point of link `id`; on any failure the link
+/// goes down (the tier dark and flushed) and reconnects with backoff. Runs until dropped.
+/// `epoch`: the heartbeat reads the dataset's epoch key (single node; a cluster has no `SWAPDB`
+/// and pings).
+pub(super) async fn link(near: &Near, config: &Config, id: u64, epoch: bool) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match connect(&config).await {
+        match connect(config).await {
             Ok((mut conn, mut rx)) => {
                 backoff = Duration::from_millis(50);
-                let epoch_key = epoch_key(&config);
-                let mut epoch = match epoch_of(&mut conn, &epoch_key, config.op_timeout).await {
-                    Ok(e) => e,
-                    Err(()) => {
-                        near.go_dark();
-                        tokio::time::sleep(backoff).await;
-                        continue;
+                let epoch_key = epoch_key(config);
+                let mut epoch = if epoch {
+                    match epoch_of(&mut conn, &epoch_key, config.op_timeout).await {
+                        Ok(e) => e,
+                        Err(()) => {
+                            near.link_down(id);
+                            tokio::time::sleep(backoff).await;
+                            continue;
+                        }
                     }
+                } else {
+                    Epoch::Unchecked
                 };
                 // Anything stored before tracking was on is not covered by it. Entries are filled
                 // only by reads sent from now on, which see every earlier write: a sync point.
-                near.flush();
-                near.mark_synced(Instant::now());
-                near.healthy.store(true, Ordering::SeqCst);
+                near.link_up(id, Instant::now());
                 let mut heartbeat = tokio::time::interval(HEARTBEAT);
                 heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 heartbeat.tick().await;
@@ -224,15 +236,15 @@ pub(super) async fn track(near: Arc<Near>, config: Config) {
                                     Err(_) => break 'link,
                                 }
                             }
-                            near.mark_synced(sent);
+                            near.link_synced(id, sent);
                         }
                     }
                 }
-                near.go_dark();
-                tracing::debug!("near cache: tracking connection lost; local tier flushed");
+                near.link_down(id);
+                tracing::debug!(node = %config.redacted_url(), "near cache: tracking connection lost; local tier flushed");
             }
             Err(Failed::Connect(e)) => {
-                tracing::debug!(error = %e, "near cache: tracking connection not up");
+                tracing::debug!(node = %config.redacted_url(), error = %e, "near cache: tracking connection not up");
             }
             Err(Failed::Refused(e)) => {
                 // The functions still work through Redis; say why their near cache is dark.

@@ -127,8 +127,11 @@ pub(crate) struct Nodes {
     len: AtomicUsize,
     /// How many node breakers are open: the whole-cache checks read only this while it is 0.
     pub(crate) open: AtomicUsize,
-    /// Serializes map updates (rare: once per connection rebuild).
+    /// Serializes map updates (rare: per connection rebuild, and every `SLOT_MAP_MAX_AGE` in use).
     updating: Mutex<()>,
+    /// Notified when an update changed the map (the near cache's topology watch reads the
+    /// cluster's map again at once).
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Nodes {
@@ -149,6 +152,7 @@ impl Nodes {
             len: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             updating: Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -248,14 +252,18 @@ impl Nodes {
             return;
         };
         let mut serving = vec![false; MAX_NODES];
+        let mut moved = false;
         for (first, last, addr) in ranges {
             let Some(i) = self.index_of(addr) else {
                 continue;
             };
             serving[usize::from(i)] = true;
             for slot in *first..=(*last).min(SLOTS - 1) {
-                self.owner[usize::from(slot)].store(i, Ordering::Release);
+                moved |= self.owner[usize::from(slot)].swap(i, Ordering::AcqRel) != i;
             }
+        }
+        if moved {
+            self.changed.notify_one();
         }
         if ranges.is_empty() {
             return;
