@@ -127,6 +127,7 @@ pub mod key;
 mod log;
 mod near;
 mod observe;
+mod outline;
 mod pipeline;
 mod runtime;
 pub mod schema;

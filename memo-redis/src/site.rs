@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 
 use crate::error::Error;
 use crate::key::{KeyDigest, TemplateWriter};
+use crate::outline::Outlined;
 use crate::schema::ShapeFn;
 use crate::shape::Shape;
 use crate::spec::key::Key;
@@ -100,38 +101,46 @@ impl<S> Site<S> {
 
     /// The memoized call (see [`pipeline::memo`](crate::pipeline::memo)).
     #[inline]
-    pub fn memo<R, F>(self, key: Result<Key, Error>, body: F) -> impl Future<Output = R>
+    pub fn memo<R, F>(self, key: Result<Key, Error>, body: F) -> Outlined<impl Future<Output = R>>
     where
         S: Shape<R>,
         F: Future<Output = R>,
     {
-        crate::pipeline::memo::<S, R, F>(self.spec, key, body)
+        Outlined::new(crate::pipeline::memo::<S, R, F>(self.spec, key, body))
     }
 
     /// The memoized call of a function with background refreshes: `make` builds the body future
     /// (see [`pipeline::memo_bg`](crate::pipeline::memo_bg)).
     #[inline]
-    pub fn memo_bg<R, M, F>(self, key: Result<Key, Error>, make: M) -> impl Future<Output = R>
+    pub fn memo_bg<R, M, F>(
+        self,
+        key: Result<Key, Error>,
+        make: M,
+    ) -> Outlined<impl Future<Output = R>>
     where
         S: Shape<R> + 'static,
         R: Send + 'static,
         M: Fn() -> F + Clone + Send + Sync + 'static,
         F: Future<Output = R> + Send + 'static,
     {
-        crate::pipeline::memo_bg::<S, R, M, F>(self.spec, key, make)
+        Outlined::new(crate::pipeline::memo_bg::<S, R, M, F>(self.spec, key, make))
     }
 
     /// Companion `f_refresh`: the body's result stored whatever is cached, counted on this
     /// function's spec.
     #[inline]
-    pub fn refresh<R, F>(self, key: Result<Key, Error>, body: F) -> impl Future<Output = R>
+    pub fn refresh<R, F>(
+        self,
+        key: Result<Key, Error>,
+        body: F,
+    ) -> Outlined<impl Future<Output = R>>
     where
         S: Shape<R>,
         F: Future<Output = R>,
     {
         // Listed by `stats()` even before the function's first call: the refresh is counted.
         self.spec.register();
-        crate::pipeline::refresh::<S, R, F>(self.spec, key, body)
+        Outlined::new(crate::pipeline::refresh::<S, R, F>(self.spec, key, body))
     }
 
     /// Companion `f_many`: the calls of many argument tuples at once, results in input order
@@ -143,14 +152,16 @@ impl<S> Site<S> {
         items: impl IntoIterator<Item = A>,
         key: K,
         make: M,
-    ) -> impl Future<Output = Vec<R>>
+    ) -> Outlined<impl Future<Output = Vec<R>>>
     where
         S: Shape<R>,
         K: Fn(&A) -> Result<Key, Error>,
         M: Fn(A) -> F,
         F: Future<Output = R>,
     {
-        crate::pipeline::memo_many::<S, R, A, K, M, F>(self.spec, items, key, make)
+        Outlined::new(crate::pipeline::memo_many::<S, R, A, K, M, F>(
+            self.spec, items, key, make,
+        ))
     }
 
     /// Companion `f_peek`.

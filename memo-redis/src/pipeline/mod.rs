@@ -104,15 +104,37 @@ where
     // re-read, lock, write, tags, repair) is charged to it.
     let mut budget = Budget::new(inner.store.op_timeout());
     if !rules.single_flight() {
-        return match read_entry::<S, R, Ru>(rules, target, refresh, &mut budget).await {
+        return match crate::outline::Outlined::new(read_entry::<S, R, Ru>(
+            rules,
+            target,
+            refresh,
+            &mut budget,
+        ))
+        .await
+        {
             Read::Hit(r, _) => r,
             Read::Miss(missed) => {
-                compute::<S, R, Ru, M, F>(rules, target, make, None, missed, &mut budget).await
+                crate::outline::Outlined::new(compute::<S, R, Ru, M, F>(
+                    rules,
+                    target,
+                    make,
+                    None,
+                    missed,
+                    &mut budget,
+                ))
+                .await
             }
         };
     }
     let stamp = inner.flights.stamp(target.key);
-    let mut missed = match read_entry::<S, R, Ru>(rules, target, refresh, &mut budget).await {
+    let mut missed = match crate::outline::Outlined::new(read_entry::<S, R, Ru>(
+        rules,
+        target,
+        refresh,
+        &mut budget,
+    ))
+    .await
+    {
         Read::Hit(r, _) => return r,
         Read::Miss(m) => m,
     };
@@ -122,7 +144,14 @@ where
                 if inner.flights.ended_since(stamp) {
                     // The flight that ended has just written the value, on the master.
                     budget.read_master();
-                    match read_entry::<S, R, Ru>(rules, target, refresh, &mut budget).await {
+                    match crate::outline::Outlined::new(read_entry::<S, R, Ru>(
+                        rules,
+                        target,
+                        refresh,
+                        &mut budget,
+                    ))
+                    .await
+                    {
                         Read::Hit(r, bytes) => {
                             flight.finish_with(|| Outcome::Shared(Arc::from(bytes)));
                             return r;
@@ -130,14 +159,14 @@ where
                         Read::Miss(m) => missed = m,
                     }
                 }
-                return compute::<S, R, Ru, M, F>(
+                return crate::outline::Outlined::new(compute::<S, R, Ru, M, F>(
                     rules,
                     target,
                     make,
                     Some(flight),
                     missed,
                     &mut budget,
-                )
+                ))
                 .await;
             }
             Role::Follower(slot) => match flight::wait(slot).await {
@@ -157,14 +186,14 @@ where
                     // stored nothing) and no cross-process lock: the released followers would
                     // queue on it one by one.
                     missed.missing = false;
-                    return compute::<S, R, Ru, M, F>(
+                    return crate::outline::Outlined::new(compute::<S, R, Ru, M, F>(
                         rules,
                         target,
                         make,
                         None,
                         missed,
                         &mut budget,
-                    )
+                    ))
                     .await;
                 }
                 // The leader was cancelled: race to lead (one run still serves everyone).
