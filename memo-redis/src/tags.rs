@@ -39,6 +39,28 @@ end
 return #KEYS
 ";
 
+/// [`RECORD_LUA`] for a write pipelined with it: ARGV[2] is the entry's TTL in ms (or `+inf`),
+/// and the expiry is taken from the server's clock when the script runs, right after the
+/// entry's `SET` in the same pipeline, so it is never earlier than the entry's.
+const RECORD_PX_LUA: &str = r"
+local expiry = ARGV[2]
+if expiry ~= '+inf' then
+  local t = redis.call('TIME')
+  expiry = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2]))
+end
+for _, tag in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', tag, '-inf', '(' .. ARGV[3])
+  redis.call('ZADD', tag, expiry, ARGV[1])
+  local top = redis.call('ZRANGE', tag, -1, -1, 'WITHSCORES')
+  if top[2] == 'inf' then
+    redis.call('PERSIST', tag)
+  else
+    redis.call('PEXPIREAT', tag, top[2])
+  end
+end
+return #KEYS
+";
+
 /// KEYS[1] = one tag set; deletes up to ARGV[1] of its members (and the set once empty), so a
 /// huge tag never blocks Redis in one script; returns {entries deleted, members left}.
 const DELETE_LUA: &str = r"
@@ -56,6 +78,7 @@ return {deleted, left}
 const DELETE_BATCH: u32 = 500;
 
 static RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(RECORD_LUA));
+static RECORD_PX: LazyLock<Script> = LazyLock::new(|| Script::new(RECORD_PX_LUA));
 static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_LUA));
 
 /// The tags of one call, rendered by generated code (`tags = [...]`).
@@ -148,6 +171,28 @@ pub(crate) async fn record(
         .run(|limit| inner.store.invoke_within::<u64>(invocation, limit))
         .await
         .map(|_| ())
+}
+
+/// [`record`] as one `EVALSHA` (single node: every tag set in one call) to pipeline right
+/// behind the entry's `SET`: the expiry is the server's clock plus `ttl_ms` when the script runs
+/// ([`RECORD_PX_LUA`]). With the script, to load it if the server does not know it.
+pub(crate) fn record_cmd(
+    inner: &Inner,
+    tags: &[String],
+    member: &str,
+    ttl_ms: Option<u64>,
+    now_ms: u64,
+) -> (&'static Script, redis::Cmd) {
+    let keys: Vec<String> = tags.iter().map(|t| tag_key(inner, t)).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut cmd = crate::store::evalsha(&RECORD_PX, &keys);
+    cmd.arg(member);
+    match ttl_ms {
+        Some(ms) => cmd.arg(ms),
+        None => cmd.arg("+inf"),
+    };
+    cmd.arg(now_ms);
+    (&*RECORD_PX, cmd)
 }
 
 impl Cache {

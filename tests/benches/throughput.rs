@@ -5,7 +5,8 @@
 //! - (a) a raw redis-rs `GET` of the same bytes through a `ConnectionManager` (the kind of
 //!   multiplexed connection memo-redis uses for a single node),
 //! - (b) a `#[redis_cache]` hit returning a 5-field struct of ~80 bytes,
-//! - (c) the `cached` crate's Redis-backed `#[concurrent_cached]` macro (`AsyncRedisCache`),
+//! - (c) the `cached` crate's Redis-backed `#[concurrent_cached]` macro (`AsyncRedisCache`), with
+//!   `--features peer-bench` only (CI never builds the `cached` crate),
 //! - (d) a near-cache hit: `#[redis_cache(ttl = 300, local = "60s")]` (its own `Cache`, namespace
 //!   `near`, so the miss cells' writes never reach its tracking connection),
 //!
@@ -16,9 +17,16 @@
 //! shared 2-core box) hits all of them alike.
 //!
 //! ```sh
-//! cargo bench -p memo-redis-tests --bench throughput              # full run (~40 s), writes docs/throughput.svg
+//! cargo bench -p memo-redis-tests --bench throughput --features peer-bench   # full run (~80 s), writes docs/throughput.svg
+//! cargo bench -p memo-redis-tests --bench throughput              # the same without the `cached` rows
 //! cargo bench -p memo-redis-tests --bench throughput -- --smoke   # tiny counts, for CI
 //! ```
+//!
+//! A second scenario (`throughput/zipf.rs`) reads a Zipf-distributed keyspace (s = 1, 100 000
+//! keys) through raw `GET`, `#[redis_cache]`, the near cache, the batch companion `f_many`
+//! (against a raw `MGET`) and the `cached` crate; a third (`throughput/conns.rs`) compares one
+//! multiplexed connection with several (the removed `max_connections`). Both are interleaved the same way;
+//! `MEMO_BENCH_SKIP=zipf,conns` leaves them out.
 //!
 //! Smoke mode is also selected by `MEMO_BENCH_SMOKE=1` and when the binary runs without the
 //! `--bench` flag `cargo bench` passes (e.g. `cargo test --benches`); it writes no chart.
@@ -29,9 +37,12 @@
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "peer-bench")]
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "peer-bench")]
 use cached::macros::concurrent_cached;
 use memo_redis::{redis_cache, Cache, Config};
 use memo_redis_tests::{cpu_model, free_port_url, loadavg, RedisServer};
@@ -40,6 +51,12 @@ use tokio::runtime::Runtime;
 
 mod common;
 use common::{profile, Profile};
+#[path = "throughput/conns.rs"]
+mod conns;
+#[path = "throughput/scenario.rs"]
+mod scenario;
+#[path = "throughput/zipf.rs"]
+mod zipf;
 
 const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
 /// Concurrencies of the miss comparison.
@@ -102,10 +119,12 @@ async fn near_profile(id: u64) -> Profile {
     profile(id)
 }
 
+#[cfg(feature = "peer-bench")]
 static CACHED_URL: OnceLock<String> = OnceLock::new();
 
 /// (c) the `cached` crate: an `AsyncRedisCache` (a redis-rs multiplexed connection, its default)
 /// built on first use, keyed by the id, TTL 300 s, no refresh on hit.
+#[cfg(feature = "peer-bench")]
 #[concurrent_cached(
     map_error = r##"|e| format!("{e:?}")"##,
     ty = "cached::AsyncRedisCache<u64, Profile>",
@@ -162,12 +181,16 @@ enum Contender {
 }
 
 /// The hit contenders.
+#[cfg(feature = "peer-bench")]
 const HIT_CONTENDERS: &[Contender] = &[
     Contender::Raw,
     Contender::Memo,
     Contender::Cached,
     Contender::Near,
 ];
+/// The hit contenders (the `cached` crate only with `--features peer-bench`).
+#[cfg(not(feature = "peer-bench"))]
+const HIT_CONTENDERS: &[Contender] = &[Contender::Raw, Contender::Memo, Contender::Near];
 const MISS_CONTENDERS: &[Contender] = &[Contender::RawMiss, Contender::MemoMiss];
 
 impl Contender {
@@ -219,6 +242,7 @@ impl Contender {
                 black_box(memo_profile(task).await);
             }
             Contender::Cached => {
+                #[cfg(feature = "peer-bench")]
                 black_box(cached_profile(task).await.expect("cached hit"));
             }
             Contender::Near => {
@@ -683,6 +707,7 @@ fn main() {
     let load_start = loadavg();
     let started = Instant::now();
     let server = RedisServer::start();
+    #[cfg(feature = "peer-bench")]
     CACHED_URL.set(server.url()).expect("CACHED_URL set once");
     HOT.install(Config::builder().url(server.url()).build().expect("config"))
         .expect("install HOT");
@@ -709,9 +734,11 @@ fn main() {
     let (ctx, redis_version, entry_len, cached_len) = rt.block_on(async {
         for id in 0..max_tasks {
             assert_eq!(memo_profile(id).await, profile(id));
+            #[cfg(feature = "peer-bench")]
             assert_eq!(cached_profile(id).await, Ok(profile(id)));
         }
         assert_eq!(memo_profile(7).await, profile(7), "a hit returns the value");
+        #[cfg(feature = "peer-bench")]
         assert_eq!(cached_profile(7).await, Ok(profile(7)));
         // The near cache: a miss stores in Redis, and a Redis hit fills the local tier once its
         // tracking connection is live.
@@ -837,6 +864,10 @@ fn main() {
             after.calls() - miss_before.calls(),
         )
     };
+    // `MEMO_BENCH_SKIP=zipf,conns` leaves out the extra scenarios (when iterating on one part).
+    let skip = std::env::var("MEMO_BENCH_SKIP").unwrap_or_default();
+    let mut zipf_report = (!skip.contains("zipf")).then(|| zipf::run(&rt, &plan, &server.url()));
+    let mut conns_report = (!skip.contains("conns")).then(|| conns::run(&rt, &plan, &server.url()));
     let in_flight_after = HOT.in_flight() + MISS.in_flight();
     drop(rt);
 
@@ -968,6 +999,13 @@ fn main() {
         miss_stats.0, miss_stats.1
     );
 
+    if let Some(r) = &mut zipf_report {
+        r.print();
+    }
+    if let Some(r) = &mut conns_report {
+        r.print();
+    }
+
     println!(
         "## Breaker open: bypass vs direct call ({} batches × {} calls, median batch, \
          current-thread runtime)\n",
@@ -1013,10 +1051,16 @@ fn main() {
         "| hit ≥ 0.97× raw GET at 64 tasks | {memo_raw_64:.3}× | {} |",
         met(memo_raw_64 >= 0.97)
     );
-    println!(
-        "| hit ≥ `cached` at every concurrency | worst {worst_vs_cached:.3}× | {} |",
-        met(worst_vs_cached >= 1.0)
-    );
+    if cached_i.is_some() {
+        println!(
+            "| hit ≥ `cached` at every concurrency | worst {worst_vs_cached:.3}× | {} |",
+            met(worst_vs_cached >= 1.0)
+        );
+    } else {
+        println!(
+            "| hit ≥ `cached` at every concurrency | not measured (`--features peer-bench`) | — |"
+        );
+    }
     println!(
         "| CPU overhead per hit ≤ 1.5 µs | client CPU/call over raw at 64 tasks: {:+.2} µs (mean latency over raw at 1 task: {:+.2} µs; `micro` has the pure CPU path) | {} |",
         cpu_overhead * 1e6,

@@ -31,6 +31,8 @@ mod axum_layer;
 mod budget;
 #[path = "compression.rs"]
 mod compression;
+#[path = "connections.rs"]
+mod connections;
 #[path = "corrupt_entries.rs"]
 mod corrupt_entries;
 #[path = "fail_open.rs"]
@@ -53,6 +55,8 @@ mod lock_reply;
 mod memoize;
 #[path = "near_cache_review.rs"]
 mod near_cache_review;
+#[path = "round_trips.rs"]
+mod round_trips;
 #[path = "stats_companion.rs"]
 mod stats_companion;
 #[path = "typed_handle.rs"]

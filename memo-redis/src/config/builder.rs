@@ -46,7 +46,6 @@ pub struct ConfigBuilder {
     pub(super) read_from_replicas: bool,
     pub(super) namespace: Option<String>,
     pub(super) default_ttl: Option<Option<Duration>>,
-    pub(super) max_connections: Option<u32>,
     pub(super) op_timeout: Option<Duration>,
     pub(super) connect_timeout: Option<Duration>,
     pub(super) breaker_threshold: Option<u32>,
@@ -164,10 +163,20 @@ impl ConfigBuilder {
         self.default_ttl = Some((!ttl.is_zero()).then_some(ttl));
         self
     }
-    /// `REDIS_MAX_CONNECTIONS` (default 1). One multiplexed connection serves all concurrent
-    /// calls; the value is validated and kept for future pooling.
-    pub fn max_connections(mut self, n: u32) -> Self {
-        self.max_connections = Some(n);
+    /// Ignored: a cache talks to Redis over one multiplexed connection, which served more hits
+    /// per second than several did in the benchmark that decided it (docs/benchmarks.md,
+    /// "Connections"). `REDIS_MAX_CONNECTIONS` is ignored likewise, with a warning.
+    ///
+    /// ```
+    /// #[allow(deprecated)]
+    /// let config = memo_redis::Config::builder().max_connections(8).build()?;
+    /// # Ok::<(), memo_redis::Error>(())
+    /// ```
+    #[deprecated(
+        since = "0.1.0",
+        note = "ignored: one multiplexed connection per cache outperformed several (docs/benchmarks.md)"
+    )]
+    pub fn max_connections(self, _n: u32) -> Self {
         self
     }
     /// `REDIS_SOCKET_TIMEOUT`: bound on each Redis operation a call waits for (default 250 ms).
@@ -315,10 +324,6 @@ impl ConfigBuilder {
             self.connect_timeout,
             DEFAULT_CONNECT_TIMEOUT,
         )?;
-        let max_connections = self.max_connections.unwrap_or(1);
-        if max_connections == 0 {
-            return Err(invalid("REDIS_MAX_CONNECTIONS", "0", "must be at least 1"));
-        }
         let breaker_threshold = self.breaker_threshold.unwrap_or(DEFAULT_BREAKER_THRESHOLD);
         if breaker_threshold == 0 {
             return Err(invalid(
@@ -345,7 +350,6 @@ impl ConfigBuilder {
             display_url,
             namespace,
             default_ttl: self.default_ttl.unwrap_or(Some(DEFAULT_TTL)),
-            max_connections,
             op_timeout,
             connect_timeout,
             breaker_threshold,

@@ -77,8 +77,13 @@ impl Config {
         if let Some(v) = get("REDIS_DEFAULT_TTL") {
             b.default_ttl = Some(parse_ttl_secs("REDIS_DEFAULT_TTL", &v)?);
         }
-        if let Some(v) = get("REDIS_MAX_CONNECTIONS") {
-            b.max_connections = Some(parse_num::<u32>("REDIS_MAX_CONNECTIONS", &v)?);
+        if get("REDIS_MAX_CONNECTIONS").is_some() {
+            // Removed (issue 17): several connections served fewer hits per second than one.
+            // Ignored rather than refused, so a deployment that sets it keeps starting.
+            tracing::warn!(
+                "REDIS_MAX_CONNECTIONS is ignored: a cache uses one multiplexed connection, which \
+                 outperformed several (docs/benchmarks.md); remove the variable"
+            );
         }
         if let Some(v) = get("REDIS_SOCKET_TIMEOUT") {
             b.op_timeout = Some(parse_secs("REDIS_SOCKET_TIMEOUT", &v)?);

@@ -56,7 +56,6 @@ pub struct Config {
     pub(crate) display_url: String,
     pub(crate) namespace: String,
     pub(crate) default_ttl: Option<Duration>,
-    pub(crate) max_connections: u32,
     pub(crate) op_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) breaker_threshold: u32,
@@ -185,7 +184,6 @@ impl fmt::Debug for Config {
             .field("url", &self.display_url)
             .field("namespace", &self.namespace)
             .field("default_ttl", &self.default_ttl)
-            .field("max_connections", &self.max_connections)
             .field("op_timeout", &self.op_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("breaker_threshold", &self.breaker_threshold)

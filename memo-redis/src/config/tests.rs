@@ -36,12 +36,10 @@ fn table_of_bad_values() {
         ("REDIS_SOCKET_CONNECT_TIMEOUT", "x", "invalid REDIS_SOCKET_CONNECT_TIMEOUT `x`: expected a number at `x`; expected seconds (`0.25`) or a duration such as `250ms`, `90s`, `5m`, `1h30m`"),
         ("REDIS_SSL", "maybe", "invalid REDIS_SSL `maybe`: expected true or false"),
         ("REDIS_PREFIX", "a:b", "invalid REDIS_PREFIX `a:b`: must not contain `:`; use letters, digits, `_`, `-`, `.` or `/`"),
-        ("REDIS_MAX_CONNECTIONS", "0", "invalid REDIS_MAX_CONNECTIONS `0`: must be at least 1"),
         ("REDIS_CODEC", "xml", "invalid REDIS_CODEC `xml`: unknown codec `xml`; expected one of `bincode`, `json`, `msgpack`, `postcard`"),
         ("REDIS_DB", "x", "invalid REDIS_DB `x`: expected a non-negative whole number"),
         ("REDIS_CLUSTER", "2", "invalid REDIS_CLUSTER `2`: expected true or false"),
         ("REDIS_PREFIX", "a{b}", "invalid REDIS_PREFIX `a{b}`: must not contain `{`; use letters, digits, `_`, `-`, `.` or `/`"),
-        ("REDIS_MAX_CONNECTIONS", "-1", "invalid REDIS_MAX_CONNECTIONS `-1`: expected a non-negative whole number"),
         ("REDIS_BREAKER_THRESHOLD", "0", "invalid REDIS_BREAKER_THRESHOLD `0`: must be at least 1"),
         ("REDIS_BREAKER_THRESHOLD", "many", "invalid REDIS_BREAKER_THRESHOLD `many`: expected a non-negative whole number"),
         ("REDIS_BREAKER_COOLDOWN", "0", "invalid REDIS_BREAKER_COOLDOWN `0`: must be greater than zero"),
@@ -191,7 +189,6 @@ fn table_of_every_variable() {
     assert!(!c.is_cluster());
     assert_eq!(c.namespace(), "svc");
     assert_eq!(c.default_ttl(), Some(Duration::from_secs(120)));
-    assert_eq!(c.max_connections, 8);
     assert_eq!(c.op_timeout(), Duration::from_millis(100));
     assert_eq!(c.connect_timeout(), Duration::from_millis(2500));
     assert_eq!(c.breaker_threshold, 3);
@@ -220,7 +217,6 @@ fn table_of_every_variable() {
         .cluster(false)
         .namespace("svc")
         .default_ttl(Duration::from_secs(120))
-        .max_connections(8)
         .op_timeout(Duration::from_millis(100))
         .connect_timeout(Duration::from_millis(2500))
         .breaker_threshold(3)
@@ -264,6 +260,24 @@ fn table_of_every_variable() {
     } else {
         assert!(mixed.is_err(), "`rediss://` needs the `tls` feature");
     }
+}
+
+/// `REDIS_MAX_CONNECTIONS` was removed (issue 17: one multiplexed connection outperformed
+/// several): a deployment that still sets it starts as before, whatever the value, with a
+/// warning; the deprecated builder method changes nothing either.
+#[test]
+fn max_connections_is_ignored() {
+    let plain = from(&[]).unwrap();
+    for v in ["8", "0", "-1", "many"] {
+        let c = from(&[("REDIS_MAX_CONNECTIONS", v)]).unwrap();
+        assert_eq!(format!("{c:?}"), format!("{plain:?}"), "{v}");
+    }
+    #[allow(deprecated)]
+    let built = Config::builder().max_connections(8).build().unwrap();
+    assert_eq!(
+        format!("{built:?}"),
+        format!("{:?}", Config::builder().build().unwrap())
+    );
 }
 
 #[test]

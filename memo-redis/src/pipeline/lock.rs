@@ -127,11 +127,43 @@ pub(crate) async fn cross_process<S: Shape<R>, R, Ru: Rules + ?Sized>(
         if budget.left().is_none() {
             return Locked::GaveUp(None);
         }
+        if !inner.store.is_cluster() {
+            // One round trip: the lock and the re-check of the entry pipelined.
+            let locked = budget
+                .run(|limit| {
+                    inner
+                        .store
+                        .try_lock_get(&lock_key, &token, lease, target.key, limit)
+                })
+                .await;
+            match locked {
+                Ok((true, seen)) => {
+                    return recheck::<S, R>(target, guard(lock_key, token), seen, budget).await
+                }
+                // Someone else holds the lock, and a value is there already (stored since our
+                // read): no need to wait for a poll.
+                Ok((false, Some(bytes))) => {
+                    if let Ok((r, _)) = decode::<S, R>(&bytes, inner.config.max_value_bytes) {
+                        return Locked::Value(r, bytes);
+                    }
+                }
+                Ok((false, None)) => {}
+                Err(_) => return Locked::GaveUp(Some(guard(lock_key, token))),
+            }
+            continue;
+        }
         let locked = budget
             .run(|limit| inner.store.try_lock(&lock_key, &token, lease, limit))
             .await;
         match locked {
-            Ok(true) => return recheck::<S, R>(target, guard(lock_key, token), budget).await,
+            Ok(true) => {
+                let seen = budget
+                    .run(|limit| inner.store.get_master(target.key, limit))
+                    .await
+                    .ok()
+                    .flatten();
+                return recheck::<S, R>(target, guard(lock_key, token), seen, budget).await;
+            }
             Ok(false) => {}
             Err(_) => return Locked::GaveUp(Some(guard(lock_key, token))),
         }
@@ -140,17 +172,16 @@ pub(crate) async fn cross_process<S: Shape<R>, R, Ru: Rules + ?Sized>(
 
 /// We hold the lock, but our miss may be older than it: the previous holder can have stored
 /// the value and released the lock between our read and our `SET NX`. Holders store before they
-/// release, so one more read now sees such a value; then the body does not run again.
+/// release, so one more read after taking the lock (`seen`: pipelined behind the `SET NX` on a
+/// single node) sees such a value; then the body does not run again.
 async fn recheck<S: Shape<R>, R>(
     target: Target<'_>,
     lock: LockGuard,
+    seen: Option<Vec<u8>>,
     budget: &mut Budget,
 ) -> Locked<R> {
     let inner = target.inner;
-    if let Ok(Some(bytes)) = budget
-        .run(|limit| inner.store.get_master(target.key, limit))
-        .await
-    {
+    if let Some(bytes) = seen {
         if let Ok((r, _)) = decode::<S, R>(&bytes, inner.config.max_value_bytes) {
             lock.release(budget).await;
             return Locked::Value(r, bytes);

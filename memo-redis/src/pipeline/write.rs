@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::store::Budget;
+use crate::store::{Budget, WriteFailed};
 
 use super::entry::{self, Encoded};
 use super::{Rules, Target};
@@ -61,8 +61,10 @@ pub(crate) fn admit<Ru: Rules + ?Sized>(
     Some(Admitted(ttl))
 }
 
-/// The default write: `SET … PX`, then the entry recorded in its tag sets (after the write, with
-/// an expiry taken after it, so never earlier than the entry's), within the same budget.
+/// The default write: `SET … PX`, and the entry recorded in its tag sets (never with an expiry
+/// earlier than the entry's), within the same budget. On a single node the two go in one
+/// pipeline (one round trip); on a cluster the tag sets live in other slots: the `SET`, then one
+/// script call per tag.
 pub(crate) async fn plain(
     label: &str,
     target: Target<'_>,
@@ -75,6 +77,27 @@ pub(crate) async fn plain(
         return Err(Error::Timeout(inner.store.op_timeout()));
     };
     let started = Instant::now();
+    if !target.tags.is_empty() && !inner.store.is_cluster() {
+        // One round trip: the `SET` and the tag bookkeeping pipelined. The script runs right
+        // after the write on the server and takes the expiry from the server's clock, so the
+        // recorded expiry is never earlier than the entry's.
+        let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
+        let (script, eval) =
+            crate::tags::record_cmd(inner, target.tags, target.key, ttl_ms, now_ms());
+        let written = inner
+            .store
+            .set_then_eval(target.key, bytes, ttl, script, &eval, limit)
+            .await;
+        budget.spend(started);
+        return match written {
+            Ok(()) => Ok(()),
+            Err(WriteFailed::NotWritten(e)) => Err(e),
+            Err(WriteFailed::Written(e)) => {
+                untag(label, target, &e);
+                Err(e)
+            }
+        };
+    }
     let stored = inner.store.set(target.key, bytes, ttl, limit).await;
     budget.spend(started);
     stored?;
@@ -84,18 +107,23 @@ pub(crate) async fn plain(
     let now = now_ms();
     let expiry = ttl.map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
     if let Err(e) = crate::tags::record(inner, target.tags, target.key, expiry, now, budget).await {
-        // An entry missing from its tag sets would survive `invalidate_tags`: take it back (in
-        // the background, not charged to this call). Redis refused the bookkeeping (an ACL
-        // without scripting) or failed; the store logged why.
-        tracing::debug!(function = label, error = %e, "could not record tags; entry removed");
-        let owned = std::sync::Arc::clone(inner);
-        let key = target.key.to_string();
-        inner.spawn(async move {
-            let _ = owned.store.del(&key).await;
-        });
+        untag(label, target, &e);
         return Err(e);
     }
     Ok(())
+}
+
+/// The entry was written but not recorded in its tag sets: it would survive `invalidate_tags`,
+/// so take it back (in the background, not charged to the call). Redis refused the bookkeeping
+/// (an ACL without scripting) or failed; the store logged why.
+fn untag(label: &str, target: Target<'_>, e: &Error) {
+    tracing::debug!(function = label, error = %e, "could not record tags; entry removed");
+    let inner = target.inner;
+    let owned = std::sync::Arc::clone(inner);
+    let key = target.key.to_string();
+    inner.spawn(async move {
+        let _ = owned.store.del(&key).await;
+    });
 }
 
 /// Removes an entry judged corrupt (`seen`: its bytes, empty for a foreign Redis type) unless

@@ -20,6 +20,34 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+/// `SET key value [PX ms]`.
+fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    if let Some(ttl) = ttl {
+        cmd.arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+    }
+    cmd
+}
+
+/// `EVALSHA` of `script` with `keys` and `args`, for a pipeline (redis-rs pipelines take no
+/// script invocations); pair it with the script, to load it on `NOSCRIPT`.
+pub(crate) fn evalsha(script: &redis::Script, keys: &[&str]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
+}
+
+/// How a write with bookkeeping failed.
+#[derive(Debug)]
+pub(crate) enum WriteFailed {
+    /// Nothing was written (or the reply was lost).
+    NotWritten(Error),
+    /// The entry was written, its bookkeeping failed.
+    Written(Error),
+}
+
 impl Store {
     pub(crate) async fn get(&self, key: &str, limit: Duration) -> Result<Option<Vec<u8>>, Error> {
         self.query_within(redis::cmd("GET").arg(key), limit).await
@@ -63,13 +91,63 @@ impl Store {
         ttl: Option<Duration>,
         limit: Duration,
     ) -> Result<(), Error> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value);
-        if let Some(ttl) = ttl {
-            cmd.arg("PX")
-                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.query_within::<()>(&set_cmd(key, value, ttl), limit)
+            .await
+    }
+
+    /// `SET key value [PX ms]` and a script call (`EVALSHA`, built by the caller) in one
+    /// pipeline: one round trip for a write and its bookkeeping. The script is loaded and called
+    /// again when the server does not know it (`NOSCRIPT`: first use, restart, `SCRIPT FLUSH`).
+    /// Single node only (on a cluster the script's keys live in other slots).
+    ///
+    /// `Err(Written(e))` when the `SET` succeeded but the script failed (the caller undoes the
+    /// write); `Err(NotWritten(e))` when the `SET` failed or the reply was lost.
+    pub(crate) async fn set_then_eval(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        script: &redis::Script,
+        eval: &redis::Cmd,
+        limit: Duration,
+    ) -> Result<(), WriteFailed> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(set_cmd(key, value, ttl))
+            .add_command(eval.clone())
+            .ignore_errors();
+        let pipe = &pipe;
+        // The SET's outcome travels inside the `Ok`, so a refused SET is told from a refused
+        // script; connection failures and timeouts are the store's as for any operation.
+        let replies = self
+            .run_op(
+                Route::Key(key.as_bytes()),
+                limit,
+                move |mut conn| async move {
+                    let (set, evald): (redis::RedisResult<()>, redis::RedisResult<redis::Value>) =
+                        pipe.query_async(&mut conn).await?;
+                    let evald = match evald {
+                        Err(e) if e.code() == Some("NOSCRIPT") => {
+                            script.load_async(&mut conn).await?;
+                            eval.query_async::<redis::Value>(&mut conn).await
+                        }
+                        other => other,
+                    };
+                    Ok((set, evald))
+                },
+            )
+            .await;
+        match replies {
+            Err(e) => Err(WriteFailed::NotWritten(e)),
+            Ok((Err(e), _)) => {
+                self.refused(&e);
+                Err(WriteFailed::NotWritten(Error::from(e)))
+            }
+            Ok((Ok(()), Err(e))) => {
+                self.refused(&e);
+                Err(WriteFailed::Written(Error::from(e)))
+            }
+            Ok((Ok(()), Ok(_))) => Ok(()),
         }
-        self.query_within::<()>(&cmd, limit).await
     }
 
     pub(crate) async fn del(&self, key: &str) -> Result<bool, Error> {

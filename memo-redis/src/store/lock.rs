@@ -49,6 +49,40 @@ impl Store {
         Ok(set.is_some() || holder.as_deref() == Some(token))
     }
 
+    /// [`Store::try_lock`] and a `GET` of the entry it guards, in one pipeline (single node:
+    /// on a cluster the entry lives in another slot). The `GET` runs after the `SET NX` on the
+    /// server, so it sees a value a previous holder stored before releasing.
+    pub(crate) async fn try_lock_get(
+        &self,
+        lock: &str,
+        token: &str,
+        lease: Duration,
+        key: &str,
+        limit: Duration,
+    ) -> Result<(bool, Option<Vec<u8>>), Error> {
+        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(lock)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms)
+            .cmd("GET")
+            .arg(lock)
+            .cmd("GET")
+            .arg(key);
+        let pipe = &pipe;
+        let (set, holder, value): (Option<String>, Option<String>, Option<Vec<u8>>) = self
+            .run_op(
+                Route::Key(lock.as_bytes()),
+                limit,
+                move |mut conn| async move { pipe.query_async(&mut conn).await },
+            )
+            .await?;
+        Ok((set.is_some() || holder.as_deref() == Some(token), value))
+    }
+
     /// Compare-and-delete release of a lock.
     pub(crate) async fn unlock(
         &self,

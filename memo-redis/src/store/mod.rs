@@ -30,6 +30,7 @@ mod lock;
 mod probe;
 
 pub(crate) use budget::Budget;
+pub(crate) use commands::{evalsha, WriteFailed};
 use conn::needs_topology_refresh;
 pub(crate) use conn::{open_client, Conn, Target};
 use conn::{query_cmd, query_pipe};

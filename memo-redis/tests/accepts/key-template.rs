@@ -60,6 +60,6 @@ async fn use_them() {
     let _: String = greeting("ada", "en".into()).await;
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

@@ -54,6 +54,6 @@ async fn use_them() {
     let _: u64 = repo.by_value(6).await;
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

@@ -21,6 +21,6 @@ async fn use_them() {
     let _: String = greet("hi".to_string(), 2).await;
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

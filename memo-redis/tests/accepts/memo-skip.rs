@@ -40,6 +40,6 @@ async fn use_them() {
     let _: u64 = count_refresh("users".into(), &db).await;
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

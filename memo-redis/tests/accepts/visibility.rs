@@ -20,7 +20,7 @@ mod users {
         }
 
         #[redis_cache]
-        pub(in crate::users) async fn path_visible(id: u64) -> u64 {
+        pub(in crate::visibility::users) async fn path_visible(id: u64) -> u64 {
             id
         }
     }
@@ -42,6 +42,6 @@ async fn from_outside() -> u64 {
         + users::crate_visible_key(&2).map_or(0, |k| k.len() as u64)
 }
 
-fn main() {
+pub fn main() {
     drop(from_outside());
 }

@@ -20,6 +20,6 @@ async fn off(id: u64) -> u64 {
     id
 }
 
-fn main() {
+pub fn main() {
     let _ = (whole_ttl(1), capped(1), capped_secs(1), off(1));
 }

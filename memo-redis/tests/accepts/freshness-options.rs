@@ -31,11 +31,11 @@ async fn stale_secs(mut id: u64) -> u64 {
     id
 }
 
-fn main() {
-    let _ = stale_while_revalidate(1, String::new());
-    let _ = xfetch(1);
-    let _ = xfetch_beta(1);
-    let _ = sliding(1);
-    let _ = none_ttl(1);
-    let _ = stale_secs(1);
+pub fn main() {
+    drop(stale_while_revalidate(1, String::new()));
+    drop(xfetch(1));
+    drop(xfetch_beta(1));
+    drop(sliding(1));
+    drop(none_ttl(1));
+    drop(stale_secs(1));
 }

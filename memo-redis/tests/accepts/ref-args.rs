@@ -36,6 +36,6 @@ async fn use_them() {
     let _ = by_slice_key(&[1, 2, 3]);
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

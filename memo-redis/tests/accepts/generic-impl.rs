@@ -43,7 +43,7 @@ async fn compiled_out(id: u64) -> u64 {
     id
 }
 
-#[cfg(all())]
+#[cfg(test)]
 #[redis_cache]
 async fn compiled_in(id: u64) -> u64 {
     id
@@ -62,6 +62,6 @@ async fn use_them() {
     let _ = compiled_in_key(&1);
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

@@ -59,6 +59,6 @@ async fn use_them() {
     let _: Option<u64> = everything(1).await;
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

@@ -74,6 +74,6 @@ async fn use_them() {
     let _: u64 = shadowed::still_works(1).await;
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

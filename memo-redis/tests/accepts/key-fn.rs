@@ -31,6 +31,6 @@ async fn use_them() {
     let _ = by_id_key(&1);
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

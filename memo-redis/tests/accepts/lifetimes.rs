@@ -39,6 +39,6 @@ async fn use_them() {
     let _ = two_key("a", "b");
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

@@ -25,7 +25,7 @@ impl Service {
         id
     }
 
-    async fn from_inside(&self) {
+    async fn use_inside(&self) {
         // Method companions are associated functions of the same type.
         let _: Result<String, memo_redis::Error> = Self::method_key(self, &1);
         let _: Result<String, memo_redis::Error> = self.method_key(&1);
@@ -56,9 +56,9 @@ async fn use_them() {
     let _: Result<Option<u64>, memo_redis::Error> = s.method_peek(&1).await;
     let _: u64 = s.method_refresh(1).await;
     let _: Result<bool, memo_redis::Error> = Service::associated_evict(&1).await;
-    s.from_inside().await;
+    s.use_inside().await;
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }

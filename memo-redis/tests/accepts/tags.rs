@@ -16,10 +16,10 @@ impl Service {
     }
 }
 
-fn main() {
-    let _ = profile(1, "eu");
+pub fn main() {
+    drop(profile(1, "eu"));
     let s = Service { org: "acme".into() };
-    let _ = s.member(1);
-    let _ = profile_invalidate_all();
-    let _ = s.member_invalidate_all();
+    drop(s.member(1));
+    drop(profile_invalidate_all());
+    drop(s.member_invalidate_all());
 }

@@ -65,6 +65,6 @@ async fn use_them() {
     let _: Result<Option<AppResult<u64>>, memo_redis::Error> = app_result_peek(&1).await;
 }
 
-fn main() {
+pub fn main() {
     drop(use_them());
 }
