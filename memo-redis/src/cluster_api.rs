@@ -17,8 +17,24 @@ pub(crate) use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 #[cfg(not(feature = "cluster"))]
 pub(crate) use off::{
-    ClusterClient, ClusterClientBuilder, ClusterConnection, RoutingInfo, SingleNodeRoutingInfo,
+    master_of, read_from_replicas, ClusterClient, ClusterClientBuilder, ClusterConnection,
+    RoutingInfo, SingleNodeRoutingInfo,
 };
+
+/// `builder` with reads (the commands redis-rs deems read-only: `GET`, `MGET`, `PTTL`, `EXISTS`,
+/// …, and pipelines made only of them) sent to a random replica of the key's master; writes and
+/// every other command stay on the master. A slot without a replica is read on its master.
+#[cfg(feature = "cluster")]
+pub(crate) fn read_from_replicas(builder: ClusterClientBuilder) -> ClusterClientBuilder {
+    builder.read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy)
+}
+
+/// The master of `key`'s slot, whatever the read routing.
+#[cfg(feature = "cluster")]
+pub(crate) fn master_of(key: &[u8]) -> SingleNodeRoutingInfo {
+    use redis::cluster_routing::{Route, SlotAddr};
+    SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master))
+}
 
 #[cfg(not(feature = "cluster"))]
 mod off {
@@ -88,6 +104,26 @@ mod off {
         ) -> RedisResult<Value> {
             match *self {}
         }
+
+        pub(crate) async fn route_pipeline(
+            &mut self,
+            _pipeline: Pipeline,
+            _offset: usize,
+            _count: usize,
+            _route: SingleNodeRoutingInfo,
+        ) -> RedisResult<Vec<Value>> {
+            match *self {}
+        }
+    }
+
+    /// Without a cluster client there are no replicas to read from.
+    pub(crate) fn read_from_replicas(builder: ClusterClientBuilder) -> ClusterClientBuilder {
+        builder
+    }
+
+    /// Never used without a cluster connection.
+    pub(crate) fn master_of(_key: &[u8]) -> SingleNodeRoutingInfo {
+        SingleNodeRoutingInfo::Random
     }
 
     impl redis::aio::ConnectionLike for ClusterConnection {
@@ -123,6 +159,7 @@ mod off {
         dead_code,
         reason = "built by the store's cluster branches, never read without a cluster"
     )]
+    #[derive(Clone)]
     pub(crate) enum SingleNodeRoutingInfo {
         Random,
         ByAddress { host: String, port: u16 },

@@ -13,6 +13,14 @@ pub use crate::spec::{Spec, Ttl};
 pub use crate::tags::{with_tags, TagList};
 pub use crate::CodecKind;
 
+/// For the test suites: the `host:port` of the master whose circuit breaker accounts the
+/// operations on `key` (a full key, e.g. from an `f_key` companion) in `cache` on a Redis Cluster,
+/// per the slot map memo-redis last read; `None` on a single node, before the map is known, or
+/// for a cache that is not configured.
+pub fn breaker_node_of(cache: &crate::Cache, key: &str) -> Option<String> {
+    cache.inner().ok()?.store.breaker_node_of(key)
+}
+
 /// Compile-time check that a cached value type can be stored and read back.
 #[inline(always)]
 pub fn value_type<T: CacheValue>() {}

@@ -43,6 +43,7 @@ pub struct ConfigBuilder {
     pub(super) password: Option<String>,
     pub(super) ssl: bool,
     pub(super) cluster: bool,
+    pub(super) read_from_replicas: bool,
     pub(super) namespace: Option<String>,
     pub(super) default_ttl: Option<Option<Duration>>,
     pub(super) op_timeout: Option<Duration>,
@@ -129,6 +130,26 @@ impl ConfigBuilder {
             .collect();
         self.cluster = true;
         self.url = Some(list.join(","));
+        self
+    }
+    /// `REDIS_READ_FROM_REPLICAS`: on a Redis Cluster, serve reads (`GET`, `MGET`, `GET`+`PTTL`
+    /// of a hit) from the replicas of each key's master; writes, locks and sliding reads
+    /// (`GETEX`) stay on the master (default `false`). A read may then see a value up to the
+    /// replication lag old: see "Reads from replicas" in `docs/cluster.md`. Without cluster mode
+    /// `build` refuses it (a single node has no replicas to read from).
+    ///
+    /// ```
+    /// let config = memo_redis::Config::builder()
+    ///     .cluster_nodes(["127.0.0.1:7000", "127.0.0.1:7001"])
+    ///     .read_from_replicas(true)
+    ///     .build()?;
+    /// assert!(config.reads_from_replicas());
+    /// let single = memo_redis::Config::builder().read_from_replicas(true).build();
+    /// assert!(single.unwrap_err().to_string().contains("REDIS_READ_FROM_REPLICAS"));
+    /// # Ok::<(), memo_redis::ConfigError>(())
+    /// ```
+    pub fn read_from_replicas(mut self, on: bool) -> Self {
+        self.read_from_replicas = on;
         self
     }
     /// `REDIS_PREFIX`: the namespace, first field of every key (default `memo`).
@@ -278,6 +299,16 @@ impl ConfigBuilder {
                 ));
             }
         }
+        if self.read_from_replicas && cluster_nodes.is_empty() {
+            // Refused rather than ignored: a flag that silently does nothing on one environment
+            // and changes consistency on another is a surprise waiting for production.
+            return Err(invalid(
+                "REDIS_READ_FROM_REPLICAS",
+                "true",
+                "reads from replicas need Redis Cluster (REDIS_CLUSTER=true); a single node has \
+                 no replicas memo-redis could read from",
+            ));
+        }
         if matches!(connection.addr(), ConnectionAddr::TcpTls { .. }) && !tls_supported() {
             return Err(ConfigError::Unsupported(
                 "TLS (`rediss://` or REDIS_SSL=true) needs the `tls` feature of memo-redis".into(),
@@ -329,6 +360,7 @@ impl ConfigBuilder {
             codec: self.codec.unwrap_or_default(),
             tls_ca_cert: self.tls_ca_cert,
             cluster_nodes,
+            read_from_replicas: self.read_from_replicas,
         })
     }
 

@@ -68,6 +68,9 @@ impl Config {
         if let Some(v) = get("REDIS_CLUSTER") {
             b = b.cluster(parse_bool("REDIS_CLUSTER", &v)?);
         }
+        if let Some(v) = get("REDIS_READ_FROM_REPLICAS") {
+            b = b.read_from_replicas(parse_bool("REDIS_READ_FROM_REPLICAS", &v)?);
+        }
         if let Some(v) = get("REDIS_PREFIX") {
             b = b.namespace(v);
         }

@@ -70,6 +70,8 @@ pub struct Config {
     /// Redis Cluster seed nodes (`REDIS_CLUSTER=true`); empty for a single node. `connection`
     /// is then the first of them (used for the event subscriber).
     pub(crate) cluster_nodes: Vec<ConnectionInfo>,
+    /// `REDIS_READ_FROM_REPLICAS`: reads served by replicas (cluster only).
+    pub(crate) read_from_replicas: bool,
 }
 
 impl Config {
@@ -157,6 +159,23 @@ impl Config {
     pub fn is_cluster(&self) -> bool {
         !self.cluster_nodes.is_empty()
     }
+
+    /// Whether reads are served by the replicas of a Redis Cluster
+    /// (`REDIS_READ_FROM_REPLICAS=true`, [`ConfigBuilder::read_from_replicas`]); always `false`
+    /// on a single node.
+    ///
+    /// ```
+    /// let config = memo_redis::Config::builder()
+    ///     .cluster_nodes(["127.0.0.1:7000"])
+    ///     .read_from_replicas(true)
+    ///     .build()?;
+    /// assert!(config.reads_from_replicas());
+    /// assert!(!memo_redis::Config::builder().build()?.reads_from_replicas());
+    /// # Ok::<(), memo_redis::ConfigError>(())
+    /// ```
+    pub fn reads_from_replicas(&self) -> bool {
+        self.read_from_replicas
+    }
 }
 
 impl fmt::Debug for Config {
@@ -174,6 +193,7 @@ impl fmt::Debug for Config {
             .field("local_max_bytes", &self.local_max_bytes)
             .field("codec", &self.codec)
             .field("cluster", &self.is_cluster())
+            .field("read_from_replicas", &self.read_from_replicas)
             .field(
                 "tls_ca_cert",
                 &self

@@ -310,6 +310,44 @@ fn cluster_nodes() {
 }
 
 #[test]
+fn reads_from_replicas_is_a_cluster_setting() {
+    let on = from(&[
+        ("REDIS_CLUSTER", "true"),
+        ("REDIS_URL", "redis://n1:7000,n2:7001"),
+        ("REDIS_READ_FROM_REPLICAS", " TRUE "),
+    ])
+    .unwrap();
+    assert!(on.reads_from_replicas());
+    assert!(format!("{on:?}").contains("read_from_replicas: true"));
+    let b = Config::builder()
+        .cluster_nodes(["redis://n1:7000", "n2:7001"])
+        .read_from_replicas(true)
+        .build()
+        .unwrap();
+    assert_eq!(format!("{b:?}"), format!("{on:?}"));
+    let off = from(&[("REDIS_CLUSTER", "true"), ("REDIS_URL", "redis://n1:7000")]).unwrap();
+    assert!(!off.reads_from_replicas(), "off by default");
+    let explicit_off = from(&[("REDIS_READ_FROM_REPLICAS", "false")]).unwrap();
+    assert!(!explicit_off.reads_from_replicas());
+    // On a single node the flag is refused, not ignored.
+    let err = from(&[("REDIS_READ_FROM_REPLICAS", "true")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid REDIS_READ_FROM_REPLICAS `true`: reads from replicas need Redis Cluster \
+         (REDIS_CLUSTER=true); a single node has no replicas memo-redis could read from"
+    );
+    assert!(Config::builder().read_from_replicas(true).build().is_err());
+    let bad = from(&[
+        ("REDIS_CLUSTER", "true"),
+        ("REDIS_READ_FROM_REPLICAS", "often"),
+    ]);
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("REDIS_READ_FROM_REPLICAS"));
+}
+
+#[test]
 fn fields_and_url() {
     let c = from(&[
         ("REDIS_HOST", "10.0.0.1"),

@@ -350,6 +350,8 @@ async fn reread<S, R, A>(
     if again.is_empty() {
         return;
     }
+    // Those flights have just written their values, on the masters.
+    budget.read_master();
     let found = {
         let keys: Vec<&str> = again
             .iter()
@@ -522,9 +524,15 @@ async fn read_all(spec: &Spec, inner: &Inner, keys: &[&str], budget: &mut Budget
         None => failed_all(keys.len(), &Error::Timeout(inner.store.op_timeout())),
         Some(limit) => {
             let groups = by_slot(inner, keys.iter().copied());
+            let master = budget.reads_master();
             let reads = groups.iter().map(|idx| {
                 let ks: Vec<&str> = idx.iter().map(|&i| keys[i]).collect();
-                async move { inner.store.mget(&ks, limit).await }
+                async move {
+                    match master {
+                        true => inner.store.mget_master(&ks, limit).await,
+                        false => inner.store.mget(&ks, limit).await,
+                    }
+                }
             });
             let replies = futures_util::future::join_all(reads).await;
             let mut found: Vec<Found> = (0..keys.len()).map(|_| Found::Missing).collect();

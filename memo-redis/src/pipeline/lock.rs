@@ -94,6 +94,9 @@ pub(crate) async fn cross_process<S: Shape<R>, R, Ru: Rules + ?Sized>(
     // the value is still missing: the holder may have given up (an `Err` result is not stored),
     // so take over as soon as the lock is free instead of waiting out the whole lease.
     let mut first = true;
+    // The polls and the re-read after taking the lock read the master (`get_master`): the
+    // holder wrote the value there a moment ago, and a lagging replica would make us run the
+    // body once more.
     loop {
         if !first {
             let now = Instant::now();
@@ -106,7 +109,10 @@ pub(crate) async fn cross_process<S: Shape<R>, R, Ru: Rules + ?Sized>(
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(50));
-            match budget.run(|limit| inner.store.get(target.key, limit)).await {
+            match budget
+                .run(|limit| inner.store.get_master(target.key, limit))
+                .await
+            {
                 Ok(Some(bytes)) => {
                     return match decode::<S, R>(&bytes, inner.config.max_value_bytes) {
                         Ok((r, _)) => Locked::Value(r, bytes),
@@ -152,7 +158,7 @@ pub(crate) async fn cross_process<S: Shape<R>, R, Ru: Rules + ?Sized>(
         match locked {
             Ok(true) => {
                 let seen = budget
-                    .run(|limit| inner.store.get(target.key, limit))
+                    .run(|limit| inner.store.get_master(target.key, limit))
                     .await
                     .ok()
                     .flatten();

@@ -144,6 +144,8 @@ where
         match inner.flights.join(target.key) {
             Role::Leader(flight) => {
                 if inner.flights.ended_since(stamp) {
+                    // The flight that ended has just written the value, on the master.
+                    budget.read_master();
                     match crate::outline::Outlined::new(read_entry::<S, R, Ru>(
                         rules,
                         target,

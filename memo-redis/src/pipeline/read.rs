@@ -48,6 +48,11 @@ pub(crate) async fn fetch(
             .get_ex(target.key, ttl, limit)
             .await
             .map(|b| (b, -2)),
+        (false, None) if budget.reads_master() => inner
+            .store
+            .get_master(target.key, limit)
+            .await
+            .map(|b| (b, -2)),
         (false, None) => inner.store.get(target.key, limit).await.map(|b| (b, -2)),
     };
     let took = started.elapsed();

@@ -14,11 +14,32 @@ use crate::error::Error;
 pub(crate) struct Budget {
     total: Duration,
     left: Duration,
+    /// The call's later reads must see writes other callers just made: on a cluster that reads
+    /// from replicas they go to the master (see [`Budget::read_master`]).
+    master: bool,
 }
 
 impl Budget {
     pub(crate) fn new(total: Duration) -> Budget {
-        Budget { total, left: total }
+        Budget {
+            total,
+            left: total,
+            master: false,
+        }
+    }
+
+    /// From now on this call reads from the master, not a replica: for the re-reads that look
+    /// for a value another caller has just written (after a flight ended, while waiting on or
+    /// after taking the cross-process lock). A replica may not have it yet (replication lag),
+    /// and reading it there would run the body once more. No effect unless the cache reads from
+    /// replicas.
+    pub(crate) fn read_master(&mut self) {
+        self.master = true;
+    }
+
+    /// Whether this call's reads go to the master (see [`Budget::read_master`]).
+    pub(crate) fn reads_master(&self) -> bool {
+        self.master
     }
 
     /// The time left, or `None` once it is too small to be worth a round trip.

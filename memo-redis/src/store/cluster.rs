@@ -94,6 +94,18 @@ pub(crate) fn is_cluster_down(e: &redis::RedisError) -> bool {
         || e.code() == Some("CLUSTERDOWN")
 }
 
+/// A redirect redis-rs did not resolve within its retries (`MOVED`, `ASK`, `TRYAGAIN`): the slot
+/// is moving between masters (a reshard), the node answered.
+pub(crate) fn is_redirect(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::TryAgain
+        )
+    )
+}
+
 /// One master's breaker.
 #[derive(Debug)]
 pub(crate) struct Node {
@@ -115,7 +127,7 @@ pub(crate) struct Nodes {
     len: AtomicUsize,
     /// How many node breakers are open: the whole-cache checks read only this while it is 0.
     pub(crate) open: AtomicUsize,
-    /// Serializes map updates (rare: once per connection rebuild).
+    /// Serializes map updates (rare: per connection rebuild, and every `SLOT_MAP_MAX_AGE` in use).
     updating: Mutex<()>,
     /// Notified when an update changed the map (the near cache's topology watch reads the
     /// cluster's map again at once).
@@ -337,6 +349,15 @@ mod tests {
         assert!(is_cluster_down(&down));
         let io = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert!(!is_cluster_down(&io));
+        assert!(!is_redirect(&io) && !is_redirect(&down));
+        for kind in [
+            redis::ServerErrorKind::Moved,
+            redis::ServerErrorKind::Ask,
+            redis::ServerErrorKind::TryAgain,
+        ] {
+            let e = redis::RedisError::from((redis::ErrorKind::Server(kind), "slot moving"));
+            assert!(is_redirect(&e), "{kind:?}");
+        }
         assert_eq!(
             response_timeout(Duration::from_millis(500)),
             Duration::from_millis(125)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::FromRedisValue;
 
 use super::fault::{classify, Fault, REFUSAL_MEMORY};
-use super::{Route, Store};
+use super::{query_cmd, query_pipe, Route, Store};
 use crate::error::Error;
 
 /// Deletes the entry only if it still holds the bytes we judged corrupt, or if it is not a
@@ -53,7 +53,21 @@ impl Store {
         self.query_within(redis::cmd("GET").arg(key), limit).await
     }
 
-    /// `GET` and `PTTL` in one round trip (for a read whose result may be kept locally).
+    /// `GET` on the master of the key's slot even when the cache reads from replicas: for a
+    /// read that must see another caller's write of a moment ago (see `Budget::read_master`).
+    pub(crate) async fn get_master(
+        &self,
+        key: &str,
+        limit: Duration,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.query_master(redis::cmd("GET").arg(key), key.as_bytes(), limit)
+            .await
+    }
+
+    /// `GET` and `PTTL` in one round trip (for a read whose result may be kept locally). Always
+    /// on the master, also when the cache reads from replicas: a near cache is invalidated by
+    /// the masters, and a replica lagging behind an invalidation it already delivered would
+    /// fill the local copy with the old value, kept until its local life ends.
     pub(crate) async fn get_pttl(
         &self,
         key: &str,
@@ -62,8 +76,10 @@ impl Store {
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
         let pipe = &pipe;
-        self.run_op(Route::Key(key.as_bytes()), limit, move |mut conn| async move {
-            pipe.query_async::<(Option<Vec<u8>>, i64)>(&mut conn).await
+        let key = key.as_bytes();
+        let master = self.replica_reads;
+        self.run_op(Route::Key(key), limit, move |mut conn| async move {
+            query_pipe::<(Option<Vec<u8>>, i64)>(&mut conn, pipe, master.then_some(key)).await
         })
         .await
     }
@@ -187,7 +203,7 @@ impl Store {
             Route::Key(key.as_bytes()),
             limit,
             move |mut conn| async move {
-                match getex.query_async::<Option<Vec<u8>>>(&mut conn).await {
+                match query_cmd::<Option<Vec<u8>>>(&mut conn, getex, None).await {
                     // A read-only replica (`READONLY`) or an ACL without `GETEX`: serve the read
                     // with a plain `GET` on the same connection and deadline; the TTL is not
                     // extended. Remembered, so the next reads go straight to `GET`.
@@ -203,7 +219,7 @@ impl Store {
                                 .until_ms
                                 .store(until, std::sync::atomic::Ordering::Relaxed);
                         }
-                        get.query_async::<Option<Vec<u8>>>(&mut conn).await
+                        query_cmd::<Option<Vec<u8>>>(&mut conn, get, None).await
                     }
                     other => other,
                 }
@@ -251,6 +267,23 @@ impl Store {
         self.query_within(&cmd, limit).await
     }
 
+    /// [`Store::mget`] on the master of the keys' slot even when the cache reads from replicas
+    /// (see `Budget::read_master`).
+    pub(crate) async fn mget_master(
+        &self,
+        keys: &[&str],
+        limit: Duration,
+    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(*key);
+        }
+        self.query_master(&cmd, first.as_bytes(), limit).await
+    }
+
     /// `SET key value [PX ms]` for every entry, in one pipeline (one round trip). On a cluster
     /// every key must hash to one slot. A refused command (`OOM`) fails the whole call.
     pub(crate) async fn set_many(
@@ -273,7 +306,7 @@ impl Store {
             .first()
             .map_or(Route::Any, |(key, _, _)| Route::Key(key.as_bytes()));
         self.run_op(route, limit, move |mut conn| async move {
-            pipe.query_async::<()>(&mut conn).await
+            query_pipe::<()>(&mut conn, pipe, None).await
         })
         .await
     }

@@ -2,9 +2,9 @@
 //! when compiled in), and when a failure means the cluster's topology changed.
 
 use redis::aio::ConnectionManager;
-use redis::{Cmd, RedisFuture, Value};
+use redis::{Cmd, FromRedisValue, RedisFuture, Value};
 
-use crate::cluster_api::ClusterConnection;
+use crate::cluster_api::{master_of, ClusterConnection, RoutingInfo, SingleNodeRoutingInfo};
 use crate::config::Config;
 use crate::error::Error;
 
@@ -42,6 +42,157 @@ impl redis::aio::ConnectionLike for Conn {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+/// A connection whose commands and pipelines all go to one cluster node chosen up front (a
+/// single node: the node), whatever redis-rs's routing would pick.
+pub(crate) struct Routed<'a> {
+    conn: &'a mut Conn,
+    route: SingleNodeRoutingInfo,
+}
+
+impl<'a> Routed<'a> {
+    /// To the master of `key`'s slot, also when the cluster connection reads from replicas: for
+    /// the reads that must see a write made a moment ago by another caller (see
+    /// `Budget::read_master`), and for the reads of near-cache functions (whose local copies
+    /// are invalidated by the masters).
+    pub(crate) fn master(conn: &'a mut Conn, key: &[u8]) -> Self {
+        Routed {
+            conn,
+            route: master_of(key),
+        }
+    }
+
+    /// To the node at `host:port`.
+    fn node(conn: &'a mut Conn, host: &str, port: u16) -> Self {
+        Routed {
+            conn,
+            route: SingleNodeRoutingInfo::ByAddress {
+                host: host.to_string(),
+                port,
+            },
+        }
+    }
+}
+
+impl redis::aio::ConnectionLike for Routed<'_> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut *self.conn {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => {
+                let routing = RoutingInfo::SingleNode(self.route.clone());
+                Box::pin(async move { c.route_command(cmd.clone(), routing).await })
+            }
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut *self.conn {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => {
+                let route = self.route.clone();
+                Box::pin(async move {
+                    c.route_pipeline(pipeline.clone(), offset, count, route)
+                        .await
+                })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
+/// Whether `e` is a redirect redis-rs gave up on, naming the node to go to (`ASK`: the slot is
+/// migrating and the key is on the target already; `MOVED`: the slot has a new owner).
+fn names_a_node(e: &redis::RedisError) -> bool {
+    e.redirect_node().is_some()
+}
+
+/// `cmds` once more after redis-rs gave up on a redirect, as one pipeline to the node the
+/// redirect names, `ASKING` in front for an `ASK`.
+///
+/// redis-rs sends `ASKING` as a request of its own on the target's multiplexed connection, so
+/// under concurrency another request can take the one-shot `ASKING` flag first; the redirected
+/// command then meets `MOVED` (back to the source), which answers `ASK` again, until redis-rs's
+/// retries run out (measured in `tests/tests/cluster_topology.rs`: hundreds of calls failing
+/// during a reshard, and their masters' breakers opening). A pipeline is written as one unit,
+/// so nothing can come in between. The same ping-pong can end on the `MOVED` of the moment the
+/// slot changes owner: that one is followed too.
+async fn redirected<T: FromRedisValue>(
+    conn: &mut Conn,
+    e: redis::RedisError,
+    cmds: Vec<Cmd>,
+    single: bool,
+) -> redis::RedisResult<T> {
+    if matches!(conn, Conn::Single(_)) {
+        // A single node configured on a cluster's node: nothing to follow.
+        return Err(e);
+    }
+    let ask = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Ask);
+    let Some((host, port)) = e
+        .redirect_node()
+        .and_then(|(addr, _slot)| addr.rsplit_once(':'))
+        .and_then(|(host, port)| Some((host.to_string(), port.parse::<u16>().ok()?)))
+    else {
+        return Err(e);
+    };
+    let mut pipe = redis::pipe();
+    if ask {
+        pipe.cmd("ASKING").ignore();
+    }
+    for cmd in cmds {
+        pipe.add_command(cmd);
+    }
+    let mut routed = Routed::node(conn, &host, port);
+    match single {
+        true => pipe
+            .query_async::<(T,)>(&mut routed)
+            .await
+            .map(|(value,)| value),
+        false => pipe.query_async::<T>(&mut routed).await,
+    }
+}
+
+/// One command on `conn` (on the master of `master`'s slot when given), with a redirect redis-rs
+/// gave up on followed once more (see [`redirected`]).
+pub(crate) async fn query_cmd<T: FromRedisValue>(
+    conn: &mut Conn,
+    cmd: &Cmd,
+    master: Option<&[u8]>,
+) -> redis::RedisResult<T> {
+    let result = match master {
+        Some(key) => cmd.query_async::<T>(&mut Routed::master(conn, key)).await,
+        None => cmd.query_async::<T>(conn).await,
+    };
+    match result {
+        Err(e) if names_a_node(&e) => redirected(conn, e, vec![cmd.clone()], true).await,
+        other => other,
+    }
+}
+
+/// [`query_cmd`] for a pipeline (not a transaction).
+pub(crate) async fn query_pipe<T: FromRedisValue>(
+    conn: &mut Conn,
+    pipe: &redis::Pipeline,
+    master: Option<&[u8]>,
+) -> redis::RedisResult<T> {
+    let result = match master {
+        Some(key) => pipe.query_async::<T>(&mut Routed::master(conn, key)).await,
+        None => pipe.query_async::<T>(conn).await,
+    };
+    match result {
+        Err(e) if names_a_node(&e) => {
+            redirected(conn, e, pipe.cmd_iter().cloned().collect(), false).await
+        }
+        other => other,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Route, Store};
+use super::{query_pipe, Route, Store};
 use crate::error::Error;
 
 /// Releases a lock only if it still holds our token (the lease may have expired and another
@@ -43,7 +43,7 @@ impl Store {
             .run_op(
                 Route::Key(lock.as_bytes()),
                 limit,
-                move |mut conn| async move { pipe.query_async(&mut conn).await },
+                move |mut conn| async move { query_pipe(&mut conn, pipe, None).await },
             )
             .await?;
         Ok(set.is_some() || holder.as_deref() == Some(token))

@@ -33,6 +33,7 @@ pub(crate) use budget::Budget;
 pub(crate) use commands::{evalsha, WriteFailed};
 use conn::needs_topology_refresh;
 pub(crate) use conn::{open_client, Conn, Target};
+use conn::{query_cmd, query_pipe};
 use fault::Refusal;
 pub(crate) use fault::{classify, Fault};
 
@@ -55,6 +56,10 @@ pub(crate) struct Store {
     refusals_log: std::sync::Mutex<Vec<(String, std::sync::Arc<RateLimited>)>>,
     /// `GETEX` was refused (read-only replica, ACL): sliding reads use `GET`.
     getex_refused: Refusal,
+    /// A cluster whose reads go to replicas (`REDIS_READ_FROM_REPLICAS`).
+    replica_reads: bool,
+    /// When the slot map was last (re-)read or a re-read was started (ms since `created`).
+    slot_map_ms: std::sync::atomic::AtomicU64,
     repair: Script,
     release: Script,
     url: String,
@@ -92,6 +97,13 @@ struct Picked<'a> {
 /// Least time between two rebuilds of the cluster connection.
 const CLUSTER_REBUILD_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Longest time the per-master breakers' slot map goes without a re-read while operations run.
+/// redis-rs follows `MOVED` redirects and re-reads its own slot map without telling us, so after
+/// a reshard (or a manual failover) the breakers would keep accounting moved slots on their old
+/// master; a re-read at this age bounds that (one `CLUSTER SLOTS` per cache per interval, in the
+/// background, only while the cache is used).
+pub(crate) const SLOT_MAP_MAX_AGE: Duration = Duration::from_secs(2);
+
 impl Store {
     pub(crate) fn new(config: &Config) -> Result<Store, Error> {
         let client = open_client(config)?;
@@ -103,11 +115,18 @@ impl Store {
             // Fail a reconnect attempt fast; the breaker decides when to try again, so a dead
             // server costs a probe per cooldown instead of a retry loop per call.
             .set_number_of_retries(0);
+        let replica_reads = config.read_from_replicas && !config.cluster_nodes.is_empty();
         let cluster = if config.cluster_nodes.is_empty() {
             None
         } else {
+            let builder =
+                cluster::with_tls(ClusterClient::builder(config.cluster_nodes.clone()), config);
+            let builder = match replica_reads {
+                true => crate::cluster_api::read_from_replicas(builder),
+                false => builder,
+            };
             Some(
-                cluster::with_tls(ClusterClient::builder(config.cluster_nodes.clone()), config)
+                builder
                     .connection_timeout(config.connect_timeout)
                     // One node's reply, including redis-rs's own slot refresh after a node
                     // failed, which blocks every request of the connection while it waits on
@@ -140,6 +159,8 @@ impl Store {
             errors_log: RateLimited::new(),
             refusals_log: std::sync::Mutex::new(Vec::new()),
             getex_refused: Refusal::default(),
+            replica_reads,
+            slot_map_ms: std::sync::atomic::AtomicU64::new(0),
             repair: Script::new(commands::REPAIR_LUA),
             release: Script::new(lock::RELEASE_LUA),
             url: config.display_url.clone(),
@@ -178,6 +199,7 @@ impl Store {
             let mut c = cluster.get_async_connection().await?;
             if let Some(nodes) = &self.breaker.nodes {
                 cluster::read_slot_map(&mut c, nodes).await;
+                self.slot_map_read();
             }
             let c = Conn::Cluster(c);
             if let Ok(mut guard) = self.conn.write() {
@@ -252,7 +274,7 @@ impl Store {
         limit: Duration,
     ) -> Result<T, Error> {
         self.run_op(Route::Cmd(cmd), limit, move |mut conn| async move {
-            cmd.query_async::<T>(&mut conn).await
+            query_cmd::<T>(&mut conn, cmd, None).await
         })
         .await
     }
@@ -264,6 +286,14 @@ impl Store {
     #[inline]
     pub(crate) fn bypassing_key(&self, key: &str) -> bool {
         self.pick(Route::Key(key.as_bytes())).breaker.bypassing()
+    }
+
+    /// The master whose breaker accounts operations on `key` (full key); `None` on a single
+    /// node or while the slot map does not name the slot's master.
+    pub(crate) fn breaker_node_of(&self, key: &str) -> Option<String> {
+        self.pick(Route::Key(key.as_bytes()))
+            .node
+            .map(str::to_string)
     }
 
     /// The breaker an operation is accounted on: the single node's; on a cluster, the breaker of
@@ -311,6 +341,9 @@ impl Store {
         }
         let total = limit;
         let started = std::time::Instant::now();
+        if self.breaker.nodes.is_some() {
+            self.refresh_slot_map_if_old(started);
+        }
         let conn = match self.connection(limit).await {
             Ok(c) => c,
             Err(e) => {
@@ -362,6 +395,50 @@ impl Store {
             tracing::debug!(url = %self.url, "rebuilding the cluster connection (topology refresh)");
             self.rebuild_in_background();
         }
+    }
+
+    /// Starts a re-read of the slot map when the last one is older than [`SLOT_MAP_MAX_AGE`]
+    /// (lock-free: one atomic load on the way of every operation, a compare-exchange when due).
+    fn refresh_slot_map_if_old(&self, now: std::time::Instant) {
+        use std::sync::atomic::Ordering;
+        let now = u64::try_from(now.saturating_duration_since(self.created).as_millis())
+            .unwrap_or(u64::MAX);
+        let last = self.slot_map_ms.load(Ordering::Relaxed);
+        let age = u64::try_from(SLOT_MAP_MAX_AGE.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) < age {
+            return;
+        }
+        if self
+            .slot_map_ms
+            .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.reread_slot_map();
+        }
+    }
+
+    /// Notes that the slot map was just read (by a connection build).
+    fn slot_map_read(&self) {
+        let now = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.slot_map_ms
+            .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Runs a one-key command on the master of `key`'s slot (see `conn::Routed::master`); the same as
+    /// [`Store::query_within`] unless the cache reads from replicas.
+    pub(crate) async fn query_master<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        key: &[u8],
+        limit: Duration,
+    ) -> Result<T, Error> {
+        if !self.replica_reads {
+            return self.query_within(cmd, limit).await;
+        }
+        self.run_op(Route::Key(key), limit, move |mut conn| async move {
+            query_cmd::<T>(&mut conn, cmd, Some(key)).await
+        })
+        .await
     }
 
     /// Reads the slot map again through the current connection, in a task of its own.
@@ -464,6 +541,16 @@ impl Store {
                         return Err(Error::WrongType);
                     }
                     Err(Error::from(e))
+                }
+                Fault::Unreachable if picked.node.is_some() && cluster::is_redirect(&e) => {
+                    // The slot is moving (a reshard) and redis-rs ran out of redirects: the
+                    // master answered at once and serves its other slots; opening its breaker
+                    // would bypass all of them for a cooldown. Not counted, as `CLUSTERDOWN`.
+                    let e = Error::from(e);
+                    self.errors_log.hit(|suppressed| {
+                        tracing::warn!(url = %self.url, node = picked.node, error = %e, suppressed, "redis cluster slot moving; cached calls run their bodies, explicit operations return the error");
+                    });
+                    Err(e)
                 }
                 Fault::Unreachable if picked.node.is_some() && cluster::is_cluster_down(&e) => {
                     // The whole cluster refuses (a master failed and its replica is not promoted
