@@ -29,6 +29,8 @@
 mod axum_layer;
 #[path = "budget.rs"]
 mod budget;
+#[path = "coalesced_reads.rs"]
+mod coalesced_reads;
 #[path = "compression.rs"]
 mod compression;
 #[path = "corrupt_entries.rs"]

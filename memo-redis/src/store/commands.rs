@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::FromRedisValue;
 
 use super::fault::{classify, Fault, REFUSAL_MEMORY};
-use super::{Route, Store};
+use super::{Route, Store, Writing};
 use crate::error::Error;
 
 /// Deletes the entry only if it still holds the bytes we judged corrupt, or if it is not a
@@ -22,7 +22,7 @@ return 0
 
 impl Store {
     pub(crate) async fn get(&self, key: &str, limit: Duration) -> Result<Option<Vec<u8>>, Error> {
-        self.query_within(redis::cmd("GET").arg(key), limit).await
+        self.read_within(redis::cmd("GET").arg(key), limit).await
     }
 
     /// `GET` and `PTTL` in one round trip (for a read whose result may be kept locally).
@@ -53,11 +53,21 @@ impl Store {
             cmd.arg("PX")
                 .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
         }
-        self.query_within::<()>(&cmd, limit).await
+        let _writing = Writing {
+            reads: &self.reads,
+            key: Some(key),
+        };
+        self.read_within::<()>(&cmd, limit).await
     }
 
     pub(crate) async fn del(&self, key: &str) -> Result<bool, Error> {
-        let n: u64 = self.query(redis::cmd("DEL").arg(key)).await?;
+        let _writing = Writing {
+            reads: &self.reads,
+            key: Some(key),
+        };
+        let n: u64 = self
+            .read_within(redis::cmd("DEL").arg(key), self.op_timeout)
+            .await?;
         Ok(n > 0)
     }
 
@@ -68,6 +78,10 @@ impl Store {
         seen: &[u8],
         limit: Duration,
     ) -> Result<bool, Error> {
+        let _writing = Writing {
+            reads: &self.reads,
+            key: Some(key),
+        };
         let script = &self.repair;
         let n: u64 = self
             .run_op(
@@ -150,6 +164,11 @@ impl Store {
         invocation: &redis::ScriptInvocation<'_>,
         limit: Duration,
     ) -> Result<T, Error> {
+        // A script may write any key: reads in flight take no new followers after it.
+        let _writing = Writing {
+            reads: &self.reads,
+            key: None,
+        };
         self.run_op(Route::Any, limit, move |mut conn| async move {
             invocation.invoke_async::<T>(&mut conn).await
         })
@@ -170,7 +189,7 @@ impl Store {
         for key in keys {
             cmd.arg(*key);
         }
-        self.query_within(&cmd, limit).await
+        self.read_within(&cmd, limit).await
     }
 
     /// `SET key value [PX ms]` for every entry, in one pipeline (one round trip). On a cluster
@@ -190,6 +209,13 @@ impl Store {
             pipe.ignore();
         }
         let pipe = &pipe;
+        let _writing: Vec<Writing<'_>> = entries
+            .iter()
+            .map(|(key, _, _)| Writing {
+                reads: &self.reads,
+                key: Some(key),
+            })
+            .collect();
         // One slot on a cluster: the breaker of the master owning the first key's.
         let route = entries
             .first()

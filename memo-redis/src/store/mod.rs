@@ -23,6 +23,7 @@ use breakers::Breakers;
 mod breakers;
 mod budget;
 pub(crate) mod cluster;
+mod coalesce;
 mod commands;
 mod conn;
 mod fault;
@@ -30,6 +31,7 @@ mod lock;
 mod probe;
 
 pub(crate) use budget::Budget;
+use coalesce::{Reads, Writing};
 use conn::needs_topology_refresh;
 pub(crate) use conn::{open_client, Conn, Target};
 use fault::Refusal;
@@ -57,6 +59,8 @@ pub(crate) struct Store {
     repair: Script,
     release: Script,
     url: String,
+    /// Plain `GET`s in flight, shared by concurrent callers of one key (`coalesce.rs`).
+    reads: Reads,
 }
 
 impl std::fmt::Debug for Store {
@@ -142,6 +146,7 @@ impl Store {
             repair: Script::new(commands::REPAIR_LUA),
             release: Script::new(lock::RELEASE_LUA),
             url: config.display_url.clone(),
+            reads: Reads::default(),
         })
     }
 
@@ -245,7 +250,23 @@ impl Store {
     }
 
     /// Runs one command under the breaker, waiting at most `limit`.
+    ///
+    /// The command may write any key: when it is over, reads in flight take no new followers
+    /// (see `coalesce.rs`). Reads use [`Store::read_within`].
     pub(crate) async fn query_within<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        limit: Duration,
+    ) -> Result<T, Error> {
+        let _writing = Writing {
+            reads: &self.reads,
+            key: None,
+        };
+        self.read_within(cmd, limit).await
+    }
+
+    /// [`Store::query_within`] for a command that writes nothing.
+    pub(crate) async fn read_within<T: FromRedisValue>(
         &self,
         cmd: &Cmd,
         limit: Duration,
