@@ -319,11 +319,16 @@ impl Store {
         if let Err(e) = crate::runtime::check() {
             return (Err(e), false);
         }
-        let deadline = tokio::time::Instant::now() + limit;
+        // Read from the clock only by a follower (a cold read costs no clock read here): the
+        // wait and any read after an abandoned one end here.
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             match self.reads.join(key) {
                 Role::Lead(lead) => {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let left = match deadline {
+                        None => limit,
+                        Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
+                    };
                     if left < Duration::from_millis(1) {
                         // As a spent budget: no round trip, nothing counted on the breaker.
                         drop(lead);
@@ -333,24 +338,29 @@ impl Store {
                     lead.finish(key, &result);
                     return (result, false);
                 }
-                Role::Follow(slot) => match tokio::time::timeout_at(deadline, wait(&slot)).await {
-                    // Our budget is spent before the reply: a timed-out read for this caller;
-                    // the leader's read counts on the breaker if it fails.
-                    Err(_) => return (Err(Error::Timeout(limit)), true),
-                    Ok(Waited::Reply(theirs, reply)) if &*theirs == key => {
-                        return (reply.map(|found| found.map(|b| b.to_vec())), true);
-                    }
-                    // Another key with the same hash: a read of our own.
-                    Ok(Waited::Reply(..)) => {
-                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        if left < Duration::from_millis(1) {
-                            return (Err(Error::Timeout(limit)), false);
+                Role::Follow(slot) => {
+                    let deadline =
+                        *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limit);
+                    match tokio::time::timeout_at(deadline, wait(&slot)).await {
+                        // Our budget is spent before the reply: a timed-out read for this caller;
+                        // the leader's read counts on the breaker if it fails.
+                        Err(_) => return (Err(Error::Timeout(limit)), true),
+                        Ok(Waited::Reply(theirs, reply)) if &*theirs == key => {
+                            return (reply.map(|found| found.map(|b| b.to_vec())), true);
                         }
-                        return (self.get(key, left).await, false);
+                        // Another key with the same hash: a read of our own.
+                        Ok(Waited::Reply(..)) => {
+                            let left =
+                                deadline.saturating_duration_since(tokio::time::Instant::now());
+                            if left < Duration::from_millis(1) {
+                                return (Err(Error::Timeout(limit)), false);
+                            }
+                            return (self.get(key, left).await, false);
+                        }
+                        // The leader was cancelled: race to lead a new read.
+                        Ok(Waited::Abandoned) => continue,
                     }
-                    // The leader was cancelled: race to lead a new read.
-                    Ok(Waited::Abandoned) => continue,
-                },
+                }
             }
         }
     }
