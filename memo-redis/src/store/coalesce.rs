@@ -316,9 +316,6 @@ impl Store {
         key: &str,
         limit: Duration,
     ) -> (Result<Option<Vec<u8>>, Error>, bool) {
-        if let Err(e) = crate::runtime::check() {
-            return (Err(e), false);
-        }
         // Read from the clock only by a follower (a cold read costs no clock read here): the
         // wait and any read after an abandoned one end here.
         let mut deadline: Option<tokio::time::Instant> = None;
@@ -339,6 +336,10 @@ impl Store {
                     return (result, false);
                 }
                 Role::Follow(slot) => {
+                    // A leader's read checks in `run_op`; the follower's timer needs it too.
+                    if let Err(e) = crate::runtime::check() {
+                        return (Err(e), true);
+                    }
                     let deadline =
                         *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limit);
                     match tokio::time::timeout_at(deadline, wait(&slot)).await {
