@@ -10,8 +10,10 @@
 //! - (d) a near-cache hit: `#[redis_cache(ttl = 300, local = "60s")]` (its own `Cache`, namespace
 //!   `near`, so the miss cells' writes never reach its tracking connection),
 //!
-//! then the miss path (the body returns at once) against a raw `GET` + `SET PX`, and a call with
-//! the breaker open against the body called directly. One run prints markdown tables; every ratio
+//! then a hot key (every task reads one key: memo-redis coalesces concurrent reads of it into one
+//! `GET` in flight) against raw `GET`s of that key, at 64 and 256 tasks, the miss path (the body
+//! returns at once) against a raw `GET` + `SET PX`, and a call with the breaker open against the
+//! body called directly. One run prints markdown tables; every ratio
 //! is computed within the run. The contenders are interleaved: each round runs every
 //! (concurrency, contender) cell for one short slice, rotating the order, so machine noise (a
 //! shared 2-core box) hits all of them alike.
@@ -31,8 +33,9 @@
 //! Smoke mode is also selected by `MEMO_BENCH_SMOKE=1` and when the binary runs without the
 //! `--bench` flag `cargo bench` passes (e.g. `cargo test --benches`); it writes no chart.
 //!
-//! Each task reads its own key (task `i` reads id `i`), so memo-redis's single-flight never
-//! coalesces the measured hits: every call is one round trip, as for the other contenders.
+//! In the hit cells each task reads its own key (task `i` reads id `i`, the "spread" run), so
+//! memo-redis never coalesces the measured hits: every call is one round trip, as for the other
+//! contenders. The hot-key cells are the opposite case.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -61,6 +64,10 @@ mod zipf;
 const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
 /// Concurrencies of the miss comparison.
 const MISS_CONCURRENCY: [usize; 2] = [1, 64];
+/// Concurrencies of the hot-key comparison.
+const HOT_CONCURRENCY: [usize; 2] = [64, 256];
+/// The id every task reads in the hot-key cells.
+const HOT_ID: u64 = 0;
 /// TTL of every entry written here (long enough to outlive the run, short enough not to pile up).
 const TTL_SECS: u64 = 300;
 
@@ -178,6 +185,8 @@ enum Contender {
     Near,
     RawMiss,
     MemoMiss,
+    HotRaw,
+    HotMemo,
 }
 
 /// The hit contenders.
@@ -192,6 +201,8 @@ const HIT_CONTENDERS: &[Contender] = &[
 #[cfg(not(feature = "peer-bench"))]
 const HIT_CONTENDERS: &[Contender] = &[Contender::Raw, Contender::Memo, Contender::Near];
 const MISS_CONTENDERS: &[Contender] = &[Contender::RawMiss, Contender::MemoMiss];
+/// The hot-key contenders: every task reads [`HOT_ID`].
+const HOT_CONTENDERS: &[Contender] = &[Contender::HotRaw, Contender::HotMemo];
 
 impl Contender {
     fn label(self) -> &'static str {
@@ -202,6 +213,8 @@ impl Contender {
             Contender::Near => "`#[redis_cache(local = \"60s\")]` near-cache hit",
             Contender::RawMiss => "raw redis-rs GET (nil) + SET PX",
             Contender::MemoMiss => "`#[redis_cache]` miss (body returns at once)",
+            Contender::HotRaw => "raw redis-rs GET of one hot key",
+            Contender::HotMemo => "`#[redis_cache]` hit of one hot key",
         }
     }
 
@@ -213,6 +226,8 @@ impl Contender {
             Contender::Near => "near-cache hit",
             Contender::RawMiss => "raw GET+SET",
             Contender::MemoMiss => "#[redis_cache] miss",
+            Contender::HotRaw => "raw GET, hot key",
+            Contender::HotMemo => "#[redis_cache], hot key",
         }
     }
 
@@ -224,6 +239,8 @@ impl Contender {
             Contender::Near => "#2ca02c",
             Contender::RawMiss => "#999999",
             Contender::MemoMiss => "#9467bd",
+            Contender::HotRaw => "#bbbbbb",
+            Contender::HotMemo => "#17becf",
         }
     }
 
@@ -269,6 +286,17 @@ impl Contender {
             Contender::MemoMiss => {
                 let id = ctx.next_miss.fetch_add(1, Ordering::Relaxed);
                 black_box(miss_profile(id).await);
+            }
+            Contender::HotRaw => {
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(&*ctx.hit_keys[HOT_ID as usize])
+                    .query_async(conn)
+                    .await
+                    .expect("raw GET of the hot key");
+                black_box(bytes);
+            }
+            Contender::HotMemo => {
+                black_box(memo_profile(HOT_ID).await);
             }
         }
     }
@@ -831,6 +859,7 @@ fn main() {
     };
     run_cells(&rt, &ctx, &warm, HIT_CONTENDERS, &[16]);
     run_cells(&rt, &ctx, &warm, MISS_CONTENDERS, &[16]);
+    run_cells(&rt, &ctx, &warm, HOT_CONTENDERS, &[16]);
 
     let runs_before = BODY_RUNS.load(Ordering::Relaxed);
     let memo_before = memo_profile_stats();
@@ -854,6 +883,18 @@ fn main() {
         )
     };
     let body_runs = BODY_RUNS.load(Ordering::Relaxed) - runs_before;
+
+    let hot_before = (memo_profile_stats(), BODY_RUNS.load(Ordering::Relaxed));
+    let mut hot_cells = run_cells(&rt, &ctx, &plan, HOT_CONTENDERS, &HOT_CONCURRENCY);
+    let hot_stats = {
+        let after = memo_profile_stats();
+        (
+            after.hits - hot_before.0.hits,
+            after.calls() - hot_before.0.calls(),
+            after.coalesced - hot_before.0.coalesced,
+            BODY_RUNS.load(Ordering::Relaxed) - hot_before.1,
+        )
+    };
 
     let miss_before = miss_profile_stats();
     let mut miss_cells = run_cells(&rt, &ctx, &plan, MISS_CONTENDERS, &MISS_CONCURRENCY);
@@ -965,6 +1006,48 @@ fn main() {
         "near-cache calls during the hit cells: {} served locally, {} hits, of {} calls; tier \
          after the cells: {near_state:?}\n",
         near_hits.0, near_hits.1, near_hits.2
+    );
+
+    println!(
+        "## Hot key ({} rounds × {} ms per cell, interleaved; every task reads id {HOT_ID})\n",
+        plan.rounds,
+        plan.slice.as_millis()
+    );
+    println!(
+        "| contender | tasks | calls/s | per-round calls/s | p50 | p99 | mean | client CPU/call |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (ci, &tasks) in HOT_CONCURRENCY.iter().enumerate() {
+        for (i, &c) in HOT_CONTENDERS.iter().enumerate() {
+            let cell = &mut hot_cells[ci][i];
+            println!(
+                "| {} | {tasks} | {} | {} | {} | {} | {} | {} |",
+                c.label(),
+                fmt_rate(cell.ops_per_sec()),
+                spread(&cell.per_round),
+                fmt_dur(cell.pct(50.0)),
+                fmt_dur(cell.pct(99.0)),
+                fmt_dur(cell.mean()),
+                fmt_dur(cell.cpu_per_call())
+            );
+        }
+    }
+    println!("\n| tasks | hot: `#[redis_cache]` / raw GET | spread: `#[redis_cache]` / raw GET |");
+    println!("|---:|---:|---:|");
+    for (ci, &tasks) in HOT_CONCURRENCY.iter().enumerate() {
+        let spread_ratio = CONCURRENCY
+            .iter()
+            .position(|&c| c == tasks)
+            .map_or_else(|| "—".into(), |si| ratio(&hit_cells[si], memo_i, raw_i));
+        println!(
+            "| {tasks} | {} | {spread_ratio} |",
+            ratio(&hot_cells[ci], Some(1), Some(0))
+        );
+    }
+    println!(
+        "\n`#[redis_cache]` calls during the hot-key cells: {} hits of {} calls, {} served by \
+         another caller's GET (coalesced); body runs: {}\n",
+        hot_stats.0, hot_stats.1, hot_stats.2, hot_stats.3
     );
 
     println!(
@@ -1104,6 +1187,8 @@ fn main() {
         miss_stats.0, miss_stats.1,
         "every measured miss call was a miss"
     );
+    assert_eq!(hot_stats.0, hot_stats.1, "every hot-key call was a hit");
+    assert_eq!(hot_stats.3, 0, "no body ran while the hot key was read");
 
     if !plan.smoke {
         let caption = format!(

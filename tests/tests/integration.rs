@@ -29,6 +29,8 @@
 mod axum_layer;
 #[path = "budget.rs"]
 mod budget;
+#[path = "coalesced_reads.rs"]
+mod coalesced_reads;
 #[path = "compression.rs"]
 mod compression;
 #[path = "connections.rs"]
@@ -55,10 +57,10 @@ mod lock_reply;
 mod memoize;
 #[path = "near_cache_review.rs"]
 mod near_cache_review;
-#[path = "round_trips.rs"]
-mod round_trips;
 #[path = "near_values.rs"]
 mod near_values;
+#[path = "round_trips.rs"]
+mod round_trips;
 #[path = "stats_companion.rs"]
 mod stats_companion;
 #[path = "typed_handle.rs"]

@@ -26,21 +26,26 @@ pub(crate) enum Fetched {
     Failed(Error),
 }
 
-/// One read of `target` within what is left of `budget` (charged), and the time it took:
-/// `GETEX` when `extend` is given (sliding expiry), `GET` + `PTTL` when `with_pttl`, else `GET`.
+/// One read of `target` within what is left of `budget` (charged), the time it took, and
+/// whether it was a concurrent caller's read: `GETEX` when `extend` is given (sliding expiry),
+/// `GET` + `PTTL` when `with_pttl`, else `GET` — the only one coalesced: concurrent plain reads
+/// of one key share one `GET` in flight (`store/coalesce.rs`). The others stay one per caller:
+/// a `GETEX` extends the TTL as of its own call, and a `GET` + `PTTL` fills the near cache
+/// under its caller's ticket, taken before its own read was sent.
 pub(crate) async fn fetch(
     target: Target<'_>,
     extend: Option<Duration>,
     with_pttl: bool,
     budget: &mut Budget,
-) -> (Fetched, Duration) {
+) -> (Fetched, Duration, bool) {
     let inner = target.inner;
     let started = Instant::now();
     // Charged by hand rather than through `Budget::run`: the hit path reads the clock once.
     let Some(limit) = budget.left() else {
         let timeout = Error::Timeout(inner.store.op_timeout());
-        return (Fetched::Failed(timeout), started.elapsed());
+        return (Fetched::Failed(timeout), started.elapsed(), false);
     };
+    let mut joined = false;
     let read = match (with_pttl, extend) {
         (true, _) => inner.store.get_pttl(target.key, limit).await,
         (false, Some(ttl)) => inner
@@ -53,7 +58,11 @@ pub(crate) async fn fetch(
             .get_master(target.key, limit)
             .await
             .map(|b| (b, -2)),
-        (false, None) => inner.store.get(target.key, limit).await.map(|b| (b, -2)),
+        (false, None) => {
+            let (read, followed) = inner.store.get_coalesced(target.key, limit).await;
+            joined = followed;
+            read.map(|b| (b, -2))
+        }
     };
     let took = started.elapsed();
     budget.spent(took);
@@ -63,7 +72,7 @@ pub(crate) async fn fetch(
         Err(Error::WrongType) => Fetched::WrongType,
         Err(e) => Fetched::Failed(e),
     };
-    (fetched, took)
+    (fetched, took, joined)
 }
 
 /// What a read found.
@@ -108,7 +117,7 @@ where
         true => rules.store_ttl(inner, false),
         false => None,
     };
-    let (fetched, took) = fetch(target, extend, ticket.is_some(), budget).await;
+    let (fetched, took, joined) = fetch(target, extend, ticket.is_some(), budget).await;
     rules.observe_redis(took);
     let mut corrupt = None;
     let mut missing = false;
@@ -138,6 +147,9 @@ where
                         }
                         _ => CallOutcome::Hit,
                     };
+                    if joined && matches!(counter, CallOutcome::Hit) {
+                        rules.count_coalesced();
+                    }
                     rules.count(counter);
                     return Read::Hit(r, bytes);
                 }

@@ -99,7 +99,7 @@ pub(crate) trait Rules: Sync {
     /// Counts a hit served by the near cache.
     fn count_local_hit(&self) {}
 
-    /// Counts a hit received from another caller's flight.
+    /// Counts a hit received from another caller's flight or `GET` in flight.
     fn count_coalesced(&self) {}
 
     /// Counts a background refresh that ran.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::FromRedisValue;
 
 use super::fault::{classify, Fault, REFUSAL_MEMORY};
-use super::{query_cmd, query_pipe, Route, Store};
+use super::{query_cmd, query_pipe, Route, Store, Writing};
 use crate::error::Error;
 
 /// Deletes the entry only if it still holds the bytes we judged corrupt, or if it is not a
@@ -50,7 +50,7 @@ pub(crate) enum WriteFailed {
 
 impl Store {
     pub(crate) async fn get(&self, key: &str, limit: Duration) -> Result<Option<Vec<u8>>, Error> {
-        self.query_within(redis::cmd("GET").arg(key), limit).await
+        self.read_within(redis::cmd("GET").arg(key), limit).await
     }
 
     /// `GET` on the master of the key's slot even when the cache reads from replicas: for a
@@ -91,7 +91,11 @@ impl Store {
         ttl: Option<Duration>,
         limit: Duration,
     ) -> Result<(), Error> {
-        self.query_within::<()>(&set_cmd(key, value, ttl), limit)
+        let _writing = Writing {
+            reads: &self.reads,
+            key: Some(key),
+        };
+        self.read_within::<()>(&set_cmd(key, value, ttl), limit)
             .await
     }
 
@@ -111,6 +115,11 @@ impl Store {
         eval: &redis::Cmd,
         limit: Duration,
     ) -> Result<(), WriteFailed> {
+        // Reads of the key sent before this write take no new followers once it is done.
+        let _writing = Writing {
+            reads: &self.reads,
+            key: Some(key),
+        };
         let mut pipe = redis::pipe();
         pipe.add_command(set_cmd(key, value, ttl))
             .add_command(eval.clone())
@@ -151,7 +160,13 @@ impl Store {
     }
 
     pub(crate) async fn del(&self, key: &str) -> Result<bool, Error> {
-        let n: u64 = self.query(redis::cmd("DEL").arg(key)).await?;
+        let _writing = Writing {
+            reads: &self.reads,
+            key: Some(key),
+        };
+        let n: u64 = self
+            .read_within(redis::cmd("DEL").arg(key), self.op_timeout)
+            .await?;
         Ok(n > 0)
     }
 
@@ -162,6 +177,10 @@ impl Store {
         seen: &[u8],
         limit: Duration,
     ) -> Result<bool, Error> {
+        let _writing = Writing {
+            reads: &self.reads,
+            key: Some(key),
+        };
         let script = &self.repair;
         let n: u64 = self
             .run_op(
@@ -244,6 +263,11 @@ impl Store {
         invocation: &redis::ScriptInvocation<'_>,
         limit: Duration,
     ) -> Result<T, Error> {
+        // A script may write any key: reads in flight take no new followers after it.
+        let _writing = Writing {
+            reads: &self.reads,
+            key: None,
+        };
         self.run_op(Route::Any, limit, move |mut conn| async move {
             invocation.invoke_async::<T>(&mut conn).await
         })
@@ -264,7 +288,7 @@ impl Store {
         for key in keys {
             cmd.arg(*key);
         }
-        self.query_within(&cmd, limit).await
+        self.read_within(&cmd, limit).await
     }
 
     /// [`Store::mget`] on the master of the keys' slot even when the cache reads from replicas
@@ -301,6 +325,13 @@ impl Store {
             pipe.ignore();
         }
         let pipe = &pipe;
+        let _writing: Vec<Writing<'_>> = entries
+            .iter()
+            .map(|(key, _, _)| Writing {
+                reads: &self.reads,
+                key: Some(key),
+            })
+            .collect();
         // One slot on a cluster: the breaker of the master owning the first key's.
         let route = entries
             .first()

@@ -23,6 +23,7 @@ use breakers::Breakers;
 mod breakers;
 mod budget;
 pub(crate) mod cluster;
+mod coalesce;
 mod commands;
 mod conn;
 mod fault;
@@ -30,6 +31,7 @@ mod lock;
 mod probe;
 
 pub(crate) use budget::Budget;
+use coalesce::{Reads, Writing};
 pub(crate) use commands::{evalsha, WriteFailed};
 use conn::needs_topology_refresh;
 pub(crate) use conn::{open_client, Conn, Target};
@@ -63,6 +65,8 @@ pub(crate) struct Store {
     repair: Script,
     release: Script,
     url: String,
+    /// Plain `GET`s in flight, shared by concurrent callers of one key (`coalesce.rs`).
+    reads: Reads,
 }
 
 impl std::fmt::Debug for Store {
@@ -164,6 +168,7 @@ impl Store {
             repair: Script::new(commands::REPAIR_LUA),
             release: Script::new(lock::RELEASE_LUA),
             url: config.display_url.clone(),
+            reads: Reads::default(),
         })
     }
 
@@ -268,7 +273,23 @@ impl Store {
     }
 
     /// Runs one command under the breaker, waiting at most `limit`.
+    ///
+    /// The command may write any key: when it is over, reads in flight take no new followers
+    /// (see `coalesce.rs`). Reads use [`Store::read_within`].
     pub(crate) async fn query_within<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        limit: Duration,
+    ) -> Result<T, Error> {
+        let _writing = Writing {
+            reads: &self.reads,
+            key: None,
+        };
+        self.read_within(cmd, limit).await
+    }
+
+    /// [`Store::query_within`] for a command that writes nothing.
+    pub(crate) async fn read_within<T: FromRedisValue>(
         &self,
         cmd: &Cmd,
         limit: Duration,
@@ -433,7 +454,7 @@ impl Store {
         limit: Duration,
     ) -> Result<T, Error> {
         if !self.replica_reads {
-            return self.query_within(cmd, limit).await;
+            return self.read_within(cmd, limit).await;
         }
         self.run_op(Route::Key(key), limit, move |mut conn| async move {
             query_cmd::<T>(&mut conn, cmd, Some(key)).await
