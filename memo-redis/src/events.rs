@@ -121,10 +121,10 @@ impl Events {
     }
 
     pub(crate) fn stop(&self) {
-        if let Ok(mut t) = self.task.lock() {
-            if let Some(task) = t.take() {
-                task.abort();
-            }
+        if let Ok(mut t) = self.task.lock()
+            && let Some(task) = t.take()
+        {
+            task.abort();
         }
         self.started.store(false, Ordering::Release);
         self.bus.is_subscribed.store(false, Ordering::Release);
@@ -136,30 +136,30 @@ async fn subscriber(bus: Arc<Bus>) {
     loop {
         let connect =
             tokio::time::timeout(bus.connect_timeout, bus.client.get_async_pubsub()).await;
-        if let Ok(Ok(mut pubsub)) = connect {
-            if pubsub.subscribe(&bus.channel).await.is_ok() {
-                backoff = Duration::from_millis(50);
-                bus.is_subscribed.store(true, Ordering::Release);
-                bus.subscribed.notify_waiters();
-                let mut messages = pubsub.on_message();
-                while let Some(msg) = messages.next().await {
-                    let decoded = bincode::serde::decode_from_slice::<Event, _>(
-                        msg.get_payload_bytes(),
-                        bincode::config::standard().with_limit::<{ 1 << 20 }>(),
-                    );
-                    let Ok((event, _)) = decoded else {
-                        tracing::debug!("ignored an undecodable message on the event channel");
-                        continue;
-                    };
-                    let handlers: Vec<Handler> =
-                        bus.handlers.read().map(|h| h.clone()).unwrap_or_default();
-                    for h in handlers {
-                        h(&event);
-                    }
+        if let Ok(Ok(mut pubsub)) = connect
+            && pubsub.subscribe(&bus.channel).await.is_ok()
+        {
+            backoff = Duration::from_millis(50);
+            bus.is_subscribed.store(true, Ordering::Release);
+            bus.subscribed.notify_waiters();
+            let mut messages = pubsub.on_message();
+            while let Some(msg) = messages.next().await {
+                let decoded = bincode::serde::decode_from_slice::<Event, _>(
+                    msg.get_payload_bytes(),
+                    bincode::config::standard().with_limit::<{ 1 << 20 }>(),
+                );
+                let Ok((event, _)) = decoded else {
+                    tracing::debug!("ignored an undecodable message on the event channel");
+                    continue;
+                };
+                let handlers: Vec<Handler> =
+                    bus.handlers.read().map(|h| h.clone()).unwrap_or_default();
+                for h in handlers {
+                    h(&event);
                 }
-                bus.is_subscribed.store(false, Ordering::Release);
-                tracing::debug!("event channel connection lost; resubscribing");
             }
+            bus.is_subscribed.store(false, Ordering::Release);
+            tracing::debug!("event channel connection lost; resubscribing");
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));

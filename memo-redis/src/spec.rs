@@ -278,10 +278,9 @@ impl Spec {
         // A plain load first: every call passes here, and only the first may write.
         if !self.registered.load(Ordering::Relaxed)
             && !self.registered.swap(true, Ordering::Relaxed)
+            && let Ok(mut r) = REGISTRY.lock()
         {
-            if let Ok(mut r) = REGISTRY.lock() {
-                r.push(self);
-            }
+            r.push(self);
         }
     }
 

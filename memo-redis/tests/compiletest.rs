@@ -10,7 +10,8 @@ fn ui() {
     // (no debug info): with full debug info its target directory reached 3.2 GB in CI when it
     // also linked pass tests. Its cargo inherits this environment, and nothing here needs a
     // debugger. (Set before any thread runs.)
-    std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "0");
+    // TODO: Audit that the environment access only happens in single-threaded code.
+    unsafe { std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "0") };
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/fail/*.rs");
 }

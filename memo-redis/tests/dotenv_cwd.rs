@@ -20,7 +20,8 @@ fn dotenv_in_the_current_directory() {
     )
     .unwrap();
     // Only this test runs in this binary: no other thread reads the environment meanwhile.
-    std::env::set_var("REDIS_PORT", "7002");
+    // TODO: Audit that the environment access only happens in single-threaded code.
+    unsafe { std::env::set_var("REDIS_PORT", "7002") };
     let config = Config::from_env().unwrap();
     assert_eq!(config.namespace(), "from_dotenv");
     assert_eq!(config.default_ttl(), None);

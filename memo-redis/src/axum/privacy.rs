@@ -113,10 +113,10 @@ impl Settings {
                 vary.push(name.to_string());
             }
         }
-        if let Ok(v) = HeaderValue::try_from(vary.join(", ")) {
-            if !vary.is_empty() {
-                headers.insert(header::VARY, v);
-            }
+        if let Ok(v) = HeaderValue::try_from(vary.join(", "))
+            && !vary.is_empty()
+        {
+            headers.insert(header::VARY, v);
         }
 
         let personal = self.personal();

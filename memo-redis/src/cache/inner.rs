@@ -72,16 +72,14 @@ impl Inner {
                 .store
                 .query(redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
                 .await;
-            if let Ok(reply) = reply {
-                if let Some(policy) = reply.get(1) {
-                    if policy == "noeviction" || policy.starts_with("volatile-") {
+            if let Ok(reply) = reply
+                && let Some(policy) = reply.get(1)
+                    && (policy == "noeviction" || policy.starts_with("volatile-")) {
                         tracing::warn!(
                             policy = %policy,
                             "memo-redis writes entries without expiry, but the server's maxmemory-policy never evicts keys without a TTL; set a ttl or use an allkeys-* policy"
                         );
                     }
-                }
-            }
         });
     }
 }

@@ -153,10 +153,10 @@ impl Watch {
     ) -> Option<redis::aio::MultiplexedConnection> {
         let mut candidates: Vec<Config> = Vec::new();
         for (_, _, addr) in known {
-            if let Some(c) = node_config(config, addr) {
-                if !candidates.iter().any(|o| o.display_url == c.display_url) {
-                    candidates.push(c);
-                }
+            if let Some(c) = node_config(config, addr)
+                && !candidates.iter().any(|o| o.display_url == c.display_url)
+            {
+                candidates.push(c);
             }
         }
         for seed in &config.cluster_nodes {

@@ -408,10 +408,10 @@ impl Near {
 
     /// Stops the tracking task (shutdown) and empties the tier.
     pub(crate) fn stop(&self) {
-        if let Ok(mut t) = self.task.lock() {
-            if let Some(task) = t.take() {
-                task.abort();
-            }
+        if let Ok(mut t) = self.task.lock()
+            && let Some(task) = t.take()
+        {
+            task.abort();
         }
         self.go_dark();
     }

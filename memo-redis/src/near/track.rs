@@ -121,10 +121,10 @@ async fn epoch_of(
     )
     .await
     .map_err(|_| ())?;
-    if let Err(e) = set {
-        if classify(&e) != Fault::Refused {
-            return Err(());
-        }
+    if let Err(e) = set
+        && classify(&e) != Fault::Refused
+    {
+        return Err(());
     }
     match tokio::time::timeout(
         limit,
@@ -213,8 +213,8 @@ pub(super) async fn link(near: &Near, config: &Config, id: u64, epoch: bool) {
                                 }
                                 _ => break,
                             };
-                            if let (Epoch::Checked(known), Some(seen)) = (&epoch, seen) {
-                                if *known != seen {
+                            if let (Epoch::Checked(known), Some(seen)) = (&epoch, seen)
+                                && *known != seen {
                                     // Another dataset under our connection: nothing held is
                                     // known to match it.
                                     near.flush();
@@ -224,7 +224,6 @@ pub(super) async fn link(near: &Near, config: &Config, id: u64, epoch: bool) {
                                         Err(()) => break,
                                     };
                                 }
-                            }
                             // Redis sends the invalidations of a write processed before the
                             // `PING` arrived ahead of the `PONG`, and the connection queues
                             // pushes in order before resolving a reply: apply them all, then

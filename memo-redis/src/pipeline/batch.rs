@@ -208,12 +208,12 @@ async fn serve<S, R, A, M, F>(
                     Ok((r, meta)) if !expired(spec, inner, meta) => {
                         // The first item takes the value decoded here; repeats decode their own.
                         let count = || spec.count(CallOutcome::Hit);
-                        if let Some(((first, _), rest)) = group.items.split_first() {
-                            if serve_from::<S, R, A>(&bytes, rest, out, count) {
-                                out[*first] = Some(r);
-                                count();
-                                continue;
-                            }
+                        if let Some(((first, _), rest)) = group.items.split_first()
+                            && serve_from::<S, R, A>(&bytes, rest, out, count)
+                        {
+                            out[*first] = Some(r);
+                            count();
+                            continue;
                         }
                     }
                     Ok(_) => {}

@@ -62,10 +62,10 @@ where
     F: Future<Output = R> + Send + 'static,
 {
     let span = spec.call_span();
-    if span.is_disabled() {
-        if let Some(r) = local_hit::<S, R>(spec, &key) {
-            return r;
-        }
+    if span.is_disabled()
+        && let Some(r) = local_hit::<S, R>(spec, &key)
+    {
+        return r;
     }
     let refresher = |key: &Key| refresh::spawn::<S, R, M, F>(spec, key, make.clone());
     if span.is_disabled() {

@@ -181,11 +181,11 @@ async fn recheck<S: Shape<R>, R>(
     budget: &mut Budget,
 ) -> Locked<R> {
     let inner = target.inner;
-    if let Some(bytes) = seen {
-        if let Ok((r, _)) = decode::<S, R>(&bytes, inner.config.max_value_bytes) {
-            lock.release(budget).await;
-            return Locked::Value(r, bytes);
-        }
+    if let Some(bytes) = seen
+        && let Ok((r, _)) = decode::<S, R>(&bytes, inner.config.max_value_bytes)
+    {
+        lock.release(budget).await;
+        return Locked::Value(r, bytes);
     }
     Locked::Acquired(lock)
 }

@@ -84,19 +84,18 @@ where
     F: Future<Output = R>,
 {
     let inner = target.inner;
-    if rules.local_ms().is_some() {
-        if let Some(near) = inner.near() {
-            if let Some(held) = near.get(target.key) {
-                // Kept decoded: a downcast and a clone. Another value type under this key
-                // (or a cached `None` this shape cannot return) is a miss, never a wrong value.
-                if let Some(r) = S::from_held(&held) {
-                    rules.count(CallOutcome::Hit);
-                    rules.count_local_hit();
-                    return r;
-                }
-                near.invalidate(target.key.as_bytes());
-            }
+    if rules.local_ms().is_some()
+        && let Some(near) = inner.near()
+        && let Some(held) = near.get(target.key)
+    {
+        // Kept decoded: a downcast and a clone. Another value type under this key
+        // (or a cached `None` this shape cannot return) is a miss, never a wrong value.
+        if let Some(r) = S::from_held(&held) {
+            rules.count(CallOutcome::Hit);
+            rules.count_local_hit();
+            return r;
         }
+        near.invalidate(target.key.as_bytes());
     }
     if inner.store.breaker.bypassing() || !crate::runtime::usable() {
         rules.count(CallOutcome::Bypass);

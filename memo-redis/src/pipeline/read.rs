@@ -127,14 +127,13 @@ where
             match decode_kept::<S, R>(&bytes, inner.config.max_value_bytes, ticket.is_some()) {
                 Ok((r, meta, held)) => {
                     let fresh = freshness(rules, inner, meta);
-                    if let (Some(ticket), Some(held), Freshness::Fresh) = (ticket, held, &fresh) {
-                        if let (Some(near), Some(life)) =
+                    if let (Some(ticket), Some(held), Freshness::Fresh) = (ticket, held, &fresh)
+                        && let (Some(near), Some(life)) =
                             (inner.near(), local_life(rules, inner, meta, pttl))
-                        {
-                            // Weighed as the entry decompressed: a compressed entry decodes to
-                            // more than it stores.
-                            near.fill(ticket, target.key, held, meta.len.max(bytes.len()), life);
-                        }
+                    {
+                        // Weighed as the entry decompressed: a compressed entry decodes to
+                        // more than it stores.
+                        near.fill(ticket, target.key, held, meta.len.max(bytes.len()), life);
                     }
                     let counter = match (refresh, fresh) {
                         (Some(refresh), Freshness::Stale) => {

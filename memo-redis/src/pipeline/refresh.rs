@@ -38,10 +38,10 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if let Ok(mut set) = REFRESHING.lock() {
-            if let Some(set) = set.as_mut() {
-                set.remove(&self.0);
-            }
+        if let Ok(mut set) = REFRESHING.lock()
+            && let Some(set) = set.as_mut()
+        {
+            set.remove(&self.0);
         }
     }
 }

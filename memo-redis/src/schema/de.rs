@@ -13,7 +13,7 @@ pub(super) struct De<'t> {
 }
 
 macro_rules! leaf {
-    ($($method:ident $visit:ident $kind:ident $name:literal [$($sample:expr),+];)*) => {$(
+    ($($method:ident $visit:ident $kind:ident $name:literal [$($sample:expr_2021),+];)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
             self.t.step()?;
             let vid = std::any::type_name::<V>();

@@ -380,15 +380,13 @@ impl Store {
             return Err(e);
         }
         let mut result = tokio::time::timeout_at(deadline, op(conn)).await;
-        if let Ok(Err(e)) = &result {
-            if (e.is_io_error() || e.is_connection_dropped())
-                && deadline.saturating_duration_since(tokio::time::Instant::now())
-                    >= Duration::from_millis(1)
-            {
-                if let Some(conn) = self.cached_connection() {
-                    result = tokio::time::timeout_at(deadline, op(conn)).await;
-                }
-            }
+        if let Ok(Err(e)) = &result
+            && (e.is_io_error() || e.is_connection_dropped())
+            && deadline.saturating_duration_since(tokio::time::Instant::now())
+                >= Duration::from_millis(1)
+            && let Some(conn) = self.cached_connection()
+        {
+            result = tokio::time::timeout_at(deadline, op(conn)).await;
         }
         if self.cluster.is_some() && needs_topology_refresh(&result) {
             self.rebuild_cluster_connection();
