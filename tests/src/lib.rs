@@ -2154,3 +2154,28 @@ fn proxy_connection(client: TcpStream, server: TcpStream, state: &Arc<ProxyState
             let _ = server_r.shutdown(std::net::Shutdown::Both);
         });
 }
+
+/// Near-cache staleness (tests/near_cache.rs, tests/near_cache_cluster.rs): calls `f` until it returns `want` (bounded by `within`), and returns how long after `since`
+/// the old value was last served: the end of the last call that returned something else (zero
+/// if none did). That is the staleness the bound is about; the call that finally returns `want`
+/// (a Redis round trip, possibly a body run) and the pause between calls are not counted, so
+/// scheduling delays of this polling loop do not inflate the measurement.
+pub async fn stale_for<F, Fut>(since: Instant, within: Duration, want: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let mut last_stale = since;
+    loop {
+        let got = f().await;
+        if got == want {
+            return last_stale.saturating_duration_since(since);
+        }
+        last_stale = Instant::now();
+        assert!(
+            since.elapsed() < within,
+            "still served {got:?} after {within:?} (wanted {want:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{wait_near_live, warm_local};
 use memo_redis::{redis_cache, Cache, Config};
-use memo_redis_tests::RedisServer;
+use memo_redis_tests::{stale_for, RedisServer};
 
 /// The staleness bound promised (and documented) on loopback.
 const BOUND: Duration = Duration::from_millis(100);
@@ -21,31 +21,6 @@ fn config(server: &RedisServer) -> Config {
         .op_timeout(Duration::from_millis(500))
         .build()
         .expect("valid config")
-}
-
-/// Calls `f` until it returns `want` (bounded by `within`), and returns how long after `since`
-/// the old value was last served: the end of the last call that returned something else (zero
-/// if none did). That is the staleness the bound is about; the call that finally returns `want`
-/// (a Redis round trip, possibly a body run) and the pause between calls are not counted, so
-/// scheduling delays of this polling loop do not inflate the measurement.
-async fn stale_for<F, Fut>(since: Instant, within: Duration, want: &str, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = String>,
-{
-    let mut last_stale = since;
-    loop {
-        let got = f().await;
-        if got == want {
-            return last_stale.saturating_duration_since(since);
-        }
-        last_stale = Instant::now();
-        assert!(
-            since.elapsed() < within,
-            "still served {got:?} after {within:?} (wanted {want:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 static A: Cache = Cache::from_env();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{wait_near_live, warm_local_by};
 use memo_redis::{redis_cache, Cache, Config};
-use memo_redis_tests::RedisCluster;
+use memo_redis_tests::{stale_for, RedisCluster};
 use redis::cluster_async::ClusterConnection;
 
 /// The staleness bound promised (and documented) on loopback, as on a single node.
@@ -82,28 +82,6 @@ async fn data_commands(cluster: &RedisCluster) -> Vec<(String, u64)> {
     }
     all.sort();
     all
-}
-
-/// As in `near_cache.rs`: calls `f` until it returns `want` (bounded by `within`), and returns
-/// how long after `since` the old value was last served (zero if it never was).
-async fn stale_for<F, Fut>(since: Instant, within: Duration, want: &str, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = String>,
-{
-    let mut last_stale = since;
-    loop {
-        let got = f().await;
-        if got == want {
-            return last_stale.saturating_duration_since(since);
-        }
-        last_stale = Instant::now();
-        assert!(
-            since.elapsed() < within,
-            "still served {got:?} after {within:?} (wanted {want:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 static A: Cache = Cache::from_env();
