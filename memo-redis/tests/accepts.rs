@@ -1,7 +1,7 @@
 //! What `#[redis_cache]` accepts: each file under `tests/accepts/` is a module of this one test
 //! binary, and compiling it (warning-free under `clippy -D warnings` in CI) is the test. The
-//! rejections, with their messages and spans, are trybuild snapshots (`compiletest.rs`,
-//! `tests/ui/fail/`). These files were trybuild pass tests, one project and one linked binary
+//! rejections, with their messages and spans, are trybuild snapshots
+//! (`memo-redis-derive/tests/compiletest.rs`, `memo-redis-derive/tests/ui/fail/`). These files were trybuild pass tests, one project and one linked binary
 //! each (16 links and a codegen build of every dependency in trybuild's own target directory);
 //! as modules they share the test build the rest of the suite needs anyway.
 
