@@ -152,9 +152,11 @@ trait Sink {
 }
 
 impl Sink for Vec<u8> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
+    #[inline]
     fn byte(&mut self, b: u8) {
         self.push(b);
     }
@@ -169,6 +171,7 @@ struct Same<'e> {
 }
 
 impl Sink for Same<'_> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         if !self.same {
             return;
@@ -179,6 +182,7 @@ impl Sink for Same<'_> {
             _ => self.same = false,
         }
     }
+    #[inline]
     fn byte(&mut self, b: u8) {
         match self.expected.get(self.at) {
             Some(&e) if self.same && e == b => self.at += 1,
@@ -283,6 +287,7 @@ const SKIPPED: u8 = 31;
 const ITEM: u8 = 32;
 const END: u8 = 33;
 
+#[inline]
 fn put_str<W: Sink + ?Sized>(out: &mut W, s: &[u8]) {
     out.put(&(s.len() as u64).to_le_bytes());
     out.put(s);
