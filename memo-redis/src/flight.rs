@@ -12,7 +12,6 @@
 //! leader (a cancellation says nothing about the body, so one run still serves them all). Entries
 //! leave the table when their flight ends, so the table holds only keys being computed right now.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::panic::AssertUnwindSafe;
@@ -73,12 +72,14 @@ pub(crate) struct Slot {
     done: Notify,
 }
 
-type Table = HashMap<Arc<str>, Arc<Slot>, foldhash::fast::RandomState>;
+/// The flights of one shard, by the key's hash under `Flights::pick` (the one hash of a key a
+/// flight computes: it picks the shard and the stamp slot too).
+type Table = hashbrown::HashTable<(Arc<str>, Arc<Slot>)>;
 
 pub(crate) struct Flights {
     shards: [Mutex<Table>; SHARDS],
-    /// Picks a key's shard and stamp (the tables hash with their own seeds).
-    pick: foldhash::fast::FixedState,
+    /// Hashes keys: picks a key's shard, its stamp slot and its place in the shard's table.
+    pick: foldhash::fast::RandomState,
     ended: Box<[AtomicU64]>,
 }
 
@@ -86,7 +87,7 @@ impl Default for Flights {
     fn default() -> Self {
         Flights {
             shards: Default::default(),
-            pick: foldhash::fast::FixedState::default(),
+            pick: foldhash::fast::RandomState::default(),
             ended: (0..STAMPS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -120,17 +121,23 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Flights {
-    fn shard(&self, key: &str) -> &Mutex<Table> {
-        &self.shards[(self.pick.hash_one(key) as usize) % SHARDS]
+    fn hash(&self, key: &str) -> u64 {
+        self.pick.hash_one(key)
     }
 
-    fn stamp_slot(&self, key: &str) -> usize {
-        ((self.pick.hash_one(key) >> 16) as usize) % STAMPS
+    fn shard(&self, hash: u64) -> &Mutex<Table> {
+        // Bits the shard's table does not use (it places entries by the low bits and tags them
+        // with the top seven), so the keys of one shard spread over its whole table.
+        &self.shards[((hash >> 32) as usize) % SHARDS]
+    }
+
+    fn stamp_slot(hash: u64) -> usize {
+        ((hash >> 16) as usize) % STAMPS
     }
 
     /// Taken before a read that may miss.
     pub(crate) fn stamp(&self, key: &str) -> Stamp {
-        let slot = self.stamp_slot(key);
+        let slot = Self::stamp_slot(self.hash(key));
         Stamp {
             slot,
             seen: self.ended[slot].load(Ordering::SeqCst),
@@ -146,10 +153,12 @@ impl Flights {
 
     /// Joins the flight for `key`, leading it if there is none.
     pub(crate) fn join<'a>(&'a self, key: &str) -> Role<'a> {
-        let mut map = locked(self.shard(key));
+        // The key is hashed once; the leader's guard keeps the hash for leaving.
+        let hash = self.hash(key);
+        let mut table = locked(self.shard(hash));
         // Followers look up by `&str`: only a new flight allocates its key, once, shared by the
         // table and the leader's guard.
-        if let Some(slot) = map.get(key) {
+        if let Some((_, slot)) = table.find(hash, |(k, _)| **k == *key) {
             return Role::Follower(Arc::clone(slot));
         }
         let key: Arc<str> = Arc::from(key);
@@ -157,10 +166,14 @@ impl Flights {
             outcome: Mutex::new(Outcome::Pending),
             done: Notify::new(),
         });
-        map.insert(Arc::clone(&key), Arc::clone(&slot));
+        let pick = &self.pick;
+        table.insert_unique(hash, (Arc::clone(&key), Arc::clone(&slot)), |(k, _)| {
+            pick.hash_one(&**k)
+        });
         Role::Leader(Lead {
             flights: self,
             key,
+            hash,
             slot,
             ended: false,
         })
@@ -171,8 +184,10 @@ impl Flights {
         self.shards.iter().map(|s| locked(s).len()).sum()
     }
 
-    fn remove(&self, key: &str) {
-        locked(self.shard(key)).remove(key);
+    fn remove(&self, key: &str, hash: u64) {
+        if let Ok(entry) = locked(self.shard(hash)).find_entry(hash, |(k, _)| **k == *key) {
+            entry.remove();
+        }
     }
 }
 
@@ -180,6 +195,8 @@ impl Flights {
 pub(crate) struct Lead<'a> {
     flights: &'a Flights,
     key: Arc<str>,
+    /// `key`'s hash under `Flights::pick`.
+    hash: u64,
     slot: Arc<Slot>,
     ended: bool,
 }
@@ -200,12 +217,12 @@ impl Lead<'_> {
         self.ended = true;
         // Stamp before leaving the table: a caller that does not find this flight any more
         // sees the stamp moved and reads again instead of computing.
-        let slot = self.flights.stamp_slot(&self.key);
+        let slot = Flights::stamp_slot(self.hash);
         self.flights.ended[slot].fetch_add(1, Ordering::SeqCst);
         // Remove first, so callers arriving now start a new flight (and read Redis) instead of
         // joining one that is over. Followers only get the slot under the shard lock, so once it
         // is out of the table the count of other holders can only fall.
-        self.flights.remove(&self.key);
+        self.flights.remove(&self.key, self.hash);
         if Arc::strong_count(&self.slot) > 1 {
             *locked(&self.slot.outcome) = outcome();
             self.slot.done.notify_waiters();
@@ -273,7 +290,7 @@ mod tests {
         // A key in another stamp slot than "a" (there are 1024 slots).
         let other = (0..100)
             .map(|i| format!("b{i}"))
-            .find(|k| f.stamp_slot(k) != f.stamp_slot("a"))
+            .find(|k| Flights::stamp_slot(f.hash(k)) != Flights::stamp_slot(f.hash("a")))
             .expect("keys spread over the stamp slots");
         let (a, b) = (f.stamp("a"), f.stamp(&other));
         assert!(!f.ended_since(a), "nothing ended yet");

@@ -18,6 +18,7 @@
 //!
 //! [`MAX_DEPTH`]: crate::depth::MAX_DEPTH
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::DeserializeOwned;
@@ -74,8 +75,10 @@ where
         return envelope::encode_shaped::<V>(codec, None, shape, written_at_ms, compute_ms)
             .map_err(Refusal::NotRoundTrip);
     };
-    // The canonical form first: it bounds the depth before the codec recurses.
-    let original = canonical(value, false, 64)?;
+    // The canonical form first: it bounds the depth before the codec recurses. Rendered into
+    // this thread's scratch buffer (no allocation once warm), given back below.
+    let mut original = Scratch::take();
+    render(value, false, &mut *original)?;
     let mut out = Vec::with_capacity(original.len() + envelope::HEADER_LEN);
     envelope::header(&mut out, codec, 0, shape, written_at_ms, compute_ms);
     let depth = Depth::new();
@@ -91,10 +94,10 @@ where
         Err(_) if depth.tripped() => return Err(Refusal::TooDeep),
         Err(e) => return Err(Refusal::NotRoundTrip(format!("cannot decode: {e}"))),
     };
+    // The copy's canonical form compared with the original's as it is rendered (no second
+    // buffer); the whole copy is always rendered, so its errors are the same as rendering it.
     let n = original.len();
-    if canonical(&back, false, n)? == original
-        || canonical(&back, true, n)? == canonical(value, true, n)?
-    {
+    if matches(&back, &original)? || canonical(&back, true, n)? == canonical(value, true, n)? {
         return Ok(envelope::compress(out, compress, max_len));
     }
     Err(Refusal::NotRoundTrip("decodes to another value".into()))
@@ -107,15 +110,126 @@ fn canonical<V: Serialize + ?Sized>(
     capacity: usize,
 ) -> Result<Vec<u8>, Refusal> {
     let mut out = Vec::with_capacity(capacity);
+    render(value, sorted, &mut out)?;
+    Ok(out)
+}
+
+/// Whether the (unsorted) canonical form of `value` is exactly `expected`, compared while it
+/// is rendered. The form is rendered to the end whatever the comparison finds, so the result
+/// and the errors are those of `canonical(value, false, _) == expected`.
+fn matches<V: Serialize + ?Sized>(value: &V, expected: &[u8]) -> Result<bool, Refusal> {
+    let mut same = Same {
+        expected,
+        at: 0,
+        same: true,
+    };
+    render(value, false, &mut same)?;
+    Ok(same.same && same.at == expected.len())
+}
+
+/// Renders the canonical form of `value` into `out`.
+fn render<V: Serialize + ?Sized, W: Sink>(
+    value: &V,
+    sorted: bool,
+    out: &mut W,
+) -> Result<(), Refusal> {
     let depth = Depth::new();
     match value.serialize(Canon {
-        out: &mut out,
+        out,
         sorted,
         depth: &depth,
     }) {
-        Ok(()) => Ok(out),
+        Ok(()) => Ok(()),
         Err(_) if depth.tripped() => Err(Refusal::TooDeep),
         Err(CanonError(e)) => Err(Refusal::NotRoundTrip(format!("cannot serialize: {e}"))),
+    }
+}
+
+/// Where a canonical form goes: a buffer, or a comparison with a form rendered before.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+    fn byte(&mut self, b: u8);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.push(b);
+    }
+}
+
+/// Compares the bytes put into it with `expected`, from the start; `same` stays true while
+/// every byte so far matched.
+struct Same<'e> {
+    expected: &'e [u8],
+    at: usize,
+    same: bool,
+}
+
+impl Sink for Same<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        if !self.same {
+            return;
+        }
+        let end = self.at.saturating_add(bytes.len());
+        match self.expected.get(self.at..end) {
+            Some(e) if e == bytes => self.at = end,
+            _ => self.same = false,
+        }
+    }
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        match self.expected.get(self.at) {
+            Some(&e) if self.same && e == b => self.at += 1,
+            _ => self.same = false,
+        }
+    }
+}
+
+/// Larger scratch buffers are not kept (one huge value must not pin its memory in a thread).
+const SCRATCH_KEEP: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// This thread's canonical-form buffer, taken out (empty) for one guard run and given back
+/// when dropped. Taken, not borrowed: a guard run inside another (a `Serialize` impl that
+/// stores a value) gets a fresh buffer.
+struct Scratch(Vec<u8>);
+
+impl Scratch {
+    fn take() -> Scratch {
+        let mut buf = SCRATCH.try_with(Cell::take).unwrap_or_default();
+        buf.clear();
+        Scratch(buf)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.0.capacity() <= SCRATCH_KEEP {
+            let buf = std::mem::take(&mut self.0);
+            let _ = SCRATCH.try_with(|s| s.set(buf));
+        }
     }
 }
 
@@ -173,21 +287,22 @@ const SKIPPED: u8 = 31;
 const ITEM: u8 = 32;
 const END: u8 = 33;
 
-fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    out.extend_from_slice(s);
+#[inline]
+fn put_str<W: Sink + ?Sized>(out: &mut W, s: &[u8]) {
+    out.put(&(s.len() as u64).to_le_bytes());
+    out.put(s);
 }
 
-struct Canon<'a> {
-    out: &'a mut Vec<u8>,
+struct Canon<'a, W> {
+    out: &'a mut W,
     sorted: bool,
     depth: &'a Depth,
 }
 
-impl Canon<'_> {
+impl<W: Sink> Canon<'_, W> {
     fn scalar(self, tag: u8, bytes: &[u8]) -> Result<(), CanonError> {
-        self.out.push(tag);
-        self.out.extend_from_slice(bytes);
+        self.out.byte(tag);
+        self.out.put(bytes);
         Ok(())
     }
 
@@ -199,8 +314,8 @@ impl Canon<'_> {
 }
 
 /// A compound in canonical form; with `sort`, its items are buffered and written sorted.
-struct CanonCompound<'a> {
-    out: &'a mut Vec<u8>,
+struct CanonCompound<'a, W> {
+    out: &'a mut W,
     sorted: bool,
     depth: &'a Depth,
     levels: u32,
@@ -208,16 +323,16 @@ struct CanonCompound<'a> {
     items: Option<Vec<Vec<u8>>>,
 }
 
-impl<'a> Canon<'a> {
+impl<'a, W: Sink> Canon<'a, W> {
     fn open(
         self,
         tag: u8,
         name: &str,
         levels: u32,
         sortable: bool,
-    ) -> Result<CanonCompound<'a>, CanonError> {
+    ) -> Result<CanonCompound<'a, W>, CanonError> {
         self.enter(levels)?;
-        self.out.push(tag);
+        self.out.byte(tag);
         put_str(self.out, name.as_bytes());
         Ok(CanonCompound {
             out: self.out,
@@ -229,7 +344,7 @@ impl<'a> Canon<'a> {
     }
 }
 
-impl CanonCompound<'_> {
+impl<W: Sink> CanonCompound<'_, W> {
     fn item<T: Serialize + ?Sized>(
         &mut self,
         key: Option<&str>,
@@ -247,7 +362,7 @@ impl CanonCompound<'_> {
                 items.push(buf);
             }
             None => {
-                self.out.push(ITEM);
+                self.out.byte(ITEM);
                 if let Some(key) = key {
                     put_str(self.out, key.as_bytes());
                 }
@@ -264,40 +379,43 @@ impl CanonCompound<'_> {
     /// A map value: appended to the entry its key started.
     fn map_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonError> {
         let (sorted, depth) = (self.sorted, self.depth);
-        let out = match &mut self.items {
+        match &mut self.items {
             Some(items) => match items.last_mut() {
-                Some(entry) => entry,
-                None => return Err(CanonError("map value without a key".into())),
+                Some(out) => value.serialize(Canon { out, sorted, depth }),
+                None => Err(CanonError("map value without a key".into())),
             },
-            None => &mut *self.out,
-        };
-        value.serialize(Canon { out, sorted, depth })
+            None => value.serialize(Canon {
+                out: &mut *self.out,
+                sorted,
+                depth,
+            }),
+        }
     }
 
     fn end(self) -> Result<(), CanonError> {
         if let Some(mut items) = self.items {
             items.sort_unstable();
             for item in items {
-                self.out.push(ITEM);
+                self.out.byte(ITEM);
                 put_str(self.out, &item);
             }
         }
-        self.out.push(END);
+        self.out.byte(END);
         self.depth.leave(self.levels);
         Ok(())
     }
 }
 
-impl<'a> Serializer for Canon<'a> {
+impl<'a, W: Sink> Serializer for Canon<'a, W> {
     type Ok = ();
     type Error = CanonError;
-    type SerializeSeq = CanonCompound<'a>;
-    type SerializeTuple = CanonCompound<'a>;
-    type SerializeTupleStruct = CanonCompound<'a>;
-    type SerializeTupleVariant = CanonCompound<'a>;
-    type SerializeMap = CanonCompound<'a>;
-    type SerializeStruct = CanonCompound<'a>;
-    type SerializeStructVariant = CanonCompound<'a>;
+    type SerializeSeq = CanonCompound<'a, W>;
+    type SerializeTuple = CanonCompound<'a, W>;
+    type SerializeTupleStruct = CanonCompound<'a, W>;
+    type SerializeTupleVariant = CanonCompound<'a, W>;
+    type SerializeMap = CanonCompound<'a, W>;
+    type SerializeStruct = CanonCompound<'a, W>;
+    type SerializeStructVariant = CanonCompound<'a, W>;
 
     fn serialize_bool(self, v: bool) -> Result<(), CanonError> {
         self.scalar(BOOL, &[u8::from(v)])
@@ -343,12 +461,12 @@ impl<'a> Serializer for Canon<'a> {
         self.scalar(CHAR, &u32::from(v).to_le_bytes())
     }
     fn serialize_str(self, v: &str) -> Result<(), CanonError> {
-        self.out.push(STR);
+        self.out.byte(STR);
         put_str(self.out, v.as_bytes());
         Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), CanonError> {
-        self.out.push(BYTES);
+        self.out.byte(BYTES);
         put_str(self.out, v);
         Ok(())
     }
@@ -357,7 +475,7 @@ impl<'a> Serializer for Canon<'a> {
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), CanonError> {
         self.enter(1)?;
-        self.out.push(SOME);
+        self.out.byte(SOME);
         let depth = self.depth;
         value.serialize(Canon {
             out: self.out,
@@ -371,7 +489,7 @@ impl<'a> Serializer for Canon<'a> {
         self.scalar(UNIT, &[])
     }
     fn serialize_unit_struct(self, name: &'static str) -> Result<(), CanonError> {
-        self.out.push(UNIT_STRUCT);
+        self.out.byte(UNIT_STRUCT);
         put_str(self.out, name.as_bytes());
         Ok(())
     }
@@ -383,9 +501,9 @@ impl<'a> Serializer for Canon<'a> {
     ) -> Result<(), CanonError> {
         self.enter(1)?;
         self.depth.leave(1);
-        self.out.push(UNIT_VARIANT);
+        self.out.byte(UNIT_VARIANT);
         put_str(self.out, name.as_bytes());
-        self.out.extend_from_slice(&index.to_le_bytes());
+        self.out.put(&index.to_le_bytes());
         put_str(self.out, variant.as_bytes());
         Ok(())
     }
@@ -395,7 +513,7 @@ impl<'a> Serializer for Canon<'a> {
         value: &T,
     ) -> Result<(), CanonError> {
         self.enter(1)?;
-        self.out.push(NEWTYPE_STRUCT);
+        self.out.byte(NEWTYPE_STRUCT);
         put_str(self.out, name.as_bytes());
         let depth = self.depth;
         value.serialize(Canon {
@@ -414,9 +532,9 @@ impl<'a> Serializer for Canon<'a> {
         value: &T,
     ) -> Result<(), CanonError> {
         self.enter(1)?;
-        self.out.push(NEWTYPE_VARIANT);
+        self.out.byte(NEWTYPE_VARIANT);
         put_str(self.out, name.as_bytes());
-        self.out.extend_from_slice(&index.to_le_bytes());
+        self.out.put(&index.to_le_bytes());
         put_str(self.out, variant.as_bytes());
         let depth = self.depth;
         value.serialize(Canon {
@@ -427,17 +545,17 @@ impl<'a> Serializer for Canon<'a> {
         depth.leave(1);
         Ok(())
     }
-    fn serialize_seq(self, _: Option<usize>) -> Result<CanonCompound<'a>, CanonError> {
+    fn serialize_seq(self, _: Option<usize>) -> Result<CanonCompound<'a, W>, CanonError> {
         self.open(SEQ, "", 1, true)
     }
-    fn serialize_tuple(self, _: usize) -> Result<CanonCompound<'a>, CanonError> {
+    fn serialize_tuple(self, _: usize) -> Result<CanonCompound<'a, W>, CanonError> {
         self.open(TUPLE, "", 1, false)
     }
     fn serialize_tuple_struct(
         self,
         name: &'static str,
         _: usize,
-    ) -> Result<CanonCompound<'a>, CanonError> {
+    ) -> Result<CanonCompound<'a, W>, CanonError> {
         self.open(TUPLE_STRUCT, name, 1, false)
     }
     fn serialize_tuple_variant(
@@ -446,20 +564,20 @@ impl<'a> Serializer for Canon<'a> {
         index: u32,
         variant: &'static str,
         _: usize,
-    ) -> Result<CanonCompound<'a>, CanonError> {
+    ) -> Result<CanonCompound<'a, W>, CanonError> {
         let c = self.open(TUPLE_VARIANT, name, 2, false)?;
-        c.out.extend_from_slice(&index.to_le_bytes());
+        c.out.put(&index.to_le_bytes());
         put_str(c.out, variant.as_bytes());
         Ok(c)
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<CanonCompound<'a>, CanonError> {
+    fn serialize_map(self, _: Option<usize>) -> Result<CanonCompound<'a, W>, CanonError> {
         self.open(MAP, "", 1, true)
     }
     fn serialize_struct(
         self,
         name: &'static str,
         _: usize,
-    ) -> Result<CanonCompound<'a>, CanonError> {
+    ) -> Result<CanonCompound<'a, W>, CanonError> {
         self.open(STRUCT, name, 1, false)
     }
     fn serialize_struct_variant(
@@ -468,9 +586,9 @@ impl<'a> Serializer for Canon<'a> {
         index: u32,
         variant: &'static str,
         _: usize,
-    ) -> Result<CanonCompound<'a>, CanonError> {
+    ) -> Result<CanonCompound<'a, W>, CanonError> {
         let c = self.open(STRUCT_VARIANT, name, 2, false)?;
-        c.out.extend_from_slice(&index.to_le_bytes());
+        c.out.put(&index.to_le_bytes());
         put_str(c.out, variant.as_bytes());
         Ok(c)
     }
@@ -479,7 +597,7 @@ impl<'a> Serializer for Canon<'a> {
     }
 }
 
-impl ser::SerializeSeq for CanonCompound<'_> {
+impl<W: Sink> ser::SerializeSeq for CanonCompound<'_, W> {
     type Ok = ();
     type Error = CanonError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), CanonError> {
@@ -490,7 +608,7 @@ impl ser::SerializeSeq for CanonCompound<'_> {
     }
 }
 
-impl ser::SerializeTuple for CanonCompound<'_> {
+impl<W: Sink> ser::SerializeTuple for CanonCompound<'_, W> {
     type Ok = ();
     type Error = CanonError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), CanonError> {
@@ -501,7 +619,7 @@ impl ser::SerializeTuple for CanonCompound<'_> {
     }
 }
 
-impl ser::SerializeTupleStruct for CanonCompound<'_> {
+impl<W: Sink> ser::SerializeTupleStruct for CanonCompound<'_, W> {
     type Ok = ();
     type Error = CanonError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), CanonError> {
@@ -512,7 +630,7 @@ impl ser::SerializeTupleStruct for CanonCompound<'_> {
     }
 }
 
-impl ser::SerializeTupleVariant for CanonCompound<'_> {
+impl<W: Sink> ser::SerializeTupleVariant for CanonCompound<'_, W> {
     type Ok = ();
     type Error = CanonError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), CanonError> {
@@ -523,7 +641,7 @@ impl ser::SerializeTupleVariant for CanonCompound<'_> {
     }
 }
 
-impl ser::SerializeMap for CanonCompound<'_> {
+impl<W: Sink> ser::SerializeMap for CanonCompound<'_, W> {
     type Ok = ();
     type Error = CanonError;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), CanonError> {
@@ -537,7 +655,7 @@ impl ser::SerializeMap for CanonCompound<'_> {
     }
 }
 
-impl ser::SerializeStruct for CanonCompound<'_> {
+impl<W: Sink> ser::SerializeStruct for CanonCompound<'_, W> {
     type Ok = ();
     type Error = CanonError;
     fn serialize_field<T: Serialize + ?Sized>(
@@ -548,7 +666,7 @@ impl ser::SerializeStruct for CanonCompound<'_> {
         self.item(Some(key), v)
     }
     fn skip_field(&mut self, key: &'static str) -> Result<(), CanonError> {
-        self.out.push(SKIPPED);
+        self.out.byte(SKIPPED);
         put_str(self.out, key.as_bytes());
         Ok(())
     }
@@ -557,7 +675,7 @@ impl ser::SerializeStruct for CanonCompound<'_> {
     }
 }
 
-impl ser::SerializeStructVariant for CanonCompound<'_> {
+impl<W: Sink> ser::SerializeStructVariant for CanonCompound<'_, W> {
     type Ok = ();
     type Error = CanonError;
     fn serialize_field<T: Serialize + ?Sized>(
@@ -568,7 +686,7 @@ impl ser::SerializeStructVariant for CanonCompound<'_> {
         self.item(Some(key), v)
     }
     fn skip_field(&mut self, key: &'static str) -> Result<(), CanonError> {
-        self.out.push(SKIPPED);
+        self.out.byte(SKIPPED);
         put_str(self.out, key.as_bytes());
         Ok(())
     }
@@ -598,12 +716,74 @@ mod tests {
     mod erased {
         pub trait E {
             fn canon(&self) -> Vec<u8>;
+            fn same_as(&self, form: &[u8]) -> bool;
         }
         impl<T: serde::Serialize> E for T {
             fn canon(&self) -> Vec<u8> {
                 super::canonical(self, false, 0).unwrap()
             }
+            fn same_as(&self, form: &[u8]) -> bool {
+                super::matches(self, form).unwrap()
+            }
         }
+    }
+
+    #[test]
+    fn comparing_while_rendering_agrees_with_comparing_the_forms() {
+        let values: Vec<Box<dyn erased::E>> = vec![
+            Box::new(Some(None::<u8>)),
+            Box::new(None::<Option<u8>>),
+            Box::new(("ab", "c")),
+            Box::new(("a", "bc")),
+            Box::new(("ab", "c", 1u8)),
+            Box::new(vec![1u32, 2]),
+            Box::new(vec![1u32, 2, 3]),
+            Box::new(vec![2u32, 1]),
+            Box::new(Vec::<u32>::new()),
+            Box::new(f64::NAN),
+            Box::new(0.0f64),
+            Box::new(-0.0f64),
+            Box::new(chain(3)),
+            Box::new(chain(4)),
+            Box::new(String::new()),
+        ];
+        for a in &values {
+            for b in &values {
+                let (fa, fb) = (a.canon(), b.canon());
+                assert_eq!(a.same_as(&fb), fa == fb, "{fa:?} against {fb:?}");
+            }
+            // A prefix of the form, and the form with a byte more, are other forms.
+            let f = a.canon();
+            assert!(!a.same_as(&f[..f.len() - 1]));
+            assert!(!a.same_as(&[&f[..], &[0]].concat()));
+        }
+    }
+
+    #[test]
+    fn the_scratch_buffer_is_reused_and_nested_runs_get_their_own() {
+        let mut outer = Scratch::take();
+        outer.extend_from_slice(b"outer");
+        {
+            let mut inner = Scratch::take();
+            assert!(
+                inner.is_empty(),
+                "a nested run does not see the outer buffer"
+            );
+            inner.extend_from_slice(b"inner");
+        }
+        assert_eq!(&outer[..], b"outer");
+        drop(outer);
+        assert!(
+            Scratch::take().is_empty(),
+            "given back cleared of what it held"
+        );
+        let mut big = Scratch::take();
+        big.reserve(SCRATCH_KEEP * 2);
+        drop(big);
+        assert!(
+            Scratch::take().capacity() <= SCRATCH_KEEP,
+            "a large buffer is not kept"
+        );
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! ```
 //!
 //! `MODE` is `hit` (a `#[redis_cache]` Redis hit), `near` (a near-cache hit), `raw` (a redis-rs
-//! `GET` of the same entry through a `ConnectionManager`) or `bypass` (breaker open on a dead
-//! server); `N` calls run sequentially on a current-thread runtime inside `measure`, after a
+//! `GET` of the same entry through a `ConnectionManager`), `bypass` (breaker open on a dead
+//! server), `miss` (a `#[redis_cache]` miss: a new id per call, so `GET` nil, the body, the
+//! guarded encode and `SET`) or `raw-miss` (redis-rs `GET` of a new key, nil, then `SET … PX` of
+//! an entry of the same bytes); `N` calls run sequentially on a current-thread runtime inside `measure`, after a
 //! warm-up, so the collected instructions over `N` are the cost of one call (client side only:
 //! redis-server is another process). Without `--bench` (e.g. `cargo test --benches`) it runs a
 //! few calls of each mode as a smoke test.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use memo_redis::{redis_cache, Cache, Config};
@@ -26,6 +30,7 @@ use common::{profile, Profile};
 static HOT: Cache = Cache::from_env();
 static NEAR: Cache = Cache::from_env();
 static DEAD: Cache = Cache::from_env();
+static MISS: Cache = Cache::from_env();
 
 #[redis_cache(cache = HOT, ttl = 300)]
 async fn hit_profile(id: u64) -> Profile {
@@ -42,12 +47,50 @@ async fn dead_profile(id: u64) -> u64 {
     black_box(id).rotate_left(7)
 }
 
+/// The miss modes: every call a new id (and so a new key), never read before.
+#[redis_cache(cache = MISS, ttl = 300)]
+async fn miss_profile(id: u64) -> Profile {
+    profile(id)
+}
+
+/// The next id of `miss` and `raw-miss` (shared: no key is ever used twice in a run).
+static NEXT_MISS: AtomicU64 = AtomicU64::new(1 << 40);
+
+/// `raw-miss`: its key prefix (+ 32 hex digits: as long as `miss_profile`'s keys) and the
+/// entry it writes (the envelope memo-redis writes for such a value).
+static RAW_MISS: OnceLock<(String, Vec<u8>)> = OnceLock::new();
+
+/// `raw-miss`: `GET` of a new key (nil) then `SET … PX` of the entry, as the throughput
+/// bench's raw miss does; the number of `GET`s that found a value (0 when every call missed).
+async fn raw_miss(raw: &mut ConnectionManager) -> u64 {
+    let Some((prefix, bytes)) = RAW_MISS.get() else {
+        return 1;
+    };
+    let id = NEXT_MISS.fetch_add(1, Ordering::Relaxed);
+    let key = format!("{prefix}{id:032x}");
+    let old: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(raw)
+        .await
+        .unwrap_or_default();
+    let set: redis::RedisResult<()> = redis::cmd("SET")
+        .arg(&key)
+        .arg(&bytes[..])
+        .arg("PX")
+        .arg(300_000u64)
+        .query_async(raw)
+        .await;
+    u64::from(old.is_some()) + u64::from(set.is_err())
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Hit,
     Near,
     Raw,
     Bypass,
+    Miss,
+    RawMiss,
 }
 
 #[inline(never)]
@@ -67,6 +110,12 @@ async fn measure(mode: Mode, n: u64, raw: &mut ConnectionManager, raw_key: &str)
                 v.map_or(0, |v| v.len() as u64)
             }
             Mode::Bypass => dead_profile(id).await,
+            Mode::Miss => {
+                miss_profile(NEXT_MISS.fetch_add(1, Ordering::Relaxed))
+                    .await
+                    .id
+            }
+            Mode::RawMiss => raw_miss(raw).await,
         });
     }
     sum
@@ -81,7 +130,16 @@ fn main() {
         Some("near") => vec![Mode::Near],
         Some("raw") => vec![Mode::Raw],
         Some("bypass") => vec![Mode::Bypass],
-        _ => vec![Mode::Hit, Mode::Near, Mode::Raw, Mode::Bypass],
+        Some("miss") => vec![Mode::Miss],
+        Some("raw-miss") => vec![Mode::RawMiss],
+        _ => vec![
+            Mode::Hit,
+            Mode::Near,
+            Mode::Raw,
+            Mode::Bypass,
+            Mode::Miss,
+            Mode::RawMiss,
+        ],
     };
     let n: u64 = match (bench, rest.get(1)) {
         (true, Some(n)) => n.parse().expect("N"),
@@ -107,6 +165,14 @@ fn main() {
             .expect("config"),
     )
     .expect("install DEAD");
+    MISS.install(
+        Config::builder()
+            .url(server.url())
+            .namespace("miss")
+            .build()
+            .expect("config"),
+    )
+    .expect("install MISS");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -115,6 +181,16 @@ fn main() {
         let client = redis::Client::open(server.url()).expect("client");
         let mut raw = ConnectionManager::new(client).await.expect("raw");
         let raw_key = hit_profile_key(&0).expect("key");
+        let miss_key = miss_profile_key(&u64::MAX).expect("key");
+        let prefix = format!("{}raw-", "x".repeat(miss_key.len().saturating_sub(32 + 4)));
+        let entry = memo_redis::envelope::encode(
+            memo_redis::CodecKind::Bincode,
+            Some(&profile(1 << 40)),
+            1_764_000_000_000,
+            0,
+        )
+        .expect("encode");
+        RAW_MISS.get_or_init(|| (prefix, entry));
         for id in 0..64 {
             assert_eq!(hit_profile(id).await, profile(id));
         }
@@ -140,8 +216,9 @@ fn main() {
                 near_profile_stats(),
                 dead_profile_stats(),
             );
+            let miss_before = miss_profile_stats();
             let t = Instant::now();
-            black_box(measure(mode, n, &mut raw, &raw_key).await);
+            let sum = black_box(measure(mode, n, &mut raw, &raw_key).await);
             let took = t.elapsed();
             let after = (
                 hit_profile_stats(),
@@ -153,6 +230,16 @@ fn main() {
                 Mode::Near => assert_eq!(after.1.local_hits - before.1.local_hits, n, "all local"),
                 Mode::Bypass => assert_eq!(after.2.bypass - before.2.bypass, n, "all bypass"),
                 Mode::Raw => {}
+                Mode::Miss => {
+                    let after = miss_profile_stats();
+                    assert_eq!(after.misses - miss_before.misses, n, "all misses");
+                    assert_eq!(after.calls() - miss_before.calls(), n, "only misses");
+                    let skipped = |s: memo_redis::Stats| {
+                        s.skipped_too_large + s.skipped_too_deep + s.skipped_not_roundtrip
+                    };
+                    assert_eq!(skipped(after), skipped(miss_before), "every miss stored");
+                }
+                Mode::RawMiss => assert_eq!(sum, 0, "every raw GET nil, every SET ok"),
             }
             println!(
                 "{}: {n} calls, {:.0} ns/call (wall, not meaningful under callgrind)",
@@ -161,6 +248,8 @@ fn main() {
                     Mode::Near => "near",
                     Mode::Raw => "raw",
                     Mode::Bypass => "bypass",
+                    Mode::Miss => "miss",
+                    Mode::RawMiss => "raw-miss",
                 },
                 took.as_nanos() as f64 / n as f64
             );

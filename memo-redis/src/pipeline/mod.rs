@@ -260,8 +260,9 @@ where
             std::panic::resume_unwind(panic);
         }
     };
-    rules.observe_body(started.elapsed());
-    let encoded = entry::encode::<S, R, Ru>(rules, inner, &r, started.elapsed());
+    let took = started.elapsed();
+    rules.observe_body(took);
+    let encoded = entry::encode::<S, R, Ru>(rules, inner, &r, took);
     let mut written = false;
     if failure.is_none() {
         // A miss; or an error when Redis refused or failed the write (e.g. OOM).

@@ -20,10 +20,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
-/// `SET key value [PX ms]`.
+/// `SET key value [PX ms]`, its buffers sized once (growing them argument by argument cost
+/// a few reallocations and copies of the value per write).
 fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(key).arg(value);
+    // "SET" + key + value + "PX" + at most 20 digits.
+    let mut cmd = redis::Cmd::with_capacity(5, key.len() + value.len() + 25);
+    cmd.arg("SET").arg(key).arg(value);
     if let Some(ttl) = ttl {
         cmd.arg("PX")
             .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
@@ -340,5 +342,25 @@ impl Store {
             query_pipe::<()>(&mut conn, pipe, None).await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_is_sent_as_set_key_value_px() {
+        let packed = |ttl| set_cmd("k:1", b"\x01entry", ttl).get_packed_command();
+        assert_eq!(
+            packed(Some(Duration::from_millis(1500))),
+            b"*5\r\n$3\r\nSET\r\n$3\r\nk:1\r\n$6\r\n\x01entry\r\n$2\r\nPX\r\n$4\r\n1500\r\n"
+        );
+        assert_eq!(
+            packed(None),
+            b"*3\r\n$3\r\nSET\r\n$3\r\nk:1\r\n$6\r\n\x01entry\r\n"
+        );
+        // A TTL under a millisecond is sent as 1 ms (PX 0 is an error).
+        assert!(packed(Some(Duration::from_micros(10))).ends_with(b"$2\r\nPX\r\n$1\r\n1\r\n"));
     }
 }
