@@ -7,13 +7,15 @@
 //! ```
 //!
 //! `MODE` is `hit` (a `#[redis_cache]` Redis hit), `near` (a near-cache hit), `raw` (a redis-rs
-//! `GET` of the same entry through a `ConnectionManager`) or `bypass` (breaker open on a dead
-//! server); `N` calls run sequentially on a current-thread runtime inside `measure`, after a
+//! `GET` of the same entry through a `ConnectionManager`), `bypass` (breaker open on a dead
+//! server) or `near-arc` (a near-cache hit of a function returning `Arc<Profile>`: the hit clones
+//! a pointer, not the record); `N` calls run sequentially on a current-thread runtime inside `measure`, after a
 //! warm-up, so the collected instructions over `N` are the cost of one call (client side only:
 //! redis-server is another process). Without `--bench` (e.g. `cargo test --benches`) it runs a
 //! few calls of each mode as a smoke test.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memo_redis::{redis_cache, Cache, Config};
@@ -26,6 +28,7 @@ use common::{profile, Profile};
 static HOT: Cache = Cache::from_env();
 static NEAR: Cache = Cache::from_env();
 static DEAD: Cache = Cache::from_env();
+static NEAR_ARC: Cache = Cache::from_env();
 
 #[redis_cache(cache = HOT, ttl = 300)]
 async fn hit_profile(id: u64) -> Profile {
@@ -42,12 +45,37 @@ async fn dead_profile(id: u64) -> u64 {
     black_box(id).rotate_left(7)
 }
 
+/// `near-arc`: what a function returning `std::sync::Arc<Profile>` gets. The tests crate does not
+/// enable serde's `rc` feature (it would rebuild the workspace's serde users), so the value is a
+/// newtype around the `Arc` whose serde impls are the ones `rc` gives `Arc<T>` (the record's);
+/// its `Clone`, all a local hit does with it, is the `Arc`'s.
+#[derive(Debug, Clone, PartialEq)]
+struct SharedProfile(Arc<Profile>);
+
+impl serde::Serialize for SharedProfile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Profile::serialize(&self.0, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SharedProfile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Profile::deserialize(d).map(|p| SharedProfile(Arc::new(p)))
+    }
+}
+
+#[redis_cache(cache = NEAR_ARC, ttl = 300, local = "60s")]
+async fn near_arc_profile(id: u64) -> SharedProfile {
+    SharedProfile(Arc::new(profile(id)))
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Hit,
     Near,
     Raw,
     Bypass,
+    NearArc,
 }
 
 #[inline(never)]
@@ -67,6 +95,7 @@ async fn measure(mode: Mode, n: u64, raw: &mut ConnectionManager, raw_key: &str)
                 v.map_or(0, |v| v.len() as u64)
             }
             Mode::Bypass => dead_profile(id).await,
+            Mode::NearArc => near_arc_profile(id).await.0.id,
         });
     }
     sum
@@ -81,7 +110,14 @@ fn main() {
         Some("near") => vec![Mode::Near],
         Some("raw") => vec![Mode::Raw],
         Some("bypass") => vec![Mode::Bypass],
-        _ => vec![Mode::Hit, Mode::Near, Mode::Raw, Mode::Bypass],
+        Some("near-arc") => vec![Mode::NearArc],
+        _ => vec![
+            Mode::Hit,
+            Mode::Near,
+            Mode::Raw,
+            Mode::Bypass,
+            Mode::NearArc,
+        ],
     };
     let n: u64 = match (bench, rest.get(1)) {
         (true, Some(n)) => n.parse().expect("N"),
@@ -107,6 +143,15 @@ fn main() {
             .expect("config"),
     )
     .expect("install DEAD");
+    NEAR_ARC
+        .install(
+            Config::builder()
+                .url(server.url())
+                .namespace("near-arc")
+                .build()
+                .expect("config"),
+        )
+        .expect("install NEAR_ARC");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -129,6 +174,20 @@ fn main() {
             assert!(Instant::now() < deadline, "near cache did not fill");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for id in 0..64 {
+                assert_eq!(near_arc_profile(id).await.0, Arc::new(profile(id)));
+            }
+            if NEAR_ARC
+                .near_cache()
+                .is_some_and(|s| s.live && s.entries >= 64)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "near cache (Arc) did not fill");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         while !DEAD.breaker_open() {
             dead_profile(1).await;
         }
@@ -140,6 +199,7 @@ fn main() {
                 near_profile_stats(),
                 dead_profile_stats(),
             );
+            let arc_before = near_arc_profile_stats();
             let t = Instant::now();
             black_box(measure(mode, n, &mut raw, &raw_key).await);
             let took = t.elapsed();
@@ -153,6 +213,11 @@ fn main() {
                 Mode::Near => assert_eq!(after.1.local_hits - before.1.local_hits, n, "all local"),
                 Mode::Bypass => assert_eq!(after.2.bypass - before.2.bypass, n, "all bypass"),
                 Mode::Raw => {}
+                Mode::NearArc => assert_eq!(
+                    near_arc_profile_stats().local_hits - arc_before.local_hits,
+                    n,
+                    "all local"
+                ),
             }
             println!(
                 "{}: {n} calls, {:.0} ns/call (wall, not meaningful under callgrind)",
@@ -161,6 +226,7 @@ fn main() {
                     Mode::Near => "near",
                     Mode::Raw => "raw",
                     Mode::Bypass => "bypass",
+                    Mode::NearArc => "near-arc",
                 },
                 took.as_nanos() as f64 / n as f64
             );
