@@ -645,6 +645,10 @@ mod tests {
     impl<'de> serde::Deserialize<'de> for OnlyOwned {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             struct V;
+            #[allow(
+                clippy::serde_api_misuse,
+                reason = "the point of the test: a visitor that takes only owned strings"
+            )]
             impl<'de> Visitor<'de> for V {
                 type Value = OnlyOwned;
                 fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
