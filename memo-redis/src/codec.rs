@@ -251,6 +251,9 @@ impl CodecKind {
         let seed = Seed::new(PhantomData::<T>, depth);
         match self {
             CodecKind::Bincode => {
+                // bincode reads an owned string into a zeroed buffer; borrowed, then copied, the
+                // same string costs one plain allocation.
+                depth.copy_strings();
                 let config = bincode::config::standard().with_limit::<DECODE_ALLOC_LIMIT>();
                 let (value, read) = bincode::serde::seed_decode_from_slice(seed, bytes, config)
                     .map_err(|e| e.to_string())?;

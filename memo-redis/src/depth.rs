@@ -36,6 +36,8 @@ pub const MAX_DEPTH: u32 = 128;
 pub(crate) struct Depth {
     left: Cell<u32>,
     tripped: Cell<bool>,
+    /// Owned strings are read as borrowed `&str` and copied (see [`Depth::copy_strings`]).
+    copy_strings: Cell<bool>,
 }
 
 impl Depth {
@@ -43,7 +45,16 @@ impl Depth {
         Depth {
             left: Cell::new(MAX_DEPTH),
             tripped: Cell::new(false),
+            copy_strings: Cell::new(false),
         }
+    }
+
+    /// From now on a `deserialize_string` is asked of the format as a `deserialize_str`, and the
+    /// borrowed text handed to the visitor as a `String` copied from it (`visit_string`, what
+    /// the format itself would call). For bincode, whose owned strings are a zeroed buffer
+    /// (`calloc`) filled by a copy: one plain allocation instead, the same value.
+    pub(crate) fn copy_strings(&self) {
+        self.copy_strings.set(true);
     }
 
     /// Whether some value went past the limit.
@@ -374,6 +385,17 @@ macro_rules! forward_de {
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for De<'_, D> {
     type Error = D::Error;
 
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let vis = Vis {
+            inner: visitor,
+            depth: self.depth,
+        };
+        if self.depth.copy_strings.get() {
+            return self.inner.deserialize_str(CopyStr(vis));
+        }
+        self.inner.deserialize_string(vis)
+    }
+
     forward_de! {
         deserialize_any();
         deserialize_bool();
@@ -391,7 +413,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for De<'_, D> {
         deserialize_f64();
         deserialize_char();
         deserialize_str();
-        deserialize_string();
         deserialize_bytes();
         deserialize_byte_buf();
         deserialize_option();
@@ -410,6 +431,29 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for De<'_, D> {
 
     fn is_human_readable(&self) -> bool {
         self.inner.is_human_readable()
+    }
+}
+
+/// Hands borrowed text to its visitor as an owned `String` (see [`Depth::copy_strings`]).
+struct CopyStr<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for CopyStr<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<V::Value, E> {
+        self.0.visit_string(v.to_owned())
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<V::Value, E> {
+        self.0.visit_string(v.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<V::Value, E> {
+        self.0.visit_string(v)
     }
 }
 
@@ -592,6 +636,61 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
 mod tests {
     use super::*;
     use crate::codec::CodecKind;
+
+    /// Text whose visitor takes only an owned `String` (`visit_string`), the one bincode called
+    /// before its strings were read by reference: it must still decode.
+    #[derive(Debug, PartialEq)]
+    struct OnlyOwned(String);
+
+    impl<'de> serde::Deserialize<'de> for OnlyOwned {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            #[allow(
+                clippy::serde_api_misuse,
+                reason = "the point of the test: a visitor that takes only owned strings"
+            )]
+            impl<'de> Visitor<'de> for V {
+                type Value = OnlyOwned;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an owned string")
+                }
+                fn visit_string<E: de::Error>(self, v: String) -> Result<OnlyOwned, E> {
+                    Ok(OnlyOwned(v))
+                }
+            }
+            d.deserialize_string(V)
+        }
+    }
+
+    #[test]
+    fn bincode_strings_read_by_reference_decode_as_before() {
+        let value = (
+            "Ada".to_string(),
+            vec!["é".to_string(), String::new(), "x".repeat(300)],
+            Some("last".to_string()),
+        );
+        let mut bytes = Vec::new();
+        CodecKind::Bincode.encode(&value, &mut bytes).unwrap();
+        let back: (String, Vec<String>, Option<String>) =
+            CodecKind::Bincode.decode(&bytes).unwrap();
+        assert_eq!(back, value);
+
+        let mut bytes = Vec::new();
+        CodecKind::Bincode.encode("only owned", &mut bytes).unwrap();
+        assert_eq!(
+            CodecKind::Bincode.decode::<OnlyOwned>(&bytes).unwrap(),
+            OnlyOwned("only owned".into())
+        );
+
+        // Invalid UTF-8 and a length past the end are still errors (no allocation of the
+        // announced length).
+        assert!(CodecKind::Bincode
+            .decode::<String>(&[2, 0xff, 0xfe])
+            .is_err());
+        assert!(CodecKind::Bincode
+            .decode::<String>(&[0xfc, 0xff, 0xff, 0xff, 0x7f, b'a'])
+            .is_err());
+    }
 
     #[derive(Debug, serde::Serialize, serde::Deserialize)]
     struct Node {

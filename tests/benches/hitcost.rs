@@ -8,15 +8,17 @@
 //!
 //! `MODE` is `hit` (a `#[redis_cache]` Redis hit), `near` (a near-cache hit), `raw` (a redis-rs
 //! `GET` of the same entry through a `ConnectionManager`), `bypass` (breaker open on a dead
-//! server), `miss` (a `#[redis_cache]` miss: a new id per call, so `GET` nil, the body, the
-//! guarded encode and `SET`) or `raw-miss` (redis-rs `GET` of a new key, nil, then `SET … PX` of
-//! an entry of the same bytes); `N` calls run sequentially on a current-thread runtime inside `measure`, after a
+//! server), `near-arc` (a near-cache hit of a function returning `Arc<Profile>`: the hit clones
+//! a pointer, not the record), `miss` (a `#[redis_cache]` miss: a new id per call, so `GET` nil,
+//! the body, the guarded encode and `SET`) or `raw-miss` (redis-rs `GET` of a new key, nil, then
+//! `SET … PX` of an entry of the same bytes); `N` calls run sequentially on a current-thread runtime inside `measure`, after a
 //! warm-up, so the collected instructions over `N` are the cost of one call (client side only:
 //! redis-server is another process). Without `--bench` (e.g. `cargo test --benches`) it runs a
 //! few calls of each mode as a smoke test.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,7 @@ static HOT: Cache = Cache::from_env();
 static NEAR: Cache = Cache::from_env();
 static DEAD: Cache = Cache::from_env();
 static MISS: Cache = Cache::from_env();
+static NEAR_ARC: Cache = Cache::from_env();
 
 #[redis_cache(cache = HOT, ttl = 300)]
 async fn hit_profile(id: u64) -> Profile {
@@ -83,6 +86,30 @@ async fn raw_miss(raw: &mut ConnectionManager) -> u64 {
     u64::from(old.is_some()) + u64::from(set.is_err())
 }
 
+/// `near-arc`: what a function returning `std::sync::Arc<Profile>` gets. The tests crate does not
+/// enable serde's `rc` feature (it would rebuild the workspace's serde users), so the value is a
+/// newtype around the `Arc` whose serde impls are the ones `rc` gives `Arc<T>` (the record's);
+/// its `Clone`, all a local hit does with it, is the `Arc`'s.
+#[derive(Debug, Clone, PartialEq)]
+struct SharedProfile(Arc<Profile>);
+
+impl serde::Serialize for SharedProfile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Profile::serialize(&self.0, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SharedProfile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Profile::deserialize(d).map(|p| SharedProfile(Arc::new(p)))
+    }
+}
+
+#[redis_cache(cache = NEAR_ARC, ttl = 300, local = "60s")]
+async fn near_arc_profile(id: u64) -> SharedProfile {
+    SharedProfile(Arc::new(profile(id)))
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Hit,
@@ -91,6 +118,7 @@ enum Mode {
     Bypass,
     Miss,
     RawMiss,
+    NearArc,
 }
 
 #[inline(never)]
@@ -116,6 +144,7 @@ async fn measure(mode: Mode, n: u64, raw: &mut ConnectionManager, raw_key: &str)
                     .id
             }
             Mode::RawMiss => raw_miss(raw).await,
+            Mode::NearArc => near_arc_profile(id).await.0.id,
         });
     }
     sum
@@ -132,6 +161,7 @@ fn main() {
         Some("bypass") => vec![Mode::Bypass],
         Some("miss") => vec![Mode::Miss],
         Some("raw-miss") => vec![Mode::RawMiss],
+        Some("near-arc") => vec![Mode::NearArc],
         _ => vec![
             Mode::Hit,
             Mode::Near,
@@ -139,6 +169,7 @@ fn main() {
             Mode::Bypass,
             Mode::Miss,
             Mode::RawMiss,
+            Mode::NearArc,
         ],
     };
     let n: u64 = match (bench, rest.get(1)) {
@@ -173,6 +204,15 @@ fn main() {
             .expect("config"),
     )
     .expect("install MISS");
+    NEAR_ARC
+        .install(
+            Config::builder()
+                .url(server.url())
+                .namespace("near-arc")
+                .build()
+                .expect("config"),
+        )
+        .expect("install NEAR_ARC");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -205,6 +245,20 @@ fn main() {
             assert!(Instant::now() < deadline, "near cache did not fill");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for id in 0..64 {
+                assert_eq!(near_arc_profile(id).await.0, Arc::new(profile(id)));
+            }
+            if NEAR_ARC
+                .near_cache()
+                .is_some_and(|s| s.live && s.entries >= 64)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "near cache (Arc) did not fill");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         while !DEAD.breaker_open() {
             dead_profile(1).await;
         }
@@ -217,6 +271,7 @@ fn main() {
                 dead_profile_stats(),
             );
             let miss_before = miss_profile_stats();
+            let arc_before = near_arc_profile_stats();
             let t = Instant::now();
             let sum = black_box(measure(mode, n, &mut raw, &raw_key).await);
             let took = t.elapsed();
@@ -240,6 +295,11 @@ fn main() {
                     assert_eq!(skipped(after), skipped(miss_before), "every miss stored");
                 }
                 Mode::RawMiss => assert_eq!(sum, 0, "every raw GET nil, every SET ok"),
+                Mode::NearArc => assert_eq!(
+                    near_arc_profile_stats().local_hits - arc_before.local_hits,
+                    n,
+                    "all local"
+                ),
             }
             println!(
                 "{}: {n} calls, {:.0} ns/call (wall, not meaningful under callgrind)",
@@ -250,6 +310,7 @@ fn main() {
                     Mode::Bypass => "bypass",
                     Mode::Miss => "miss",
                     Mode::RawMiss => "raw-miss",
+                    Mode::NearArc => "near-arc",
                 },
                 took.as_nanos() as f64 / n as f64
             );

@@ -1,6 +1,7 @@
 //! The typed commands of the store: reads (`GET`, `GET`+`PTTL`, `GETEX` with its fallback),
 //! writes (`SET`, `DEL`), the compare-and-delete repair of a corrupt entry, and prepared scripts.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use redis::FromRedisValue;
@@ -41,6 +42,53 @@ pub(crate) fn evalsha(script: &redis::Script, keys: &[&str]) -> redis::Cmd {
     cmd
 }
 
+thread_local! {
+    /// The buffers of the thread's last `GET` (see [`Reused`]).
+    static SPARE_GET: Cell<Option<redis::Cmd>> = const { Cell::new(None) };
+}
+
+/// A `GET key` built in the buffers of an earlier one: a hit's command costs two copies instead
+/// of two allocations, a reallocation and their frees. The buffers go back to the thread that
+/// drops the command (one spare per thread; a command dropped where one is kept already, or
+/// while the thread exits, is freed).
+struct Reused(redis::Cmd, bool);
+
+impl Reused {
+    /// Buffers of a key longer than this are not kept.
+    const KEEP_UP_TO: usize = 512;
+
+    fn get(key: &str) -> Reused {
+        let mut cmd = SPARE_GET
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| redis::Cmd::with_capacity(2, 3 + key.len()));
+        cmd.arg("GET").arg(key);
+        Reused(cmd, key.len() <= Self::KEEP_UP_TO)
+    }
+}
+
+impl std::ops::Deref for Reused {
+    type Target = redis::Cmd;
+    fn deref(&self) -> &redis::Cmd {
+        &self.0
+    }
+}
+
+impl Drop for Reused {
+    fn drop(&mut self) {
+        if !self.1 {
+            return;
+        }
+        let mut cmd = std::mem::take(&mut self.0);
+        cmd.clear();
+        let _ = SPARE_GET.try_with(|spare| match spare.take() {
+            Some(kept) => spare.set(Some(kept)),
+            None => spare.set(Some(cmd)),
+        });
+    }
+}
+
 /// How a write with bookkeeping failed.
 #[derive(Debug)]
 pub(crate) enum WriteFailed {
@@ -52,7 +100,8 @@ pub(crate) enum WriteFailed {
 
 impl Store {
     pub(crate) async fn get(&self, key: &str, limit: Duration) -> Result<Option<Vec<u8>>, Error> {
-        self.read_within(redis::cmd("GET").arg(key), limit).await
+        let get = Reused::get(key);
+        self.read_within(&get, limit).await
     }
 
     /// `GET` on the master of the key's slot even when the cache reads from replicas: for a
@@ -362,5 +411,33 @@ mod tests {
         );
         // A TTL under a millisecond is sent as 1 ms (PX 0 is an error).
         assert!(packed(Some(Duration::from_micros(10))).ends_with(b"$2\r\nPX\r\n$1\r\n1\r\n"));
+    }
+
+    #[test]
+    fn a_reused_get_is_the_command_of_its_own_key() {
+        let long = "k".repeat(Reused::KEEP_UP_TO + 1);
+        // Longer, then shorter, then empty, then past the kept size: each time exactly
+        // `GET key`, whatever the buffers held before.
+        for key in [
+            "memo:app:0123456789ab:key-one",
+            "k2",
+            "",
+            &long,
+            "after-long",
+        ] {
+            let reused = Reused::get(key);
+            assert_eq!(
+                reused.get_packed_command(),
+                redis::cmd("GET").arg(key).get_packed_command(),
+                "{key}"
+            );
+        }
+        let held = Reused::get("held");
+        let other = Reused::get("other");
+        assert_eq!(
+            other.get_packed_command(),
+            redis::cmd("GET").arg("other").get_packed_command()
+        );
+        drop((held, other));
     }
 }

@@ -365,16 +365,24 @@ impl Store {
         if self.breaker.nodes.is_some() {
             self.refresh_slot_map_if_old(started);
         }
-        let conn = match self.connection(limit).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.failed(picked, &e);
-                return Err(e);
-            }
+        // The connection is there on every call but the first: no await, no time spent.
+        let (conn, waited) = match self.cached_connection() {
+            Some(c) => (c, false),
+            None => match self.connection(limit).await {
+                Ok(c) => (c, true),
+                Err(e) => {
+                    self.failed(picked, &e);
+                    return Err(e);
+                }
+            },
         };
         // `limit` counts from `started`: one deadline for the connection, the command and a retry.
         let deadline = tokio::time::Instant::from_std(started) + limit;
-        if limit.saturating_sub(started.elapsed()) < Duration::from_millis(1) {
+        let left = match waited {
+            true => limit.saturating_sub(started.elapsed()),
+            false => limit,
+        };
+        if left < Duration::from_millis(1) {
             let e = Error::Timeout(total);
             self.failed(picked, &e);
             return Err(e);
