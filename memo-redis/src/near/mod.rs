@@ -182,7 +182,9 @@ impl Near {
                 .map_err(|_| Error::Runtime("called outside a Tokio runtime"))
         }) {
             Ok(handle) => {
-                let task = if config.is_cluster() {
+                // Without the `cluster` feature no cache has a cluster configuration (its store
+                // fails to build: cluster_api), so the cluster links are not compiled in.
+                let task = if cfg!(feature = "cluster") && config.is_cluster() {
                     handle.spawn(cluster::track(
                         Arc::clone(self),
                         config.clone(),

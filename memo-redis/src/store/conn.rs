@@ -196,6 +196,33 @@ pub(crate) async fn query_pipe<T: FromRedisValue>(
     }
 }
 
+impl super::Op<'_> {
+    /// Sends the operation on `conn`; the reply untyped (see `Store::run`).
+    pub(super) async fn send(self, mut conn: Conn) -> redis::RedisResult<Value> {
+        use super::Op;
+        match self {
+            Op::Cmd(cmd, master) => query_cmd::<Value>(&mut conn, cmd, master).await,
+            Op::Pipe(pipe, master) => query_pipe::<Value>(&mut conn, pipe, master).await,
+            Op::PipeAsIs(pipe) => pipe.query_async::<Value>(&mut conn).await,
+            Op::Invoke(invocation) => invocation.invoke_async::<Value>(&mut conn).await,
+            Op::On(cmd, target) => match &mut conn {
+                Conn::Single(_) => cmd.query_async::<Value>(&mut conn).await,
+                Conn::Cluster(c) => {
+                    let routing = match target {
+                        Target::Random => SingleNodeRoutingInfo::Random,
+                        Target::Node(host, port) => SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        },
+                    };
+                    c.route_command(cmd.clone(), RoutingInfo::SingleNode(routing))
+                        .await
+                }
+            },
+        }
+    }
+}
+
 /// Where a cluster-only command goes.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
