@@ -262,45 +262,11 @@ where
     };
     rules.observe_body(started.elapsed());
     let encoded = entry::encode::<S, R, Ru>(rules, inner, &r, started.elapsed());
-    crate::outline::Outlined::new(after_body::<Ru>(
-        rules,
-        target,
-        encoded.as_ref(),
-        failure.is_none(),
-        corrupt,
-        lock,
-        budget,
-    ))
-    .await;
-    if let Some(flight) = flight {
-        // Followers get the result even when Redis is failing: one body run per key.
-        flight.finish_with(|| match encoded {
-            Some(encoded) => Outcome::Shared(Arc::from(encoded.bytes)),
-            None => match entry::shared_none::<S, R, Ru>(rules, inner, &r) {
-                Some(bytes) => Outcome::Shared(Arc::from(bytes)),
-                None => Outcome::NotShared,
-            },
-        });
-    }
-    r
-}
-
-/// After the body: the write (a miss; or an error when Redis refused or failed it, e.g. OOM),
-/// the repair of a corrupt entry nothing overwrote, the lock's release. Generic only over the
-/// rules, so compiled once for all value types.
-async fn after_body<Ru: Rules + ?Sized>(
-    rules: &Ru,
-    target: Target<'_>,
-    encoded: Option<&entry::Encoded>,
-    counted: bool,
-    corrupt: Option<Vec<u8>>,
-    lock: Option<LockGuard>,
-    budget: &mut Budget,
-) {
     let mut written = false;
-    if counted {
+    if failure.is_none() {
+        // A miss; or an error when Redis refused or failed the write (e.g. OOM).
         let mut outcome = CallOutcome::Miss;
-        if let Some(encoded) = encoded {
+        if let Some(encoded) = &encoded {
             match write::store(rules, target, encoded, budget).await {
                 Ok(w) => written = w,
                 Err(_) => outcome = CallOutcome::Error,
@@ -315,4 +281,15 @@ async fn after_body<Ru: Rules + ?Sized>(
     if let Some(lock) = lock {
         lock.release(budget).await;
     }
+    if let Some(flight) = flight {
+        // Followers get the result even when Redis is failing: one body run per key.
+        flight.finish_with(|| match encoded {
+            Some(encoded) => Outcome::Shared(Arc::from(encoded.bytes)),
+            None => match entry::shared_none::<S, R, Ru>(rules, inner, &r) {
+                Some(bytes) => Outcome::Shared(Arc::from(bytes)),
+                None => Outcome::NotShared,
+            },
+        });
+    }
+    r
 }
