@@ -161,9 +161,18 @@ async fn redirected<T: FromRedisValue>(
     }
 }
 
+/// A future on a rare path (a redirect redis-rs gave up on: a reshard), boxed: the state machine
+/// of every operation would otherwise hold it inline, and its drop code, copied wherever an
+/// operation's future is dropped, would carry it too.
+fn rare<'a, T>(
+    future: impl std::future::Future<Output = T> + Send + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>> {
+    Box::pin(future)
+}
+
 /// One command on `conn` (on the master of `master`'s slot when given), with a redirect redis-rs
 /// gave up on followed once more (see [`redirected`]).
-pub(crate) async fn query_cmd<T: FromRedisValue>(
+pub(crate) async fn query_cmd<T: FromRedisValue + Send>(
     conn: &mut Conn,
     cmd: &Cmd,
     master: Option<&[u8]>,
@@ -173,13 +182,13 @@ pub(crate) async fn query_cmd<T: FromRedisValue>(
         None => cmd.query_async::<T>(conn).await,
     };
     match result {
-        Err(e) if names_a_node(&e) => redirected(conn, e, vec![cmd.clone()], true).await,
+        Err(e) if names_a_node(&e) => rare(redirected(conn, e, vec![cmd.clone()], true)).await,
         other => other,
     }
 }
 
 /// [`query_cmd`] for a pipeline (not a transaction).
-pub(crate) async fn query_pipe<T: FromRedisValue>(
+pub(crate) async fn query_pipe<T: FromRedisValue + Send>(
     conn: &mut Conn,
     pipe: &redis::Pipeline,
     master: Option<&[u8]>,
@@ -190,7 +199,13 @@ pub(crate) async fn query_pipe<T: FromRedisValue>(
     };
     match result {
         Err(e) if names_a_node(&e) => {
-            redirected(conn, e, pipe.cmd_iter().cloned().collect(), false).await
+            rare(redirected(
+                conn,
+                e,
+                pipe.cmd_iter().cloned().collect(),
+                false,
+            ))
+            .await
         }
         other => other,
     }
