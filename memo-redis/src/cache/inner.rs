@@ -47,6 +47,15 @@ impl Inner {
 
     /// Spawns tracked background work on the current tokio runtime (if any).
     pub(crate) fn spawn(self: &Arc<Self>, fut: impl Future<Output = ()> + Send + 'static) {
+        self.spawn_boxed(Box::pin(fut));
+    }
+
+    /// [`Inner::spawn`] of one task type for all background work: each future type spawned
+    /// costs a copy of tokio's task machinery (≈ 5 KB of code), a box per task does not.
+    fn spawn_boxed(
+        self: &Arc<Self>,
+        fut: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>,
+    ) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
