@@ -47,15 +47,6 @@ impl Inner {
 
     /// Spawns tracked background work on the current tokio runtime (if any).
     pub(crate) fn spawn(self: &Arc<Self>, fut: impl Future<Output = ()> + Send + 'static) {
-        self.spawn_boxed(Box::pin(fut));
-    }
-
-    /// [`Inner::spawn`] of one task type for all background work: each future type spawned
-    /// costs a copy of tokio's task machinery (≈ 5 KB of code), a box per task does not.
-    fn spawn_boxed(
-        self: &Arc<Self>,
-        fut: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>,
-    ) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -63,10 +54,11 @@ impl Inner {
             return;
         }
         let guard = self.tasks.enter();
-        handle.spawn(async move {
+        let task: crate::runtime::Task = Box::pin(async move {
             fut.await;
             drop(guard);
         });
+        handle.spawn(task);
     }
 
     /// Called before the first entry without expiry is written: warns once if the server can
