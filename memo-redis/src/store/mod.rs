@@ -203,9 +203,7 @@ impl Store {
         if let Some(c) = self.cached_connection() {
             return Ok(c);
         }
-        // Without the `cluster` feature `self.cluster` is always `None` (cluster_api); saying so
-        // at compile time leaves the cluster handshake below out of the build.
-        let Some(cluster) = self.cluster.as_ref().filter(|_| cfg!(feature = "cluster")) else {
+        let Some(cluster) = &self.cluster else {
             let mut guard = self.conn.write().map_err(|_| {
                 redis::RedisError::from((redis::ErrorKind::Client, "connection lock poisoned"))
             })?;
