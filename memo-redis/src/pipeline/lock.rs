@@ -120,7 +120,7 @@ enum Found {
     Polled,
     /// Read with a `SET NX` that failed (someone else holds the lock): not decoding, we wait.
     Peeked,
-    /// Read after taking the lock (see [`recheck`](Taking::step)): decoding, the lock is
+    /// Read after taking the lock (see [`Taking::step`]): decoding, the lock is
     /// released and the value served; not decoding, we compute under the lock.
     Rechecked(LockGuard),
 }
