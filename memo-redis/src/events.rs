@@ -100,7 +100,8 @@ impl Events {
         if !self.started.swap(true, Ordering::AcqRel) {
             let handle = tokio::runtime::Handle::try_current()
                 .map_err(|_| Error::Runtime("called outside a Tokio runtime"))?;
-            let task = handle.spawn(subscriber(Arc::clone(&self.bus)));
+            let task: crate::runtime::Task = Box::pin(subscriber(Arc::clone(&self.bus)));
+            let task = handle.spawn(task);
             if let Ok(mut t) = self.task.lock() {
                 *t = Some(task);
             }

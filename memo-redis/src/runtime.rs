@@ -98,3 +98,8 @@ fn io_enabled() -> bool {
     }
     std::panic::catch_unwind(move || drop(tokio::net::UdpSocket::from_std(socket))).is_ok()
 }
+
+/// What memo-redis spawns: one task type for all its background work (each future type spawned
+/// costs a copy of tokio's task machinery, ≈ 5 KB of code per scheduler; a box per task costs
+/// an allocation, and the tasks are few).
+pub(crate) type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;

@@ -54,10 +54,11 @@ impl Inner {
             return;
         }
         let guard = self.tasks.enter();
-        handle.spawn(async move {
+        let task: crate::runtime::Task = Box::pin(async move {
             fut.await;
             drop(guard);
         });
+        handle.spawn(task);
     }
 
     /// Called before the first entry without expiry is written: warns once if the server can

@@ -182,15 +182,19 @@ impl Near {
                 .map_err(|_| Error::Runtime("called outside a Tokio runtime"))
         }) {
             Ok(handle) => {
-                let task = if config.is_cluster() {
-                    handle.spawn(cluster::track(
+                // Without the `cluster` feature no cache has a cluster configuration (its store
+                // fails to build: cluster_api), so the cluster links are not compiled in.
+                let task: crate::runtime::Task = if cfg!(feature = "cluster") && config.is_cluster()
+                {
+                    Box::pin(cluster::track(
                         Arc::clone(self),
                         config.clone(),
                         topology.cloned(),
                     ))
                 } else {
-                    handle.spawn(track::track(Arc::clone(self), config.clone()))
+                    Box::pin(track::track(Arc::clone(self), config.clone()))
                 };
+                let task = handle.spawn(task);
                 if let Ok(mut t) = self.task.lock() {
                     *t = Some(task);
                 }

@@ -7,6 +7,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::observe::{self, CallOutcome};
+use crate::outline::Outlined;
 use crate::shape::Shape;
 use crate::spec::key::{Key, KeyText};
 use crate::spec::Spec;
@@ -28,9 +29,11 @@ where
         if let Some(r) = local_hit::<S, R>(spec, &key) {
             return r;
         }
-        return call::<S, R, F>(spec, key, body, None, false).await;
+        return Outlined::new(call::<S, R, F>(spec, key, body, None, false)).await;
     }
-    call::<S, R, F>(spec, key, body, None, true)
+    // Polled through `Outlined` on both paths: the state machine is compiled once, not once
+    // here and once more inside `Instrumented::poll`.
+    Outlined::new(call::<S, R, F>(spec, key, body, None, true))
         .instrument(span)
         .await
 }
@@ -69,9 +72,9 @@ where
     }
     let refresher = |key: &Key| refresh::spawn::<S, R, M, F>(spec, key, make.clone());
     if span.is_disabled() {
-        return call::<S, R, F>(spec, key, make(), Some(&refresher), false).await;
+        return Outlined::new(call::<S, R, F>(spec, key, make(), Some(&refresher), false)).await;
     }
-    call::<S, R, F>(spec, key, make(), Some(&refresher), true)
+    Outlined::new(call::<S, R, F>(spec, key, make(), Some(&refresher), true))
         .instrument(span)
         .await
 }

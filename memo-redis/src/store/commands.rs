@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::FromRedisValue;
 
 use super::fault::{classify, Fault, REFUSAL_MEMORY};
-use super::{query_cmd, query_pipe, Route, Store, Writing};
+use super::{query_cmd, Op, Route, Store, Writing};
 use crate::error::Error;
 
 /// Deletes the entry only if it still holds the bytes we judged corrupt, or if it is not a
@@ -129,9 +129,11 @@ impl Store {
         let pipe = &pipe;
         let key = key.as_bytes();
         let master = self.replica_reads;
-        self.run_op(Route::Key(key), limit, move |mut conn| async move {
-            query_pipe::<(Option<Vec<u8>>, i64)>(&mut conn, pipe, master.then_some(key)).await
-        })
+        self.run(
+            Route::Key(key),
+            limit,
+            Op::Pipe(pipe, master.then_some(key)),
+        )
         .await
     }
 
@@ -232,19 +234,10 @@ impl Store {
             reads: &self.reads,
             key: Some(key),
         };
-        let script = &self.repair;
+        let mut invocation = self.repair.key(key);
+        invocation.arg(seen);
         let n: u64 = self
-            .run_op(
-                Route::Key(key.as_bytes()),
-                limit,
-                move |mut conn| async move {
-                    script
-                        .key(key)
-                        .arg(seen)
-                        .invoke_async::<u64>(&mut conn)
-                        .await
-                },
-            )
+            .run(Route::Key(key.as_bytes()), limit, Op::Invoke(&invocation))
             .await?;
         Ok(n > 0)
     }
@@ -319,10 +312,7 @@ impl Store {
             reads: &self.reads,
             key: None,
         };
-        self.run_op(Route::Any, limit, move |mut conn| async move {
-            invocation.invoke_async::<T>(&mut conn).await
-        })
-        .await
+        self.run(Route::Any, limit, Op::Invoke(invocation)).await
     }
 }
 
@@ -387,10 +377,7 @@ impl Store {
         let route = entries
             .first()
             .map_or(Route::Any, |(key, _, _)| Route::Key(key.as_bytes()));
-        self.run_op(route, limit, move |mut conn| async move {
-            query_pipe::<()>(&mut conn, pipe, None).await
-        })
-        .await
+        self.run(route, limit, Op::Pipe(pipe, None)).await
     }
 }
 

@@ -161,9 +161,18 @@ async fn redirected<T: FromRedisValue>(
     }
 }
 
+/// A future on a rare path (a redirect redis-rs gave up on: a reshard), boxed: the state machine
+/// of every operation would otherwise hold it inline, and its drop code, copied wherever an
+/// operation's future is dropped, would carry it too.
+fn rare<'a, T>(
+    future: impl std::future::Future<Output = T> + Send + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>> {
+    Box::pin(future)
+}
+
 /// One command on `conn` (on the master of `master`'s slot when given), with a redirect redis-rs
 /// gave up on followed once more (see [`redirected`]).
-pub(crate) async fn query_cmd<T: FromRedisValue>(
+pub(crate) async fn query_cmd<T: FromRedisValue + Send>(
     conn: &mut Conn,
     cmd: &Cmd,
     master: Option<&[u8]>,
@@ -173,13 +182,13 @@ pub(crate) async fn query_cmd<T: FromRedisValue>(
         None => cmd.query_async::<T>(conn).await,
     };
     match result {
-        Err(e) if names_a_node(&e) => redirected(conn, e, vec![cmd.clone()], true).await,
+        Err(e) if names_a_node(&e) => rare(redirected(conn, e, vec![cmd.clone()], true)).await,
         other => other,
     }
 }
 
 /// [`query_cmd`] for a pipeline (not a transaction).
-pub(crate) async fn query_pipe<T: FromRedisValue>(
+pub(crate) async fn query_pipe<T: FromRedisValue + Send>(
     conn: &mut Conn,
     pipe: &redis::Pipeline,
     master: Option<&[u8]>,
@@ -190,9 +199,42 @@ pub(crate) async fn query_pipe<T: FromRedisValue>(
     };
     match result {
         Err(e) if names_a_node(&e) => {
-            redirected(conn, e, pipe.cmd_iter().cloned().collect(), false).await
+            rare(redirected(
+                conn,
+                e,
+                pipe.cmd_iter().cloned().collect(),
+                false,
+            ))
+            .await
         }
         other => other,
+    }
+}
+
+impl super::Op<'_> {
+    /// Sends the operation on `conn`; the reply untyped (see `Store::run`).
+    pub(super) async fn send(self, mut conn: Conn) -> redis::RedisResult<Value> {
+        use super::Op;
+        match self {
+            Op::Cmd(cmd, master) => query_cmd::<Value>(&mut conn, cmd, master).await,
+            Op::Pipe(pipe, master) => query_pipe::<Value>(&mut conn, pipe, master).await,
+            Op::PipeAsIs(pipe) => pipe.query_async::<Value>(&mut conn).await,
+            Op::Invoke(invocation) => invocation.invoke_async::<Value>(&mut conn).await,
+            Op::On(cmd, target) => match &mut conn {
+                Conn::Single(_) => cmd.query_async::<Value>(&mut conn).await,
+                Conn::Cluster(c) => {
+                    let routing = match target {
+                        Target::Random => SingleNodeRoutingInfo::Random,
+                        Target::Node(host, port) => SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        },
+                    };
+                    c.route_command(cmd.clone(), RoutingInfo::SingleNode(routing))
+                        .await
+                }
+            },
+        }
     }
 }
 

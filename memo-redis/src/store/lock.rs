@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{query_pipe, Route, Store};
+use super::{Op, Route, Store};
 use crate::error::Error;
 
 /// Releases a lock only if it still holds our token (the lease may have expired and another
@@ -40,11 +40,7 @@ impl Store {
             .arg(lock);
         let pipe = &pipe;
         let (set, holder): (Option<String>, Option<String>) = self
-            .run_op(
-                Route::Key(lock.as_bytes()),
-                limit,
-                move |mut conn| async move { query_pipe(&mut conn, pipe, None).await },
-            )
+            .run(Route::Key(lock.as_bytes()), limit, Op::Pipe(pipe, None))
             .await?;
         Ok(set.is_some() || holder.as_deref() == Some(token))
     }
@@ -74,11 +70,7 @@ impl Store {
             .arg(key);
         let pipe = &pipe;
         let (set, holder, value): (Option<String>, Option<String>, Option<Vec<u8>>) = self
-            .run_op(
-                Route::Key(lock.as_bytes()),
-                limit,
-                move |mut conn| async move { pipe.query_async(&mut conn).await },
-            )
+            .run(Route::Key(lock.as_bytes()), limit, Op::PipeAsIs(pipe))
             .await?;
         Ok((set.is_some() || holder.as_deref() == Some(token), value))
     }
@@ -90,19 +82,10 @@ impl Store {
         token: &str,
         limit: Duration,
     ) -> Result<bool, Error> {
-        let script = &self.release;
+        let mut invocation = self.release.key(lock);
+        invocation.arg(token);
         let n: u64 = self
-            .run_op(
-                Route::Key(lock.as_bytes()),
-                limit,
-                move |mut conn| async move {
-                    script
-                        .key(lock)
-                        .arg(token)
-                        .invoke_async::<u64>(&mut conn)
-                        .await
-                },
-            )
+            .run(Route::Key(lock.as_bytes()), limit, Op::Invoke(&invocation))
             .await?;
         Ok(n > 0)
     }

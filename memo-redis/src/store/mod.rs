@@ -14,7 +14,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Script};
 
 use crate::breaker::{Admit, Breaker};
-use crate::cluster_api::{ClusterClient, RoutingInfo, SingleNodeRoutingInfo};
+use crate::cluster_api::ClusterClient;
 use crate::config::Config;
 use crate::error::Error;
 use crate::log::RateLimited;
@@ -34,8 +34,8 @@ pub(crate) use budget::Budget;
 use coalesce::{Reads, Writing};
 pub(crate) use commands::{evalsha, WriteFailed};
 use conn::needs_topology_refresh;
+use conn::query_cmd;
 pub(crate) use conn::{open_client, Conn, Target};
-use conn::{query_cmd, query_pipe};
 use fault::Refusal;
 pub(crate) use fault::{classify, Fault};
 
@@ -90,6 +90,27 @@ pub(crate) enum Route<'a> {
     /// The node at this address.
     Node(&'a str, u16),
 }
+
+/// One Redis operation as data, for [`Store::run`]: the typed commands differ only in their
+/// operation and reply type, so the code that sends it (breaker, connection, timeout, retry,
+/// redirect) is compiled once instead of once per command and reply type.
+#[derive(Clone, Copy)]
+pub(crate) enum Op<'a> {
+    /// One command; on the master of this key's slot when given (see `conn::query_cmd`).
+    Cmd(&'a Cmd, Option<&'a [u8]>),
+    /// A pipeline (not a transaction); on the master of this key's slot when given (see
+    /// `conn::query_pipe`).
+    Pipe(&'a redis::Pipeline, Option<&'a [u8]>),
+    /// A pipeline as redis-rs sends it (no redirect followed: single-node callers).
+    PipeAsIs(&'a redis::Pipeline),
+    /// A prepared script invocation (`EVALSHA`, loading the script on `NOSCRIPT`).
+    Invoke(&'a redis::ScriptInvocation<'a>),
+    /// One command on the cluster node `Target` names (a single node: the node).
+    On(&'a Cmd, &'a Target),
+}
+
+/// An operation's outcome before [`Store::settle`]: Redis's reply, or the deadline passed.
+type Sent<T> = Result<redis::RedisResult<T>, tokio::time::error::Elapsed>;
 
 /// The breaker an operation is accounted on, and the master's address on a cluster.
 #[derive(Clone, Copy)]
@@ -234,25 +255,7 @@ impl Store {
             Target::Random => Route::Any,
             Target::Node(host, port) => Route::Node(host, *port),
         };
-        self.run_op(route, self.op_timeout, move |mut conn| async move {
-            match &mut conn {
-                Conn::Single(_) => cmd.query_async::<T>(&mut conn).await,
-                Conn::Cluster(c) => {
-                    let routing = match target {
-                        Target::Random => SingleNodeRoutingInfo::Random,
-                        Target::Node(host, port) => SingleNodeRoutingInfo::ByAddress {
-                            host: host.clone(),
-                            port: *port,
-                        },
-                    };
-                    let value = c
-                        .route_command(cmd.clone(), RoutingInfo::SingleNode(routing))
-                        .await?;
-                    T::from_redis_value(value).map_err(redis::RedisError::from)
-                }
-            }
-        })
-        .await
+        self.run(route, self.op_timeout, Op::On(cmd, target)).await
     }
 
     /// Drops the connection; the next operation creates a new one.
@@ -294,10 +297,7 @@ impl Store {
         cmd: &Cmd,
         limit: Duration,
     ) -> Result<T, Error> {
-        self.run_op(Route::Cmd(cmd), limit, move |mut conn| async move {
-            query_cmd::<T>(&mut conn, cmd, None).await
-        })
-        .await
+        self.run(Route::Cmd(cmd), limit, Op::Cmd(cmd, None)).await
     }
 
     /// Whether an operation on `key` (full key) would bypass Redis now: the breaker of the
@@ -344,16 +344,70 @@ impl Store {
         }
     }
 
-    /// Runs one operation under the breaker and `limit`, counting its outcome on the breaker.
+    /// Runs one operation under the breaker and `limit`, counting its outcome on the breaker;
+    /// its reply converted to `T` (a reply of the wrong type is the server's refusal of this
+    /// command, as with redis-rs's typed queries).
     ///
-    /// A connection that died while idle (server restarted) fails the first command with an I/O
-    /// error and makes the manager reconnect at once; one retry on the fresh connection, within
-    /// the same limit, lets the first call after Redis returns be served.
+    /// Everything but the conversion is [`Store::exec`], compiled once for every operation and
+    /// reply type (see [`Op`]).
+    pub(crate) async fn run<T: FromRedisValue>(
+        &self,
+        route: Route<'_>,
+        limit: Duration,
+        op: Op<'_>,
+    ) -> Result<T, Error> {
+        let (picked, result) = crate::outline::Outlined::new(self.exec(route, limit, op)).await?;
+        let result = result.map(|r| {
+            r.and_then(|v| redis::from_redis_value::<T>(v).map_err(redis::RedisError::from))
+        });
+        self.settle(picked, result, limit)
+    }
+
+    /// [`Store::run`] up to the reply: breaker, connection, `limit`, the retry; the outcome is
+    /// for [`Store::settle`] (`Err` when the operation never reached Redis, already settled).
+    async fn exec<'s>(
+        &'s self,
+        route: Route<'_>,
+        limit: Duration,
+        op: Op<'_>,
+    ) -> Result<(Picked<'s>, Sent<redis::Value>), Error> {
+        let (picked, conn, deadline) = self.begin(route, limit).await?;
+        let mut result = tokio::time::timeout_at(deadline, op.send(conn)).await;
+        if let Some(conn) = self.retry_conn(&result, deadline) {
+            result = tokio::time::timeout_at(deadline, op.send(conn)).await;
+        }
+        if self.cluster.is_some() && needs_topology_refresh(&result) {
+            self.rebuild_cluster_connection();
+        }
+        Ok((picked, result))
+    }
+
+    /// [`Store::run`] for an operation that is code rather than data (a fallback within the
+    /// operation): `op` makes the operation's future, once more for the retry.
     async fn run_op<T, F, Fut>(&self, route: Route<'_>, limit: Duration, op: F) -> Result<T, Error>
     where
         F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        let (picked, conn, deadline) =
+            crate::outline::Outlined::new(self.begin(route, limit)).await?;
+        let mut result = tokio::time::timeout_at(deadline, op(conn)).await;
+        if let Some(conn) = self.retry_conn(&result, deadline) {
+            result = tokio::time::timeout_at(deadline, op(conn)).await;
+        }
+        if self.cluster.is_some() && needs_topology_refresh(&result) {
+            self.rebuild_cluster_connection();
+        }
+        self.settle(picked, result, limit)
+    }
+
+    /// The start of every operation: the runtime check, the breaker, the connection; and the
+    /// deadline, counted from now: one deadline for the connection, the command and a retry.
+    async fn begin(
+        &self,
+        route: Route<'_>,
+        limit: Duration,
+    ) -> Result<(Picked<'_>, Conn, tokio::time::Instant), Error> {
         // Not a Redis failure: the breaker is left alone.
         crate::runtime::check()?;
         let picked = self.pick(route);
@@ -376,7 +430,6 @@ impl Store {
                 }
             },
         };
-        // `limit` counts from `started`: one deadline for the connection, the command and a retry.
         let deadline = tokio::time::Instant::from_std(started) + limit;
         let left = match waited {
             true => limit.saturating_sub(started.elapsed()),
@@ -387,19 +440,23 @@ impl Store {
             self.failed(picked, &e);
             return Err(e);
         }
-        let mut result = tokio::time::timeout_at(deadline, op(conn)).await;
-        if let Ok(Err(e)) = &result
-            && (e.is_io_error() || e.is_connection_dropped())
-            && deadline.saturating_duration_since(tokio::time::Instant::now())
-                >= Duration::from_millis(1)
-            && let Some(conn) = self.cached_connection()
-        {
-            result = tokio::time::timeout_at(deadline, op(conn)).await;
+        Ok((picked, conn, deadline))
+    }
+
+    /// A connection that died while idle (server restarted) fails the first command with an I/O
+    /// error and makes the manager reconnect at once; one retry on the fresh connection, within
+    /// the same deadline, lets the first call after Redis returns be served.
+    fn retry_conn<T>(&self, result: &Sent<T>, deadline: tokio::time::Instant) -> Option<Conn> {
+        match result {
+            Ok(Err(e))
+                if (e.is_io_error() || e.is_connection_dropped())
+                    && deadline.saturating_duration_since(tokio::time::Instant::now())
+                        >= Duration::from_millis(1) =>
+            {
+                self.cached_connection()
+            }
+            _ => None,
         }
-        if self.cluster.is_some() && needs_topology_refresh(&result) {
-            self.rebuild_cluster_connection();
-        }
-        self.settle(picked, result, total)
     }
 
     /// Drops the cluster connection (at most once per [`CLUSTER_REBUILD_INTERVAL`]) so that the
@@ -462,10 +519,8 @@ impl Store {
         if !self.replica_reads {
             return self.read_within(cmd, limit).await;
         }
-        self.run_op(Route::Key(key), limit, move |mut conn| async move {
-            query_cmd::<T>(&mut conn, cmd, Some(key)).await
-        })
-        .await
+        self.run(Route::Key(key), limit, Op::Cmd(cmd, Some(key)))
+            .await
     }
 
     /// Reads the slot map again through the current connection, in a task of its own.
@@ -532,74 +587,74 @@ impl Store {
         });
     }
 
-    fn settle<T>(
-        &self,
-        picked: Picked<'_>,
-        result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
-        limit: Duration,
-    ) -> Result<T, Error> {
+    fn settle<T>(&self, picked: Picked<'_>, result: Sent<T>, limit: Duration) -> Result<T, Error> {
         match result {
             Ok(Ok(v)) => {
                 self.reachable(picked);
                 Ok(v)
             }
-            Ok(Err(e)) => match classify(&e) {
-                Fault::Denied => {
-                    // Wrong credentials do not heal by retrying every call: open the breaker at
-                    // once (one log line) and let the probes find out when an operator fixed it.
-                    let e = Error::from(e);
-                    if picked.breaker.trip() {
-                        self.opened(picked);
-                        tracing::error!(
-                            url = %self.url,
-                            node = picked.node,
-                            error = %e,
-                            "redis refused access (credentials); circuit breaker opened, cached functions run their bodies directly"
-                        );
-                    }
-                    Err(e)
-                }
-                Fault::Refused => {
-                    // The server answered: it is reachable, only this command was refused.
-                    self.reachable(picked);
-                    self.refused(&e);
-                    if e.code() == Some("WRONGTYPE") {
-                        // Foreign data under our key: the caller repairs it.
-                        return Err(Error::WrongType);
-                    }
-                    Err(Error::from(e))
-                }
-                Fault::Unreachable if picked.node.is_some() && cluster::is_redirect(&e) => {
-                    // The slot is moving (a reshard) and redis-rs ran out of redirects: the
-                    // master answered at once and serves its other slots; opening its breaker
-                    // would bypass all of them for a cooldown. Not counted, as `CLUSTERDOWN`.
-                    let e = Error::from(e);
-                    self.errors_log.hit(|suppressed| {
-                        tracing::warn!(url = %self.url, node = picked.node, error = %e, suppressed, "redis cluster slot moving; cached calls run their bodies, explicit operations return the error");
-                    });
-                    Err(e)
-                }
-                Fault::Unreachable if picked.node.is_some() && cluster::is_cluster_down(&e) => {
-                    // The whole cluster refuses (a master failed and its replica is not promoted
-                    // yet): this master answered at once and will serve again the moment the
-                    // cluster is. Opening its breaker would bypass it for a whole cooldown after
-                    // that; a fast refusal costs no wait, so it is not counted.
-                    let e = Error::from(e);
-                    self.errors_log.hit(|suppressed| {
-                        tracing::warn!(url = %self.url, node = picked.node, error = %e, suppressed, "redis cluster down; cached calls run their bodies, explicit operations return the error");
-                    });
-                    Err(e)
-                }
-                Fault::Unreachable => {
-                    let e = Error::from(e);
-                    self.failed(picked, &e);
-                    Err(e)
-                }
-            },
+            Ok(Err(e)) => Err(self.settle_error(picked, e)),
             Err(_) => {
                 let e = Error::Timeout(limit);
                 self.failed(picked, &e);
                 Err(e)
+            }
+        }
+    }
+
+    /// [`Store::settle`] of a failed operation (not generic: compiled once).
+    fn settle_error(&self, picked: Picked<'_>, e: redis::RedisError) -> Error {
+        match classify(&e) {
+            Fault::Denied => {
+                // Wrong credentials do not heal by retrying every call: open the breaker at
+                // once (one log line) and let the probes find out when an operator fixed it.
+                let e = Error::from(e);
+                if picked.breaker.trip() {
+                    self.opened(picked);
+                    tracing::error!(
+                        url = %self.url,
+                        node = picked.node,
+                        error = %e,
+                        "redis refused access (credentials); circuit breaker opened, cached functions run their bodies directly"
+                    );
+                }
+                e
+            }
+            Fault::Refused => {
+                // The server answered: it is reachable, only this command was refused.
+                self.reachable(picked);
+                self.refused(&e);
+                if e.code() == Some("WRONGTYPE") {
+                    // Foreign data under our key: the caller repairs it.
+                    return Error::WrongType;
+                }
+                Error::from(e)
+            }
+            Fault::Unreachable if picked.node.is_some() && cluster::is_redirect(&e) => {
+                // The slot is moving (a reshard) and redis-rs ran out of redirects: the
+                // master answered at once and serves its other slots; opening its breaker
+                // would bypass all of them for a cooldown. Not counted, as `CLUSTERDOWN`.
+                let e = Error::from(e);
+                self.errors_log.hit(|suppressed| {
+                    tracing::warn!(url = %self.url, node = picked.node, error = %e, suppressed, "redis cluster slot moving; cached calls run their bodies, explicit operations return the error");
+                });
+                e
+            }
+            Fault::Unreachable if picked.node.is_some() && cluster::is_cluster_down(&e) => {
+                // The whole cluster refuses (a master failed and its replica is not promoted
+                // yet): this master answered at once and will serve again the moment the
+                // cluster is. Opening its breaker would bypass it for a whole cooldown after
+                // that; a fast refusal costs no wait, so it is not counted.
+                let e = Error::from(e);
+                self.errors_log.hit(|suppressed| {
+                    tracing::warn!(url = %self.url, node = picked.node, error = %e, suppressed, "redis cluster down; cached calls run their bodies, explicit operations return the error");
+                });
+                e
+            }
+            Fault::Unreachable => {
+                let e = Error::from(e);
+                self.failed(picked, &e);
+                e
             }
         }
     }
