@@ -628,7 +628,18 @@ impl RedisServer {
     ///
     /// If the connection cannot be established.
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        match self.client().get_multiplexed_async_connection().await {
+        // The harness's own commands (setup, checks, `CLUSTER SETSLOT`, `MIGRATE`) wait as long
+        // as a slow machine needs: redis-rs's default response timeout (500 ms) failed a
+        // resharding step on a loaded CI machine, where `CLUSTER SETSLOT` also syncs
+        // nodes.conf to disk. The code under test has its own timeouts.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(10)))
+            .set_response_timeout(Some(Duration::from_secs(30)));
+        match self
+            .client()
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
             Ok(conn) => conn,
             Err(e) => panic!("cannot connect to test redis at {}: {e}", self.addr()),
         }
